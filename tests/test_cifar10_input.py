@@ -1,0 +1,328 @@
+"""Tests for cifar10_input: parsing, download, extraction, and the tf.data pipeline."""
+
+import hashlib
+import http.server
+import io
+import socket
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cifar10_input as ci
+from conftest import known_images, write_records
+
+
+# ----------------------------------------------------------------------------- parsing
+def test_load_split_reads_every_label_and_pixel(synthetic_dir):
+    images, labels = ci.load_split(synthetic_dir, "train")
+    assert images.dtype == np.uint8 and images.shape == (100, 32, 32, 3)
+    np.testing.assert_array_equal(labels, np.arange(100) % 10, err_msg="train labels, in file order")
+    expected_hwc = known_images(100).transpose(0, 2, 3, 1)  # CHW on disk -> HWC in memory
+    np.testing.assert_array_equal(images, expected_hwc, err_msg="pixels: CHW-to-HWC order is wrong")
+    # One pixel by hand: image 7, row 2, column 5, green = (7*37 + 1*101 + 2*7 + 5*3) % 256.
+    assert images[7, 2, 5, 1] == (7 * 37 + 101 + 14 + 15) % 256
+
+    test_images, test_labels = ci.load_split(synthetic_dir, "test")
+    np.testing.assert_array_equal(test_labels, (np.arange(10) * 3) % 10)
+    np.testing.assert_array_equal(test_images, known_images(10, first_id=1000).transpose(0, 2, 3, 1))
+
+
+def test_tf_data_path_gives_the_same_pixels_and_labels(synthetic_dir):
+    images, labels = ci.load_split(synthetic_dir, "test")
+    train_images, _ = ci.load_split(synthetic_dir, "train")
+    mean, std = ci.channel_stats(train_images)
+    batches = list(ci.make_dataset(synthetic_dir, "test", batch_size=4))
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    x = np.concatenate([b[0].numpy() for b in batches])
+    y = np.concatenate([b[1].numpy() for b in batches])
+    assert x.dtype == np.float32 and y.dtype == np.int32
+    np.testing.assert_array_equal(y, labels)
+    restored = (x * std + mean) * 255.0
+    np.testing.assert_allclose(restored, images, atol=1e-3, err_msg="normalisation is not (x/255-mean)/std")
+
+
+def test_truncated_or_missing_bin_names_the_file(synthetic_dir):
+    bad = synthetic_dir / "data_batch_3.bin"
+    bad.write_bytes(bad.read_bytes()[:-100])
+    with pytest.raises(ci.DataError, match=r"data_batch_3\.bin has .* not a whole number of 3073-byte"):
+        ci.load_split(synthetic_dir, "train")
+    bad.unlink()
+    with pytest.raises(ci.DataError, match=r"data_batch_3\.bin is missing"):
+        ci.load_split(synthetic_dir, "train")
+
+
+def test_bad_split_name():
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        ci.load_split(".", "validation")
+
+
+# ----------------------------------------------------------------------------- a local HTTP server
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves one payload; can honour Range, and can drop the first response half-way."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        server = self.server
+        server.requests.append(self.headers.get("Range"))
+        if server.status:
+            self.send_error(server.status)
+            return
+        data, start = server.payload, 0
+        if server.ranges and (header := self.headers.get("Range")):
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.drops_left > 0:  # send half, then hang up
+            server.drops_left -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    """Starts a server on 127.0.0.1 serving `payload`; returns (url, server)."""
+    servers = []
+
+    def start(payload: bytes, *, ranges: bool = True, drops: int = 0, status: int = 0):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.payload, server.ranges, server.drops_left, server.requests = payload, ranges, drops, []
+        server.status = status
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/cifar-10-mini-binary.tar.gz", server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+# ----------------------------------------------------------------------------- download
+def test_download_with_progress_then_no_network(mini_archive, serve, tmp_path, capsys):
+    payload = mini_archive.read_bytes()
+    url, server = serve(payload)
+    folder = ci.maybe_download_and_extract(tmp_path, url, md5=_md5(payload), **FAST)
+    assert (tmp_path / "cifar-10-mini-binary.tar.gz").read_bytes() == payload
+    assert not list(tmp_path.glob("*.part")), "the temporary download file was left behind"
+    assert ci.load_split(folder, "test")[1].shape == (500,)
+    err = capsys.readouterr().err
+    assert "MB" in err and "100%" in err and "MB/s" in err, f"no progress line in: {err!r}"
+    # A second run with the data in place makes no request at all.
+    assert ci.maybe_download_and_extract(tmp_path, url, **FAST) == folder
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["resumes", "restarts"])
+def test_dropped_connection_is_retried(mini_archive, serve, tmp_path, ranges):
+    payload = mini_archive.read_bytes()
+    url, server = serve(payload, ranges=ranges, drops=1)
+    dest = ci.download(url, tmp_path / "a.tar.gz", md5=_md5(payload), show_progress=False, **FAST)
+    assert dest.read_bytes() == payload
+    assert server.requests[0] is None and len(server.requests) == 2
+    if ranges:  # the second request asks only for the missing half
+        assert server.requests[1] == f"bytes={len(payload) // 2}-"
+
+
+def test_wrong_checksum_deletes_the_file(mini_archive, serve, tmp_path):
+    url, _ = serve(mini_archive.read_bytes())
+    with pytest.raises(ci.DataError, match="checksum mismatch .* the damaged file was deleted"):
+        ci.maybe_download_and_extract(tmp_path, url, md5="0" * 32, **FAST)
+    assert list(tmp_path.iterdir()) == [], "a file was left after a checksum mismatch"
+
+
+def test_connection_refused_gives_the_offline_message(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/cifar-10-binary.tar.gz"
+    with pytest.raises(ci.DataError) as info:
+        ci.maybe_download_and_extract(tmp_path, url, **FAST)
+    message = str(info.value)
+    assert url in message and "\n" not in message
+    assert "--data-url file:///path/to/cifar-10-binary.tar.gz" in message
+    assert f"place it in {tmp_path}" in message
+
+
+def test_http_404_fails_at_once(serve, tmp_path):
+    url, server = serve(b"", status=404)
+    with pytest.raises(ci.DataError, match=f"could not download {url}: HTTP 404"):
+        ci.download(url, tmp_path / "x.tar.gz", md5=None, **FAST)
+    assert len(server.requests) == 1, "a 404 must not be retried"
+
+
+def test_server_error_is_retried_then_reported(serve, tmp_path):
+    url, server = serve(b"", status=503)
+    with pytest.raises(ci.DataError, match=r"after 4 tries \(HTTP 503\)"):
+        ci.download(url, tmp_path / "x.tar.gz", md5=None, **FAST)
+    assert len(server.requests) == 4
+
+
+# ----------------------------------------------------------------------------- extraction
+def _tar_with(tmp_path: Path, name: str, *, link: bool = False) -> Path:
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        if link:
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+    return path
+
+
+@pytest.mark.parametrize("name,link,why", [
+    ("../escape.bin", False, "unsafe member path"),
+    ("cifar-10-batches-bin/../../escape.bin", False, "unsafe member path"),
+    ("/tmp/absolute.bin", False, "unsafe member path"),
+    ("cifar-10-batches-bin/data_batch_1.bin", True, "link member"),
+])
+def test_unsafe_archives_are_refused(tmp_path, name, link, why):
+    archive = _tar_with(tmp_path, name, link=link)
+    data_dir = tmp_path / "data"
+    with pytest.raises(ci.DataError, match=why):
+        ci.maybe_download_and_extract(data_dir, str(archive))
+    assert not (tmp_path / "escape.bin").exists() and not Path("/tmp/absolute.bin").exists()
+    assert list(data_dir.iterdir()) == [], "something was extracted from an unsafe archive"
+
+
+def test_archive_without_batches_is_refused(tmp_path):
+    archive = _tar_with(tmp_path, "something/else.txt")
+    with pytest.raises(ci.DataError, match="not a CIFAR-10 binary archive: it lacks"):
+        ci.maybe_download_and_extract(tmp_path / "data", str(archive))
+
+
+def test_damaged_extracted_folder_is_reported(synthetic_dir):
+    (synthetic_dir / "test_batch.bin").write_bytes(b"x" * 10)
+    with pytest.raises(ci.DataError, match=r"test_batch\.bin has 10 bytes.*delete .* and run again"):
+        ci.maybe_download_and_extract(synthetic_dir.parent, "http://127.0.0.1:9/never-used")
+
+
+def test_official_name_requires_official_checksum(mini_archive, tmp_path):
+    renamed = tmp_path / ci.ARCHIVE_NAME  # the mini archive is not the official one
+    renamed.write_bytes(mini_archive.read_bytes())
+    with pytest.raises(ci.DataError, match="not the official archive"):
+        ci.maybe_download_and_extract(tmp_path / "data", str(renamed))
+
+
+# ----------------------------------------------------------------------------- the real mini archive
+MINI_TRAIN_COUNTS = [517, 524, 490, 493, 537, 475, 503, 516, 529, 501]
+MINI_TEST_COUNTS = [57, 41, 51, 49, 40, 48, 54, 47, 57, 56]
+
+
+def test_mini_archive_counts_and_first_labels(mini_archive, tmp_path):
+    folder = ci.maybe_download_and_extract(tmp_path, mini_archive.resolve().as_uri())  # a file:// URL
+    train_images, train_labels = ci.load_split(folder, "train")
+    test_images, test_labels = ci.load_split(folder, "test")
+    assert len(train_labels) == 5085 and len(test_labels) == 500
+    assert np.bincount(train_labels, minlength=10).tolist() == MINI_TRAIN_COUNTS
+    assert np.bincount(test_labels, minlength=10).tolist() == MINI_TEST_COUNTS
+    # The official data_batch_1.bin starts with frog, truck, truck, deer, automobile, ...
+    assert train_labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert 100 < train_images.mean() < 150, "real photos average mid-grey"
+
+
+# ----------------------------------------------------------------------------- splits and augmentation
+def test_validation_split_is_disjoint_and_seeded():
+    train, val = ci.split_indices(5085, val_size=500, num_train_examples=None, seed=0)
+    assert len(val) == 500 and len(train) == 4585 and not set(train) & set(val)
+    again, val_again = ci.split_indices(5085, val_size=500, num_train_examples=None, seed=0)
+    np.testing.assert_array_equal(val, val_again)
+    _, val_other = ci.split_indices(5085, val_size=500, num_train_examples=None, seed=1)
+    assert len(set(val) & set(val_other)) < 200, "another seed should draw another validation set"
+    subset, val_sub = ci.split_indices(5085, val_size=500, num_train_examples=1000, seed=0)
+    np.testing.assert_array_equal(val_sub, val)  # the subset size does not move the validation set
+    assert len(subset) == 1000 and set(subset) <= set(train)
+
+
+def test_validation_dataset_comes_from_the_training_files(synthetic_dir):
+    train_images, train_labels = ci.load_split(synthetic_dir, "train")
+    train_idx, val_idx = ci.split_indices(100, val_size=30, num_train_examples=None, seed=3)
+    mean, std = ci.channel_stats(train_images[train_idx])
+    x, y = next(iter(ci.make_dataset(synthetic_dir, "validation", val_size=30, seed=3, batch_size=100,
+                                     flip=True, crop=4, cutout=8)))  # augmentation must be ignored
+    np.testing.assert_array_equal(y.numpy(), train_labels[val_idx])
+    np.testing.assert_allclose((x.numpy() * std + mean) * 255, train_images[val_idx], atol=1e-3)
+
+
+def test_training_data_is_normalised_and_shuffled_by_seed(mini_dir):
+    def first_labels(**kw):
+        return next(iter(ci.make_dataset(mini_dir, "train", batch_size=64, val_size=500, **kw)))[1].numpy()
+
+    x = np.concatenate([b[0].numpy() for b in ci.make_dataset(mini_dir, "train", batch_size=1000,
+                                                                 val_size=500)])
+    pixels = x.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(pixels.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(pixels.std(axis=0), 1, atol=1e-4)
+    np.testing.assert_array_equal(first_labels(seed=0), first_labels(seed=0))
+    assert (first_labels(seed=0) != first_labels(seed=0, epoch=1)).any()
+
+
+def test_flip_is_an_exact_mirror():
+    images = tf.constant(known_images(64).transpose(0, 2, 3, 1), tf.float32)
+    out = ci.augment_batch(images, tf.constant([1, 2]), flip=True).numpy()
+    mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images.numpy())]
+    unchanged = [np.array_equal(o, i) for o, i in zip(out, images.numpy())]
+    assert all(m or u for m, u in zip(mirrored, unchanged)), "a flipped image is not an exact mirror"
+    assert 10 < sum(mirrored) < 54, f"{sum(mirrored)} of 64 flipped; expected about half"
+
+
+def test_crop_shifts_by_at_most_the_padding():
+    pad = 4
+    images = known_images(32).transpose(0, 2, 3, 1).astype(np.float32) + 1  # no zero pixels
+    out = ci.augment_batch(tf.constant(images), tf.constant([5, 6]), crop=pad).numpy()
+    assert out.shape == images.shape
+    padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    shifts = set()
+    for o, p in zip(out, padded):
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if np.array_equal(o, p[dy:dy + 32, dx:dx + 32])]
+        assert found, "a cropped image is not a shifted window of the padded image"
+        shifts.add(found[0])
+    assert len(shifts) > 5, "crop offsets should vary between images"
+
+
+def test_brightness_contrast_and_cutout_stay_in_range():
+    images = tf.random.stateless_normal([16, 32, 32, 3], [0, 1])
+    bright = ci.augment_batch(images, tf.constant([0, 2]), brightness=0.3).numpy() - images.numpy()
+    per_image = bright.reshape(16, -1)
+    np.testing.assert_allclose(per_image, per_image[:, :1].repeat(per_image.shape[1], 1), atol=1e-5)
+    assert np.abs(per_image[:, 0]).max() <= 0.3 and np.abs(per_image[:, 0]).std() > 0.01
+
+    cut = ci.augment_batch(images + 10, tf.constant([0, 3]), cutout=8).numpy()
+    zeroed = (cut == 0).all(axis=-1).reshape(16, -1).sum(axis=1)
+    assert zeroed.max() <= 64 and zeroed.max() > 0, "cutout blanks at most one 8x8 square per image"
+
+
+def test_same_seed_same_augmentation(mini_dir):
+    def first_batch(seed):
+        ds = ci.make_dataset(mini_dir, "train", batch_size=32, flip=True, crop=4, cutout=8, seed=seed)
+        return next(iter(ds))[0].numpy()
+
+    np.testing.assert_array_equal(first_batch(7), first_batch(7))
+    assert not np.array_equal(first_batch(7), first_batch(8))
