@@ -1,0 +1,74 @@
+"""Helpers shared by the benchmarks: the data, the machine, interleaved timing, the ratio table.
+
+These machines' speed can change by ~2x from one minute to the next, so variants are timed in
+interleaved rounds (A, B, C, A, B, C, ...) and compared by the median of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cifar10_input  # noqa: E402
+
+
+def mini_batches_dir() -> Path:
+    """Extracts $CIFAR10_MINI_ARCHIVE (default: ../shared/data/...) into a temporary folder."""
+    default = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-mini-binary.tar.gz"
+    archive = Path(os.environ.get("CIFAR10_MINI_ARCHIVE", default))
+    if not archive.is_file():
+        sys.exit(f"error: no mini archive at {archive}; set CIFAR10_MINI_ARCHIVE to its path")
+    return cifar10_input.maybe_download_and_extract(tempfile.mkdtemp(prefix="bench-"), str(archive))
+
+
+def machine_summary() -> str:
+    """One line: CPU model, cores, GPU if any, Python, TensorFlow and Keras versions."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return (f"{cpu}, {os.cpu_count()} cores, GPU: {', '.join(gpus) or 'none'}; Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+
+
+def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Runs each variant once per round, in turn; each call returns its own rate (units/s)."""
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(rounds):
+        for name, run in variants.items():
+            rates[name].append(run())
+        print(f"  round {round_index + 1}/{rounds}: " +
+              ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()), file=sys.stderr)
+    return rates
+
+
+def ratio_table(rates: dict[str, list[float]], reference: str, unit: str) -> str:
+    """Markdown table: median rate of each variant and the median of its per-round ratios."""
+    lines = [f"| variant | median {unit} | ratio vs {reference} (median of per-round ratios) |",
+             "|---|---:|---:|"]
+    for name, values in rates.items():
+        ratios = [v / r for v, r in zip(values, rates[reference])]
+        lines.append(f"| {name} | {statistics.median(values):,.0f} | {statistics.median(ratios):.2f}x |")
+    return "\n".join(lines)
+
+
+def timed(run: Callable[[], int]) -> float:
+    """Calls `run` (which returns how many items it processed) and returns items per second."""
+    start = time.perf_counter()
+    count = run()
+    return count / (time.perf_counter() - start)
