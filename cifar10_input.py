@@ -431,12 +431,17 @@ def augment_batch(images, seed, *, flip: bool = False, crop: int = 0, brightness
 def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int = 128,
                  num_train_examples: int | None = None, val_size: int = 0, image_size: int = IMAGE_SIZE,
                  flip: bool = False, crop: int = 0, brightness: float = 0.0, contrast: float = 0.0,
-                 cutout: int = 0, seed: int = 0, epoch: int = 0, drop_remainder: bool = False):
+                 cutout: int = 0, seed: int = 0, epoch: int = 0, repeat: bool = False,
+                 drop_remainder: bool = False):
     """Builds a tf.data pipeline of (float32 image [B, S, S, 3], int32 label [B]) batches.
 
     Images are normalised with the per-channel mean and std of the training examples used, so every
     split sees the same transform. The uint8 arrays stay in memory (that is the cache); each batch is
     gathered by index, converted and augmented as a whole, and prefetched while the model trains.
+
+    Training order and augmentation are a pure function of (seed, epoch, batch number), with no hidden
+    random state: any epoch, or any batch of it (`.skip(n)`), can be reproduced on its own. That is
+    what lets an interrupted run resume exactly where it stopped.
 
     Args:
         batches_dir: the folder returned by `maybe_download_and_extract`.
@@ -447,13 +452,13 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
         val_size: how many training-file examples to hold out for validation.
         image_size: resize images to this side length (bilinear) when not 32.
         flip, crop, brightness, contrast, cutout: augmentation of training batches; see `augment_batch`.
-        seed: chooses the validation set, and (with `epoch`) the shuffle order and augmentation.
-        epoch: which epoch's order and augmentation to produce. Iterating the dataset again gives a
-            fresh order; passing the epoch number makes any epoch reproducible on its own.
+        seed: chooses the validation set, the shuffle orders and the augmentation.
+        epoch: the (first) epoch to produce.
+        repeat: "train" only: after that epoch, continue with the next ones, each in a new order, forever.
         drop_remainder: drop a last batch smaller than batch_size.
 
     Returns:
-        A `tf.data.Dataset`; for "train" it also reshuffles on each new iteration.
+        A `tf.data.Dataset`.
     """
     import tensorflow as tf
 
@@ -482,15 +487,20 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
                                   contrast=contrast, cutout=cutout)
         return batch, tf.gather(labels_t, indices)
 
-    indices = tf.data.Dataset.range(len(labels))
     if split != "train":
-        return (indices.batch(batch_size, drop_remainder=drop_remainder)
+        return (tf.data.Dataset.range(len(labels)).batch(batch_size, drop_remainder=drop_remainder)
                 .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).cache().prefetch(tf.data.AUTOTUNE))
-    epoch_seed = seed * 1_000_003 + epoch  # a distinct, reproducible stream per (seed, epoch)
-    indices = indices.shuffle(len(labels), seed=epoch_seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=drop_remainder)
-    aug_seeds = tf.data.Dataset.random(seed=epoch_seed, rerandomize_each_iteration=True).batch(2)
-    return (tf.data.Dataset.zip(indices, aug_seeds)
+
+    def epoch_batches(epoch_number):
+        """One epoch's batches of indices, each with its own augmentation seed [epoch, batch]."""
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(labels), dtype=tf.int64),
+                                                         seed=tf.stack([tf.cast(seed, tf.int64), epoch_number]))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(
+            lambda number, indices: (indices, tf.stack([seed * 1_000_003 + epoch_number, number])))
+
+    epochs = tf.data.Dataset.counter(start=epoch) if repeat else tf.data.Dataset.range(epoch, epoch + 1)
+    return (epochs.flat_map(epoch_batches)
             .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
