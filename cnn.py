@@ -104,7 +104,7 @@ def pool_block(x, *, kind: str = "max", pool_size: int = 2, stride: int = 2, nam
 
 def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,
               widths: tuple[int, ...] = (32, 64, 128), convs_per_stage: int = 2, batch_norm: bool = True,
-              downsample: str = "pool", pooling: str = "max", dropout: float = 0.1, head: str = "gap",
+              downsample: str = "pool", pooling: str = "max", dropout: float = 0.0, head: str = "flatten",
               dense_units: int = 0, activation: str = "relu", weight_decay: float = 0.0) -> keras.Model:
     """Builds a CNN: stages of conv blocks, each stage ending in a downsampling step, then a head.
 
@@ -122,8 +122,8 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
             uses stride 2 instead), or "none".
         pooling: "max" or "avg", for downsample="pool".
         dropout: dropout rate after each stage and before the classifier (0: none).
-        head: "gap" (global average pooling, then the classifier) or "flatten" (flatten, an optional
-            dense layer of `dense_units`, then the classifier).
+        head: "flatten" (flatten, an optional dense layer of `dense_units`, then the classifier) or
+            "gap" (global average pooling, then the classifier: fewer parameters).
         dense_units: width of the hidden dense layer of the "flatten" head (0: none).
         activation: activation after every conv block and the dense layer.
         weight_decay: L2 strength on every kernel.
@@ -164,15 +164,13 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
 # The course's CNN stages, each a set of build_cnn options; "tuned" is build_cnn's defaults.
 CNN_STAGES: dict[str, dict] = {
     # Stage 3: generic conv and pool blocks, a flatten + dense head, no normalisation.
-    "cnn": dict(widths=(32, 64), convs_per_stage=2, batch_norm=False, head="flatten", dense_units=256),
+    "cnn": dict(widths=(32, 64), batch_norm=False, head="flatten", dense_units=256),
     # Stage 4: the same network with batch norm after every convolution.
-    "cnn-bn": dict(widths=(32, 64), convs_per_stage=2, batch_norm=True, head="flatten", dense_units=256),
+    "cnn-bn": dict(widths=(32, 64), batch_norm=True, head="flatten", dense_units=256),
     # Stage 5: strided convolutions instead of pooling.
-    "cnn-strided": dict(widths=(32, 64), convs_per_stage=2, batch_norm=True, downsample="stride",
-                        head="flatten", dense_units=256),
+    "cnn-strided": dict(widths=(32, 64), batch_norm=True, downsample="stride", head="flatten", dense_units=256),
     # Stage 6: more data, a larger network (wider, one stage deeper), dropout as regulariser.
-    "cnn-large": dict(widths=(64, 128, 256), convs_per_stage=2, batch_norm=True, dropout=0.25,
-                      head="flatten", dense_units=512),
+    "cnn-large": dict(widths=(64, 128, 256), batch_norm=True, dropout=0.25, head="flatten", dense_units=512),
     # The tuned recipe, train.py's default (bench/accuracy.py compares it with the classic Keras CNN).
     "tuned": dict(),
 }

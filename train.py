@@ -30,8 +30,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
+from cnn import CNN_STAGES  # noqa: E402  (the CNN presets)
+
 # ----------------------------------------------------------------------------- defaults
-# The tuned recipe (bench/accuracy.py). A --preset overrides some; explicit flags override both.
+# The tuned recipe, chosen on the validation split (bench/accuracy.py compares it with the classic
+# Keras CNN). A --preset overrides some of these; explicit flags override both.
 DEFAULTS = dict(
     model="cnn",
     # data and augmentation
@@ -41,32 +44,26 @@ DEFAULTS = dict(
     image_size=32,
     flip=True, crop=4, brightness=0.0, contrast=0.0, cutout=0,
     # optimisation
-    optimizer="adam", lr=2e-3, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7,
+    optimizer="momentum", lr=0.1, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7,
     lr_schedule="onecycle", warmup_epochs=0.0, weight_decay=5e-4, label_smoothing=0.1,
     batch_size=128, epochs=30, steps=None,
     tta=True,  # test-time augmentation: average the predictions for each image and its mirror
-    # model options (each builder takes the ones it knows; see linear_model.py, mlp.py, cnn.py)
-    hidden_units=(512,), activation="relu", initializer="he_normal", init_scale=1e-2, regularizer="l2",
-    widths=(32, 64, 128), convs_per_stage=2, batch_norm=True, downsample="pool", pooling="max",
-    dropout=0.1, head="gap", dense_units=0,
+    # Model options (--widths, --dropout, ...) have no defaults here: the builders' own apply
+    # (linear_model.py, mlp.py, cnn.py), so build_cnn() with no options is the tuned model.
     # machine and run
     device="auto", mixed_precision=False, xla=False, seed=0, deterministic=False,
     run_dir="runs", name=None,
 )
 
-PRESETS = {  # the course's stages; each only changes what differs from DEFAULTS
-    "linear": dict(model="linear", lr=1e-3, weight_decay=0.0, label_smoothing=0.0, tta=False,
+# The course's stages train with Adam at 1e-3, as the handouts do; "tuned" is DEFAULTS itself.
+STAGE_TRAINING = dict(optimizer="adam", lr=1e-3)
+PRESETS = {  # each only changes what differs from DEFAULTS; the CNN stages are cnn.CNN_STAGES
+    "linear": dict(model="linear", **STAGE_TRAINING, weight_decay=0.0, label_smoothing=0.0, tta=False,
                    flip=False, crop=0),
-    "mlp": dict(model="mlp", hidden_units=(512,), lr=1e-3, weight_decay=1e-4, label_smoothing=0.0,
-                dropout=0.0, tta=False, flip=False, crop=0),
-    "cnn": dict(model="cnn", widths=(32, 64), batch_norm=False, head="flatten", dense_units=256, dropout=0.0,
-                lr=1e-3),
-    "cnn-bn": dict(model="cnn", widths=(32, 64), batch_norm=True, head="flatten", dense_units=256, dropout=0.0),
-    "cnn-strided": dict(model="cnn", widths=(32, 64), batch_norm=True, downsample="stride", head="flatten",
-                        dense_units=256, dropout=0.0),
-    "cnn-large": dict(model="cnn", widths=(64, 128, 256), batch_norm=True, head="flatten", dense_units=512,
-                      dropout=0.25),
-    "tuned": dict(model="cnn"),
+    "mlp": dict(model="mlp", **STAGE_TRAINING, weight_decay=1e-4, label_smoothing=0.0, tta=False,
+                flip=False, crop=0),
+    **{stage: dict(model="cnn", **(STAGE_TRAINING if stage != "tuned" else {}), **options)
+       for stage, options in CNN_STAGES.items()},
 }
 DEFAULT_PRESET = {"linear": "linear", "mlp": "mlp", "cnn": "tuned"}
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
@@ -183,7 +180,7 @@ def resolve_config(given: dict) -> dict:
         (config["lr"] > 0, "--lr must be positive"),
         (config["weight_decay"] >= 0, "--weight-decay must be >= 0"),
         (0 <= config["label_smoothing"] < 1, "--label-smoothing must be in [0, 1)"),
-        (0 <= config["dropout"] < 1, "--dropout must be in [0, 1)"),
+        (0 <= config.get("dropout", 0) < 1, "--dropout must be in [0, 1)"),
         (config["batch_size"] > 0, "--batch-size must be positive"),
         (config["epochs"] > 0, "--epochs must be positive"),
         (config["steps"] is None or config["steps"] > 0, "--steps must be positive"),
@@ -277,14 +274,43 @@ def make_optimizer(config: dict, schedule):
     return keras.optimizers.Adadelta(schedule, epsilon=c["epsilon"])
 
 
-def build_model(config: dict, input_shape: tuple[int, int, int]):
-    """Calls the chosen builder with the options it takes. With adamw, weight decay is the
-    optimizer's (decoupled) instead of an L2 term in the loss."""
-    build = model_builders()[config["model"]]
-    options = {k: config[k] for k in inspect.signature(build).parameters if k in config}
+def model_options(config: dict) -> dict:
+    """The keyword options the chosen builder gets: its own defaults, updated by the preset and flags.
+    With adamw, weight decay is the optimizer's (decoupled) instead of an L2 term in the loss."""
+    parameters = inspect.signature(model_builders()[config["model"]]).parameters
+    options = {name: config.get(name, p.default) for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY}
     if config["optimizer"] == "adamw":
         options["weight_decay"] = 0.0
-    return build(input_shape, 10, **options)
+    return options
+
+
+def build_model(config: dict, input_shape: tuple[int, int, int]):
+    """Calls the chosen builder with `model_options(config)`."""
+    return model_builders()[config["model"]](input_shape, 10, **model_options(config))
+
+
+def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
+    """One optimisation step as a compiled tf.function: returns (mean loss, number correct).
+
+    A custom step rather than model.fit: bench/train_speed.py measures it against fit on the same model.
+    The loss passed in takes one-hot labels (for label smoothing); weight penalties in model.losses are
+    added; optimizer.scale_loss makes it work with mixed precision's loss scaling too.
+    """
+    import tensorflow as tf
+
+    @tf.function(jit_compile=xla, reduce_retracing=True)
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            loss = loss_fn(tf.one_hot(labels, logits.shape[-1]), logits)
+            total = loss + tf.add_n(model.losses) if model.losses else loss
+            scaled = optimizer.scale_loss(total)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        predictions = tf.argmax(logits, 1, output_type=tf.int32)
+        return loss, tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+
+    return train_step
 
 
 # ----------------------------------------------------------------------------- the run folder
@@ -324,10 +350,12 @@ def read_metrics_csv(path: Path) -> list[dict]:
 
 
 class Progress:
-    """One line per epoch, redrawn in place on a terminal, every 10% of the epoch otherwise."""
+    """One line per epoch, redrawn in place on a terminal, every 10% of the epoch otherwise:
+    loss and accuracy so far, images/s, and the time left in the whole run."""
 
-    def __init__(self, epoch: int, epochs: int, steps: int, start_step: int, batch_size: int):
+    def __init__(self, epoch: int, epochs: int, steps: int, start_step: int, batch_size: int, later_steps: int):
         self.prefix, self.steps, self.batch_size = f"epoch {epoch}/{epochs}", steps, batch_size
+        self.later_steps = later_steps  # in the epochs after this one, for the time left in the run
         self.start_step, self.t0, self.last = start_step, time.perf_counter(), 0.0
         self.tty = sys.stdout.isatty()
         self.next_mark = start_step + max(steps // 10, 1)
@@ -341,7 +369,7 @@ class Progress:
         self.last, self.next_mark = now, step + max(self.steps // 10, 1)
         done = step - self.start_step
         rate = done * self.batch_size / max(now - self.t0, 1e-9)
-        left = (self.steps - step) * self.batch_size / max(rate, 1e-9)
+        left = (self.steps - step + self.later_steps) * self.batch_size / max(rate, 1e-9)
         bar = "=" * int(20 * step / self.steps)
         line = (f"{self.prefix} [{bar:<20}] {step}/{self.steps} loss {loss:.4f} acc {100 * accuracy:5.1f}% "
                 f"{rate:,.0f} img/s {'took' if final else 'left'} {(now - self.t0 if final else left):.0f}s")
@@ -437,17 +465,7 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
         print(f"resuming from epoch {int(position['epoch']) + 1}, step {int(position['step'])}")
     print(f"run folder: {run_dir}   (tensorboard --logdir {run_dir.parent})")
 
-    @tf.function(jit_compile=config["xla"], reduce_retracing=True)
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            loss = loss_fn(tf.one_hot(labels, 10), logits)
-            total = loss + tf.add_n(model.losses) if model.losses else loss
-            scaled = optimizer.scale_loss(total)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels), tf.float32))
-        return loss, correct
+    train_step = make_train_step(model, optimizer, loss_fn, xla=config["xla"])
 
     @tf.function(reduce_retracing=True)
     def predict_step(images, tta: bool):
@@ -483,7 +501,8 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
                                               repeat=True, drop_remainder=True).skip(start_step))
     for epoch in range(start_epoch, epochs):
         steps_this_epoch = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-        progress = Progress(epoch + 1, epochs, steps_this_epoch, start_step, config["batch_size"])
+        progress = Progress(epoch + 1, epochs, steps_this_epoch, start_step, config["batch_size"],
+                            later_steps=total_steps - epoch * steps_per_epoch - steps_this_epoch)
         loss_sum = correct_sum = seen = 0.0
         epoch_t0, step = time.perf_counter(), start_step
         for step in range(start_step + 1, steps_this_epoch + 1):
@@ -545,6 +564,10 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
         manager.save()
         write_metrics_csv(run_dir / "metrics.csv", rows)
         start_step = 0
+        if stop["signal"] and epoch + 1 < epochs:  # arrived during validation
+            print(f"{signal.Signals(stop['signal']).name}: saved a checkpoint after epoch {epoch + 1}. Resume with:\n"
+                  f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
+            return 128 + stop["signal"]
     for writer in (train_writer, val_writer):
         writer.flush()
 
@@ -603,12 +626,25 @@ def eval_only(config: dict, model_path: Path) -> int:
     return 0
 
 
+def as_flags(options: dict) -> str:
+    """Options as the command-line flags that set them, e.g. --widths 32,64 --no-batch-norm."""
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {','.join(map(str, value)) if isinstance(value, tuple) else value}")
+    return " ".join(flags)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     given = vars(parser.parse_args(argv))
     if given.pop("list_presets", False):
         for name, preset in PRESETS.items():
-            print(f"{name:12s} " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.items()))
+            note = "   (the defaults at the top of train.py)" if name == "tuned" else ""
+            print(f"{name:12s} {as_flags(preset)}{note}")
         return 0
     resume, model_path = given.pop("resume", None), given.pop("eval_only", None)
     run_dir, created = None, False
@@ -664,7 +700,7 @@ def describe_run(config: dict) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
-    return dict(options=config, command=" ".join(map(shlex.quote, sys.argv)), git_commit=git_commit(),
+    return dict(options=config, model_options=model_options(config), command=" ".join(map(shlex.quote, sys.argv)), git_commit=git_commit(),
                 versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
                               keras=keras.__version__, numpy=np.__version__),
                 machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(),

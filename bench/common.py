@@ -30,6 +30,20 @@ def mini_batches_dir() -> Path:
     return cifar10_input.maybe_download_and_extract(tempfile.mkdtemp(prefix="bench-"), str(archive))
 
 
+def classic_cnn():
+    """The classic Keras CIFAR-10 example: conv32-conv32-pool-conv64-conv64-pool-dense512, with dropout."""
+    import keras
+    from keras import layers
+    return keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Conv2D(32, 3, padding="same", activation="relu"), layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(), layers.Dropout(0.25),
+        layers.Conv2D(64, 3, padding="same", activation="relu"), layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(), layers.Dropout(0.25),
+        layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dropout(0.5), layers.Dense(10),
+    ], name="classic_cnn")
+
+
 def machine_summary() -> str:
     """One line: CPU model, cores, GPU if any, Python, TensorFlow and Keras versions."""
     import keras

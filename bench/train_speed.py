@@ -1,0 +1,120 @@
+"""Training speed: train.py's step vs Keras model.fit on the same architecture, in one run.
+
+    python bench/train_speed.py [--rounds 5] [--steps 30] [--batch-size 128]
+
+Every variant trains on the same batches (real mini-archive images, flip + crop, materialised once
+so the input pipeline is out of the picture), in interleaved rounds; ratios are medians of
+per-round ratios against the reference: stock Keras (keras.layers.BatchNormalization) with model.fit.
+
+Rows:
+  fit, Keras BN      the reference: what a Keras user gets
+  fit, fused BN      only the batch-norm kernel changed (cnn.FusedBatchNorm)
+  train.py, Keras BN only the loop changed (train.make_train_step)
+  train.py           what `python train.py --model cnn` runs: both changes
+  classic CNN rows   the classic Keras CIFAR-10 CNN (no batch norm) with fit and with our step
+Target: train.py at least 1.1x the reference.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from common import classic_cnn, interleaved, machine_summary, mini_batches_dir, ratio_table
+
+import cifar10_input  # noqa: E402  (common.py puts the repository on the path)
+
+TARGET = 1.1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30, help="training steps per timed block")
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    import cnn
+    import train
+
+    batches_dir = mini_batches_dir()
+    dataset = cifar10_input.make_dataset(batches_dir, "train", batch_size=args.batch_size, flip=True, crop=4,
+                                         repeat=True, drop_remainder=True).take(args.steps)
+    batches = list(dataset)
+    images = tf.concat([x for x, _ in batches], 0)
+    labels = tf.concat([y for _, y in batches], 0)
+    config = train.resolve_config({})
+    num_images = args.steps * args.batch_size
+
+    def build(kind: str):
+        if kind == "classic":
+            return classic_cnn()
+        if kind == "keras_bn":  # the same architecture with stock Keras batch norm
+            fused = cnn.FusedBatchNorm
+            cnn.FusedBatchNorm = lambda name: keras.layers.BatchNormalization(
+                momentum=cnn.BATCH_NORM_MOMENTUM, epsilon=cnn.BATCH_NORM_EPSILON, name=name)
+            try:
+                return train.build_model(config, (32, 32, 3))
+            finally:
+                cnn.FusedBatchNorm = fused
+        return train.build_model(config, (32, 32, 3))
+
+    def loss_fn():
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config["label_smoothing"])
+
+    def with_fit(kind: str):
+        keras.utils.set_random_seed(0)
+        model = build(kind)
+        model.compile(keras.optimizers.Adam(config["lr"]), loss_fn())
+        one_hot = tf.one_hot(labels, 10)
+        model.fit(images[:2 * args.batch_size], one_hot[:2 * args.batch_size], batch_size=args.batch_size,
+                  verbose=0)  # compile the step outside the timing
+
+        def run() -> float:
+            start = time.perf_counter()
+            model.fit(images, one_hot, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
+            return num_images / (time.perf_counter() - start)
+        return run
+
+    def with_train_step(kind: str):
+        keras.utils.set_random_seed(0)
+        model = build(kind)
+        optimizer = keras.optimizers.Adam(config["lr"])
+        step = train.make_train_step(model, optimizer, loss_fn())
+        step(*batches[0])
+
+        def run() -> float:
+            start = time.perf_counter()
+            for x, y in batches:
+                loss, _ = step(x, y)
+            float(loss)  # wait for the last step
+            return num_images / (time.perf_counter() - start)
+        return run
+
+    variants = {
+        "fit, Keras BN (reference)": with_fit("keras_bn"),
+        "fit, fused BN": with_fit("fused"),
+        "train.py step, Keras BN": with_train_step("keras_bn"),
+        "train.py step, fused BN (train.py)": with_train_step("fused"),
+        "classic CNN, fit": with_fit("classic"),
+        "classic CNN, train.py step": with_train_step("classic"),
+    }
+    rates = interleaved(variants, args.rounds)
+    print(f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), batch {args.batch_size}, "
+          f"{args.rounds} interleaved rounds of {args.steps} steps")
+    print(f"Machine: {machine_summary()}\n")
+    print(ratio_table(rates, "fit, Keras BN (reference)", "images/s"))
+    ours = statistics.median([a / b for a, b in zip(rates["train.py step, fused BN (train.py)"],
+                                                    rates["fit, Keras BN (reference)"])])
+    classic = statistics.median([a / b for a, b in zip(rates["classic CNN, train.py step"], rates["classic CNN, fit"])])
+    print(f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({'meets' if ours >= TARGET else 'MISSES'} the "
+          f"{TARGET}x target); on the classic CNN, our step vs fit: {classic:.2f}x")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
