@@ -246,14 +246,19 @@ def conv2d_backward(d_out, x, w, stride: int = 1, pad: int = 0):
     return dx, dw, d_out.sum(axis=(0, 1, 2))
 
 
-def max_pool_forward_naive(x, size: int = 2, stride: int = 2):
-    """Max over each size x size window (no padding). x: [N, H, W, C]."""
+def _pool_forward_naive(x, size: int, stride: int, reduce):
+    """Applies `reduce` (np.max or np.mean) to each size x size window, looping over output positions."""
     oh, ow = _out_size(x.shape[1], size, stride, 0), _out_size(x.shape[2], size, stride, 0)
     out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
     for i in range(oh):
         for j in range(ow):
-            out[:, i, j, :] = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :].max(axis=(1, 2))
+            out[:, i, j, :] = reduce(x[:, i * stride:i * stride + size, j * stride:j * stride + size, :], axis=(1, 2))
     return out
+
+
+def max_pool_forward_naive(x, size: int = 2, stride: int = 2):
+    """Max over each size x size window (no padding). x: [N, H, W, C]."""
+    return _pool_forward_naive(x, size, stride, np.max)
 
 
 def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
@@ -290,12 +295,7 @@ def max_pool_backward(d_out, x, size: int = 2, stride: int = 2):
 
 def avg_pool_forward_naive(x, size: int = 2, stride: int = 2):
     """Mean over each size x size window (no padding)."""
-    oh, ow = _out_size(x.shape[1], size, stride, 0), _out_size(x.shape[2], size, stride, 0)
-    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, i, j, :] = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :].mean(axis=(1, 2))
-    return out
+    return _pool_forward_naive(x, size, stride, np.mean)
 
 
 def avg_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
