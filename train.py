@@ -611,18 +611,24 @@ def eval_only(config: dict, model_path: Path) -> int:
     select_device(config["device"])
     batches_dir = cifar10_input.maybe_download_and_extract(config["data_dir"] or cifar10_input.default_data_dir(),
                                                            config["data_url"] or cifar10_input.default_data_url())
-    saved = json.loads((model_path.parent / "config.json").read_text()) if (model_path.parent / "config.json").exists() else {}
+    config_path = model_path.parent / "config.json"
+    saved = json.loads(config_path.read_text())["options"] if config_path.exists() else {}
     num_files = len(cifar10_input.load_split(batches_dir, "train")[1])
     val_size = saved.get("val_size") if saved.get("val_size") is not None else num_files // 10
     test_ds = cifar10_input.make_dataset(batches_dir, "test", batch_size=256, val_size=val_size,
                                          num_train_examples=saved.get("num_train_examples"),
                                          image_size=saved.get("image_size", 32), seed=saved.get("seed", 0))
     model = keras.models.load_model(model_path)
+    tta = saved.get("tta", False)  # evaluate the way the run did, so the figure matches its metrics.json
     correct = total = 0
     for images, labels in test_ds:
-        correct += int(np.sum(np.argmax(model(images, training=False), 1) == labels.numpy()))
+        logits = model(images, training=False)
+        if tta:
+            logits = (logits + model(images[:, :, ::-1, :], training=False)) / 2
+        correct += int(np.sum(np.argmax(logits, 1) == labels.numpy()))
         total += len(labels)
-    print(f"test accuracy {100 * correct / total:.2f}% ({correct}/{total}) for {model_path}")
+    print(f"test accuracy {100 * correct / total:.2f}% ({correct}/{total}){' with test-time flip' if tta else ''} "
+          f"for {model_path}")
     return 0
 
 

@@ -69,6 +69,11 @@ def test_default_cnn_end_to_end(mini_dir, tmp_path, capsys):
     assert "128 training, 64 validation, 500 test images" in out
     assert f"run folder: {run_dir}" in out
     _check_run_folder(run_dir, mini_dir, epochs=2)
+    # --eval-only re-evaluates the saved model the way the run did, giving metrics.json's figure.
+    assert train.main(["--eval-only", str(run_dir / "best.keras"), "--data-dir", str(mini_dir.parent)]) == 0
+    accuracy = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+    assert f"test accuracy {100 * accuracy:.2f}% ({round(accuracy * 500)}/500) with test-time flip" in \
+        capsys.readouterr().out
 
 
 @pytest.mark.slow
