@@ -162,6 +162,11 @@ def model_builders() -> dict:
     return {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
 
 
+def keyword_options(build) -> set[str]:
+    """The keyword options a model builder takes (its flags, spelled with underscores)."""
+    return {name for name, p in inspect.signature(build).parameters.items() if p.kind == p.KEYWORD_ONLY}
+
+
 def resolve_config(given: dict) -> dict:
     """DEFAULTS, then the preset, then the flags given; checks combinations. Raises UsageError."""
     model = given.get("model")
@@ -171,10 +176,9 @@ def resolve_config(given: dict) -> dict:
         raise UsageError(f"--preset {preset} trains the {preset_model} model; drop --model {model}, or "
                          f"choose a preset for {model} (see --list-presets)")
     config = {**DEFAULTS, **PRESETS[preset], **given, "preset": preset}
-    builder_options = set(inspect.signature(model_builders()[config["model"]]).parameters)
-    model_flags = {"hidden_units", "activation", "initializer", "init_scale", "regularizer", "dropout", "widths",
-                   "convs_per_stage", "batch_norm", "downsample", "pooling", "head", "dense_units"}
-    for key in sorted(model_flags & set(given) - builder_options):
+    builder_options = keyword_options(model_builders()[config["model"]])
+    all_model_options = set().union(*(keyword_options(build) for build in model_builders().values()))
+    for key in sorted(all_model_options & set(given) - builder_options):
         raise UsageError(f"--{key.replace('_', '-')} does not apply to --model {config['model']}; drop it")
     checks = [
         (config["lr"] > 0, "--lr must be positive"),
@@ -277,8 +281,9 @@ def make_optimizer(config: dict, schedule):
 def model_options(config: dict) -> dict:
     """The keyword options the chosen builder gets: its own defaults, updated by the preset and flags.
     With adamw, weight decay is the optimizer's (decoupled) instead of an L2 term in the loss."""
-    parameters = inspect.signature(model_builders()[config["model"]]).parameters
-    options = {name: config.get(name, p.default) for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY}
+    build = model_builders()[config["model"]]
+    defaults = {name: p.default for name, p in inspect.signature(build).parameters.items()}
+    options = {name: config.get(name, defaults[name]) for name in keyword_options(build)}
     if config["optimizer"] == "adamw":
         options["weight_decay"] = 0.0
     return options
@@ -377,6 +382,17 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- training
+def prepare_data(config: dict) -> tuple[Path, int, int]:
+    """Makes the data available; returns (batches folder, training-file examples, validation size)."""
+    import cifar10_input
+
+    batches_dir = cifar10_input.maybe_download_and_extract(config.get("data_dir") or cifar10_input.default_data_dir(),
+                                                           config.get("data_url") or cifar10_input.default_data_url())
+    num_files = len(cifar10_input.load_split(batches_dir, "train")[1])
+    val_size = config["val_size"] if config.get("val_size") is not None else num_files // 10  # default: 10%
+    return batches_dir, num_files, val_size
+
+
 @contextlib.contextmanager
 def stop_requests():
     """While active, Ctrl-C and SIGTERM only set stop["signal"], so training can save and exit cleanly."""
@@ -417,10 +433,7 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
         print("hint: this machine has an NVIDIA GPU that TensorFlow cannot use; on Linux, "
               "pip install 'tensorflow[and-cuda]==2.21.0' (see README, GPU notes)")
 
-    data_dir = config["data_dir"] or cifar10_input.default_data_dir()
-    batches_dir = cifar10_input.maybe_download_and_extract(data_dir, config["data_url"] or cifar10_input.default_data_url())
-    num_files = len(cifar10_input.load_split(batches_dir, "train")[1])
-    val_size = config["val_size"] if config["val_size"] is not None else num_files // 10
+    batches_dir, num_files, val_size = prepare_data(config)
     try:
         train_idx, val_idx = cifar10_input.split_indices(num_files, val_size=val_size,
                                                          num_train_examples=config["num_train_examples"],
@@ -609,12 +622,10 @@ def eval_only(config: dict, model_path: Path) -> int:
 
     import cifar10_input
     select_device(config["device"])
-    batches_dir = cifar10_input.maybe_download_and_extract(config["data_dir"] or cifar10_input.default_data_dir(),
-                                                           config["data_url"] or cifar10_input.default_data_url())
     config_path = model_path.parent / "config.json"
     saved = json.loads(config_path.read_text())["options"] if config_path.exists() else {}
-    num_files = len(cifar10_input.load_split(batches_dir, "train")[1])
-    val_size = saved.get("val_size") if saved.get("val_size") is not None else num_files // 10
+    # The run's own split and normalisation; the data location given now (it may have moved).
+    batches_dir, _, val_size = prepare_data({**saved, "data_dir": config["data_dir"], "data_url": config["data_url"]})
     test_ds = cifar10_input.make_dataset(batches_dir, "test", batch_size=256, val_size=val_size,
                                          num_train_examples=saved.get("num_train_examples"),
                                          image_size=saved.get("image_size", 32), seed=saved.get("seed", 0))
