@@ -294,6 +294,16 @@ def build_model(config: dict, input_shape: tuple[int, int, int]):
     return model_builders()[config["model"]](input_shape, 10, **model_options(config))
 
 
+def predict_logits(model, images, tta: bool):
+    """Inference-mode logits (float32); with `tta`, averaged with those of the mirrored images."""
+    import tensorflow as tf
+
+    logits = tf.cast(model(images, training=False), tf.float32)
+    if tta:
+        logits = (logits + tf.cast(model(tf.reverse(images, axis=[2]), training=False), tf.float32)) / 2
+    return logits
+
+
 def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
     """One optimisation step as a compiled tf.function: returns (mean loss, number correct).
 
@@ -480,12 +490,7 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
 
     train_step = make_train_step(model, optimizer, loss_fn, xla=config["xla"])
 
-    @tf.function(reduce_retracing=True)
-    def predict_step(images, tta: bool):
-        logits = tf.cast(model(images, training=False), tf.float32)
-        if tta:
-            logits = (logits + tf.cast(model(tf.reverse(images, axis=[2]), training=False), tf.float32)) / 2
-        return logits
+    predict_step = tf.function(lambda images, tta: predict_logits(model, images, tta), reduce_retracing=True)
 
     def evaluate(dataset, tta=False):
         """Mean loss (without label smoothing), accuracy, and the logits of every example."""
@@ -504,6 +509,16 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
         print(f"\nerror: the loss became {loss} at epoch {epoch + 1}, step {step}: the learning rate is too high "
               f"for this model; try --lr {config['lr'] / 10:g}; {kept}", file=sys.stderr)
         return 1
+
+    def stopped(where: str) -> int:
+        """After Ctrl-C or SIGTERM (the checkpoint is saved): the resume command, and 128 + the signal."""
+        print(f"\n{signal.Signals(stop['signal']).name}: saved a checkpoint {where}. Resume with:\n"
+              f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
+        return 128 + stop["signal"]
+
+    def selection_score(row: dict) -> float:
+        """What picks the best epoch: validation accuracy (training accuracy when nothing is held out)."""
+        return row["val_accuracy"] if val_ds else row["train_accuracy"]
 
     train_writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / "train"))
     val_writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / "validation"))
@@ -540,10 +555,7 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
                 position["epoch"].assign(epoch)
                 position["step"].assign(step)
                 manager.save()
-                name = signal.Signals(stop["signal"]).name
-                print(f"\n{name}: saved a checkpoint at epoch {epoch + 1}, step {step}. Resume with:\n"
-                      f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
-                return 128 + stop["signal"]
+                return stopped(f"at epoch {epoch + 1}, step {step}")
         seconds = time.perf_counter() - epoch_t0
         train_loss, train_accuracy = float(loss_sum / max(seen, 1)), float(correct_sum) / max(seen * config["batch_size"], 1)
         if not math.isfinite(train_loss):
@@ -565,10 +577,8 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
             if epoch % max(epochs // 10, 1) == 0 or epoch == epochs - 1:
                 for weight in model.trainable_weights:
                     tf.summary.histogram(weight.path, weight)
-        # Best model by validation accuracy (by training accuracy when nothing is held out).
-        score = val_accuracy if val_ds else train_accuracy
-        if score > float(position["best_val_accuracy"]):
-            position["best_val_accuracy"].assign(score)
+        if selection_score(row) > float(position["best_val_accuracy"]):
+            position["best_val_accuracy"].assign(selection_score(row))
             tmp = run_dir / "best.tmp.keras"
             model.save(tmp)
             os.replace(tmp, run_dir / "best.keras")
@@ -578,9 +588,7 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
         write_metrics_csv(run_dir / "metrics.csv", rows)
         start_step = 0
         if stop["signal"] and epoch + 1 < epochs:  # arrived during validation
-            print(f"{signal.Signals(stop['signal']).name}: saved a checkpoint after epoch {epoch + 1}. Resume with:\n"
-                  f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
-            return 128 + stop["signal"]
+            return stopped(f"after epoch {epoch + 1}")
     for writer in (train_writer, val_writer):
         writer.flush()
 
@@ -596,7 +604,7 @@ def run(config: dict, run_dir: Path, resume: bool, stop: dict) -> int:
     plots.save_confusion_matrix(matrix, names, run_dir / "confusion_matrix.png", run_dir / "confusion_matrix.csv")
     plots.per_class_accuracy(matrix, names, run_dir / "per_class_accuracy.png")
     plots.confident_mistakes(test_images, test_labels, probabilities, names, run_dir / "confident_mistakes.png")
-    best_row = max(rows, key=lambda r: r["val_accuracy"] if val_ds else r["train_accuracy"])
+    best_row = max(rows, key=selection_score)
     results = dict(test_accuracy=test_accuracy, test_loss=test_loss, test_time_flip=config["tta"],
                    best_epoch=best_row["epoch"], best_val_accuracy=best_row["val_accuracy"],
                    epochs_run=len(rows), train_seconds=round(sum(r["seconds"] for r in rows), 1),
@@ -633,10 +641,7 @@ def eval_only(config: dict, model_path: Path) -> int:
     tta = saved.get("tta", False)  # evaluate the way the run did, so the figure matches its metrics.json
     correct = total = 0
     for images, labels in test_ds:
-        logits = model(images, training=False)
-        if tta:
-            logits = (logits + model(images[:, :, ::-1, :], training=False)) / 2
-        correct += int(np.sum(np.argmax(logits, 1) == labels.numpy()))
+        correct += int(np.sum(np.argmax(predict_logits(model, images, tta), 1) == labels.numpy()))
         total += len(labels)
     print(f"test accuracy {100 * correct / total:.2f}% ({correct}/{total}){' with test-time flip' if tta else ''} "
           f"for {model_path}")
