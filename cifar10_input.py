@@ -390,8 +390,9 @@ def augment_batch(images, seed, *, flip: bool = False, crop: int = 0, brightness
     """
     import tensorflow as tf
 
-    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    seeds = tf.random.experimental.stateless_split(seed, num=5)  # one seed per augmentation
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    # BEGIN SOLUTION: each augmentation asked for, drawn per image with tf.random.stateless_uniform(..., seeds[k])
     if brightness:
         shift = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0], -brightness, brightness)
         images = images + shift
@@ -425,6 +426,7 @@ def augment_batch(images, seed, *, flip: bool = False, crop: int = 0, brightness
         inside_cols = tf.abs(tf.range(width)[None, :] - centres[:, 1:]) < half + cutout % 2
         hole = inside_rows[:, :, None] & inside_cols[:, None, :]  # [B, H, W]
         images = tf.where(hole[..., None], tf.zeros_like(images), images)
+    # END SOLUTION
     return images
 
 

@@ -86,11 +86,15 @@ def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_
     Returns:
         The output feature map [B, ceil(H / stride), ceil(W / stride), filters].
     """
+    # BEGIN SOLUTION: a Conv2D layer named `name`: the stride, 'same' padding, he_normal, no bias with batch norm
     x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=not batch_norm,
                       kernel_initializer="he_normal", kernel_regularizer=make_regularizer(weight_decay),
                       name=name)(x)
+    # END SOLUTION
     if batch_norm:
+        # BEGIN SOLUTION: batch norm: a FusedBatchNorm layer named f"{name}_bn"
         x = FusedBatchNorm(name=f"{name}_bn")(x)
+        # END SOLUTION
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
@@ -98,8 +102,10 @@ def pool_block(x, *, kind: str = "max", pool_size: int = 2, stride: int = 2, nam
     """Max or average pooling; the default 2x2 window with stride 2 halves height and width."""
     if kind not in ("max", "avg"):
         raise ValueError(f"pooling must be 'max' or 'avg', not {kind!r}")
+    # BEGIN SOLUTION: a MaxPooling2D or AveragePooling2D layer named `name` ('valid' padding)
     pool = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
     return pool(pool_size, strides=stride, padding="valid", name=name)(x)
+    # END SOLUTION
 
 
 def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,
@@ -141,6 +147,7 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for stage, width in enumerate(widths, start=1):
+        # BEGIN SOLUTION: conv blocks stage{stage}_conv1, ... (the last with stride 2 for downsample="stride"), then stage{stage}_pool or stage{stage}_dropout as asked
         for i in range(1, convs_per_stage + 1):
             strided = downsample == "stride" and i == convs_per_stage
             x = conv_block(x, width, stride=2 if strided else 1, name=f"stage{stage}_conv{i}", **block)
@@ -148,6 +155,7 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
             x = pool_block(x, kind=pooling, name=f"stage{stage}_pool")
         if dropout:
             x = layers.Dropout(dropout, name=f"stage{stage}_dropout")(x)
+        # END SOLUTION
     if head == "gap":
         x = layers.GlobalAveragePooling2D(name="global_avg_pool")(x)
     else:

@@ -59,6 +59,8 @@ def build_linear_model(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: 
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
     """
     inputs = keras.Input(shape=input_shape, name="images")
+    # BEGIN SOLUTION: flatten the images (a layer named "flatten"), then classifier_head gives the logits
     x = layers.Flatten(name="flatten")(inputs)
     logits = classifier_head(num_classes, weight_decay=weight_decay)(x)
     return keras.Model(inputs, logits, name="linear")
+    # END SOLUTION

@@ -38,13 +38,15 @@ def build_mlp(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
     Args:
         input_shape: (height, width, channels) of the normalised float32 images.
         num_classes: number of classes.
-        hidden_units: width of each hidden layer; (512,) is the one-hidden-layer MLP of the course.
+        hidden_units: width of each hidden layer (Dense layers named hidden1, hidden2, ...); (512,) is
+            the one-hidden-layer MLP of the course.
         activation: one of relu, elu, tanh, sigmoid.
         initializer: one of he_normal (the default, for ReLU), glorot_uniform, normal, uniform.
         init_scale: std of "normal", half-width of "uniform".
-        regularizer: "l2" or "l1" penalty on every kernel.
+        regularizer: "l2" or "l1" penalty on every kernel (make_regularizer).
         weight_decay: strength of that penalty (0: none).
-        dropout: fraction of hidden units dropped during training (0: none).
+        dropout: fraction of hidden units dropped during training, by a Dropout layer after each hidden
+            layer (named dropout1, dropout2, ...); 0: none.
 
     Returns:
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
@@ -55,10 +57,12 @@ def build_mlp(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Flatten(name="flatten")(inputs)
+    # BEGIN SOLUTION: Dense layers hidden1, hidden2, ... (then Dropout dropout1, ... if dropout), then classifier_head
     for i, units in enumerate(hidden_units, start=1):
         x = layers.Dense(units, activation=activation, kernel_initializer=make_initializer(initializer, init_scale),
                          kernel_regularizer=make_regularizer(weight_decay, regularizer), name=f"hidden{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout{i}")(x)
     logits = classifier_head(num_classes, weight_decay=weight_decay, regularizer=regularizer)(x)
+    # END SOLUTION
     return keras.Model(inputs, logits, name="mlp")

@@ -72,16 +72,20 @@ class NumpyMLP:
         """
         # Forward: keep each layer's input for the backward pass.
         activations = [X]
+        last = self.num_layers
+        # BEGIN SOLUTION: forward pass: hidden layers relu(h @ W + b), appended to activations; scores = h @ W_last + b_last
         for layer in range(1, self.num_layers):
             hidden = activations[-1] @ self.params[f"W{layer}"] + self.params[f"b{layer}"]
             activations.append(np.maximum(hidden, 0))  # ReLU
-        last = self.num_layers
         scores = activations[-1] @ self.params[f"W{last}"] + self.params[f"b{last}"]
+        # END SOLUTION
         if y is None:
             return scores
 
         # Softmax cross-entropy, stable: subtracting the row maximum does not change the softmax.
         num_examples = X.shape[0]
+        # BEGIN SOLUTION: the mean softmax cross-entropy + reg * sum ||W||^2, then backprop into grads
+        # STUB: grads = {}
         shifted = scores - scores.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         data_loss = -log_probs[np.arange(num_examples), y].mean()
@@ -98,6 +102,7 @@ class NumpyMLP:
             grads[f"b{layer}"] = d_out.sum(axis=0)
             if layer > 1:
                 d_out = (d_out @ self.params[f"W{layer}"].T) * (layer_input > 0)  # through the ReLU
+        # END SOLUTION
         return data_loss + reg_loss, grads
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -192,10 +197,12 @@ def conv2d_forward_naive(x, w, b, stride: int = 1, pad: int = 0):
     xp = _pad(x, pad)
     oh, ow = _out_size(x.shape[1], kh, stride, pad), _out_size(x.shape[2], kw, stride, pad)
     out = np.zeros((x.shape[0], oh, ow, filters))
+    # BEGIN SOLUTION: for each output position, the window of xp times w summed over KH, KW, C, plus b
     for i in range(oh):
         for j in range(ow):
             window = xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]  # [N, KH, KW, C]
             out[:, i, j, :] = np.tensordot(window, w, axes=([1, 2, 3], [0, 1, 2])) + b
+    # END SOLUTION
     return out
 
 
@@ -204,11 +211,13 @@ def conv2d_backward_naive(d_out, x, w, stride: int = 1, pad: int = 0):
     kh, kw = w.shape[:2]
     xp = _pad(x, pad)
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    # BEGIN SOLUTION: for each output position, add its share to dw (window x d_out) and to dxp (d_out x w)
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
             rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)
             dw += np.tensordot(xp[:, rows, cols, :], d_out[:, i, j, :], axes=([0], [0]))  # [KH, KW, C, F]
             dxp[:, rows, cols, :] += np.tensordot(d_out[:, i, j, :], w, axes=([1], [3]))  # [N, KH, KW, C]
+    # END SOLUTION
     dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2], :]
     return dx, dw, d_out.sum(axis=(0, 1, 2))
 
@@ -250,9 +259,11 @@ def _pool_forward_naive(x, size: int, stride: int, reduce):
     """Applies `reduce` (np.max or np.mean) to each size x size window, looping over output positions."""
     oh, ow = _out_size(x.shape[1], size, stride, 0), _out_size(x.shape[2], size, stride, 0)
     out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+    # BEGIN SOLUTION: for each output position, reduce its size x size window over axes (1, 2)
     for i in range(oh):
         for j in range(ow):
             out[:, i, j, :] = reduce(x[:, i * stride:i * stride + size, j * stride:j * stride + size, :], axis=(1, 2))
+    # END SOLUTION
     return out
 
 
@@ -264,6 +275,7 @@ def max_pool_forward_naive(x, size: int = 2, stride: int = 2):
 def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
     """The gradient flows only to each window's maximum (the first one, on ties, as TensorFlow does)."""
     dx = np.zeros_like(x)
+    # BEGIN SOLUTION: for each window, route d_out to the position of its first maximum
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
             window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
@@ -273,6 +285,7 @@ def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
             np.put_along_axis(mask, first_max[:, None, :], 1.0, axis=1)
             dx[:, i * stride:i * stride + size, j * stride:j * stride + size, :] += (
                 mask.reshape(window.shape) * d_out[:, i:i + 1, j:j + 1, :])
+    # END SOLUTION
     return dx
 
 
@@ -301,9 +314,11 @@ def avg_pool_forward_naive(x, size: int = 2, stride: int = 2):
 def avg_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
     """Each input in a window receives d_out / (size * size)."""
     dx = np.zeros_like(x)
+    # BEGIN SOLUTION: spread each d_out entry evenly over its window
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
             dx[:, i * stride:i * stride + size, j * stride:j * stride + size, :] += d_out[:, i:i + 1, j:j + 1, :] / size ** 2
+    # END SOLUTION
     return dx
 
 

@@ -21,11 +21,13 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
@@ -315,6 +317,7 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
 
     @tf.function(jit_compile=xla, reduce_retracing=True)
     def train_step(images, labels):
+        # BEGIN SOLUTION: under a GradientTape: logits, loss (+ model.losses), optimizer.scale_loss; then apply the gradients
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
             loss = loss_fn(tf.one_hot(labels, logits.shape[-1]), logits)
@@ -324,6 +327,7 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
         optimizer.apply(grads, model.trainable_variables)
         predictions = tf.argmax(logits, 1, output_type=tf.int32)
         return loss, tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+        # END SOLUTION
 
     return train_step
 
@@ -701,13 +705,27 @@ def main(argv: list[str] | None = None) -> int:
         _discard_unstarted(run_dir, created)
         print(f"usage error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # a data problem: one clear line, no traceback
+    except Exception as err:  # a data problem or an unwritten exercise: one clear line, no traceback
         _discard_unstarted(run_dir, created)
         import cifar10_input
         if isinstance(err, cifar10_input.DataError):
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if isinstance(err, NotImplementedError):
+            print(f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again",
+                  file=sys.stderr)
+            return 2
         raise
+
+
+def missing_piece(error: NotImplementedError) -> str:
+    """'file::function: hint' of an exercise stub's error, even when TensorFlow re-raised it with
+    more text around it (from a tf.function or a tf.data map); else where it was raised."""
+    found = re.findall(r"[\w/.-]+\.py::[\w.]+: [^\n]*", str(error))
+    if found:  # the last: TensorFlow quotes the stub's source line before the error itself
+        return found[-1]
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return f"{Path(frame.filename).name}::{frame.name}: {error}".rstrip(": ")
 
 
 def _discard_unstarted(run_dir: Path | None, created: bool) -> None:
