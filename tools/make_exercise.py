@@ -138,8 +138,13 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
     if not markers:
         return source, 0
     lines = source.splitlines(keepends=True)
-    functions = _functions(ast.parse(source, path), lines)
+    try:
+        tree = ast.parse(source, path)
+    except SyntaxError as err:
+        raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
+    functions = _functions(tree, lines)
     output, errors, copied_up_to, regions = [], [], 0, 0
+    starts = []  # (exercise line, solution line) where each replacement begins
     region = None  # (begin line, hint, indentation, function, stubs) while inside one
     for line, kind, text, indent in markers:
         if kind == "begin":
@@ -169,6 +174,7 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
             newline = lines[begin - 1][len(lines[begin - 1].rstrip("\r\n")):] or "\n"
             message = f"{path}::{function[3]}: {hint}"
             output += lines[copied_up_to:begin - 1]
+            starts.append((len(output) + 1, begin))
             output.append(f"{region_indent}# TODO: {hint}{newline}")
             output += [stub + newline for stub in stubs]
             output.append(f"{region_indent}raise NotImplementedError({_string_literal(message)}){newline}")
@@ -180,9 +186,10 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
     exercise = "".join(output + lines[copied_up_to:])
     try:
         compile(exercise, path, "exec")
-    except SyntaxError as err:
-        raise ExerciseError(f"{path}:{err.lineno}: the exercise version does not parse ({err.msg}); "
-                            f"check the region around it") from None
+    except SyntaxError as err:  # name the region (in the solution's numbering) just before the error
+        begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
+        raise ExerciseError(f"{path}:{begin}: the exercise version of this region does not parse "
+                            f"({err.msg} at its line {err.lineno}); end the region with whole statements") from None
     return exercise, regions
 
 

@@ -1,0 +1,196 @@
+"""Points for the grading tests: the points(n) marker, a per-stage summary, and a Gradescope results file.
+
+A test module that sets `STAGE` (one of STAGES) is a grading module: every test in it needs
+`@pytest.mark.points(n)`, or its collection fails with a message naming the test. At the end of the run
+a table shows `scored / possible` per stage, where possible counts every graded test collected: a test
+that fails, errors or is skipped scores 0 instead of vanishing from the total.
+
+`pytest --grades-json PATH` also writes the results in Gradescope's format (score, max_score, and
+tests with name, score, max_score, status, output). The file is written once collection is done
+(every test "not run", scoring 0) and rewritten, atomically, after each test: a run that is killed
+still leaves the score of the tests it finished. With it, pytest goes on past a module that fails to
+import (--continue-on-collection-errors), so one broken file costs only its own tests.
+
+A failure caused by NotImplementedError (an exercise stub) is reported in one line,
+`NOT IMPLEMENTED: file::function`, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+STAGES = ("linear", "MLP", "CNN", "training", "NumPy")
+STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+): ")  # "<file>::<function>: " from tools/make_exercise.py
+
+
+def add_options(parser) -> None:
+    parser.addoption("--grades-json", metavar="PATH", default=None,
+                     help="write Gradescope-style results (score, max_score, tests) to PATH after each test")
+
+
+# ----------------------------------------------------------------------------- NotImplementedError
+class OneLineFailure:
+    """A failure report of a single line: pytest prints it with toterminal, and -ra shows its message."""
+
+    def __init__(self, message: str):
+        self.message = message
+        self.reprcrash = self
+
+    def toterminal(self, writer) -> None:
+        writer.line(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def not_implemented_where(excinfo) -> str | None:
+    """'file::function' when the exception (or one it was raised from) is a NotImplementedError."""
+    error = excinfo.value
+    while error is not None and not isinstance(error, NotImplementedError):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return None
+    named = STUB_NAME.findall(str(error))
+    if named:  # the last: TensorFlow quotes the stub's source line before the error itself
+        return named[-1]
+    entry = excinfo.traceback[-1]
+    return f"{Path(str(entry.path)).name}::{entry.name}"
+
+
+# ----------------------------------------------------------------------------- the plugin
+class GradingPlugin:
+    def __init__(self, config):
+        self.json_path = config.getoption("grades_json")
+        if self.json_path:
+            config.option.continue_on_collection_errors = True
+        self.tests: dict[str, dict] = {}  # nodeid -> stage, points, status, output
+        self.collection_errors: list[str] = []
+        self.started = time.time()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(self, collector, name, obj):
+        """Makes a grading test without points(n), or points(n) outside a grading module, a collection error."""
+        result = yield
+        items = result if isinstance(result, list) else [result] if result is not None else []
+        module = collector.getparent(pytest.Module)
+        stage = getattr(module.obj, "STAGE", None)
+        for item in items:
+            if not isinstance(item, pytest.Function):
+                continue
+            marker = item.get_closest_marker("points")
+            where = f"{module.nodeid}::{item.name}"
+            if stage is None and marker:
+                raise collector.CollectError(f"{where} has a points marker but {module.nodeid} sets no STAGE; "
+                                             f"add STAGE = one of {', '.join(STAGES)}")
+            if stage is None:
+                continue
+            if stage not in STAGES:
+                raise collector.CollectError(f"{module.nodeid}: STAGE = {stage!r} is not one of {', '.join(STAGES)}")
+            if marker is None:
+                raise collector.CollectError(f"{where} is a grading test (STAGE = {stage!r}) without points; "
+                                             f"add @pytest.mark.points(n)")
+            points = marker.args[0] if len(marker.args) == 1 and not marker.kwargs else None
+            if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+                raise collector.CollectError(f"{where}: write points(n) with one positive number n, not "
+                                             f"points{marker.args!r}")
+        return result
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collection_errors.append(report.nodeid or "collection")
+
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            marker = item.get_closest_marker("points")
+            if marker:
+                self.tests[item.nodeid] = dict(stage=item.module.STAGE, points=marker.args[0], status="not run",
+                                               output="not run")
+        self.write_json()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if call.excinfo is not None and report.failed:
+            where = not_implemented_where(call.excinfo)
+            if where:
+                report.longrepr = OneLineFailure(f"NOT IMPLEMENTED: {where}")
+        return report
+
+    def pytest_runtest_logreport(self, report):
+        test = self.tests.get(report.nodeid)
+        if test is None:
+            return
+        if report.failed:
+            phase = "" if report.when == "call" else f"error in {report.when}: "
+            test["status"], test["output"] = "failed", phase + _first_line(report)
+        elif report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            test["status"], test["output"] = "skipped", f"skipped: {reason.removeprefix('Skipped: ')}"
+        elif report.when == "call":
+            test["status"], test["output"] = "passed", ""
+        if report.when == "teardown":
+            self.write_json()
+
+    # ------------------------------------------------------------------------- results
+    def score(self, test: dict) -> float:
+        return test["points"] if test["status"] == "passed" else 0
+
+    def totals(self) -> dict[str, tuple[float, float]]:
+        totals = {}
+        for stage in STAGES + tuple(sorted({t["stage"] for t in self.tests.values()} - set(STAGES))):
+            tests = [t for t in self.tests.values() if t["stage"] == stage]
+            if tests:
+                totals[stage] = (sum(self.score(t) for t in tests), sum(t["points"] for t in tests))
+        return totals
+
+    def table(self) -> list[str]:
+        totals = self.totals()
+        scored, possible = sum(s for s, _ in totals.values()), sum(p for _, p in totals.values())
+        rows = [f"{'stage':10s} {'scored':>7s} / possible"]
+        rows += [f"{stage:10s} {_number(s):>7s} / {_number(p)}" for stage, (s, p) in totals.items()]
+        rows.append(f"{'total':10s} {_number(scored):>7s} / {_number(possible)}   "
+                    f"({100 * scored / possible:.0f}%)")
+        rows += [f"could not collect {nodeid}: its tests are not counted" for nodeid in self.collection_errors]
+        return rows
+
+    def write_json(self) -> None:
+        if not self.json_path:
+            return
+        tests = [dict(name=nodeid, score=self.score(t), max_score=t["points"],
+                      status="passed" if t["status"] == "passed" else "failed", output=t["output"],
+                      tags=[t["stage"]]) for nodeid, t in self.tests.items()]
+        results = dict(score=sum(t["score"] for t in tests), max_score=sum(t["max_score"] for t in tests),
+                       execution_time=round(time.time() - self.started, 1),
+                       output="\n".join(self.table()) if self.tests else "no grading tests collected",
+                       tests=tests)
+        path = Path(self.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        partial.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(partial, path)  # atomic: a reader never sees half a file
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.tests:
+            return
+        terminalreporter.write_sep("=", "points")
+        for row in self.table():
+            terminalreporter.write_line(row)
+        if self.json_path:
+            terminalreporter.write_line(f"grades written to {self.json_path}")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _first_line(report) -> str:
+    """The one-line reason of a failure: the NOT IMPLEMENTED line, or the error's own message."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return text.strip().splitlines()[0] if text.strip() else "failed"

@@ -1,0 +1,236 @@
+"""Tests for tests/grading.py: points, the per-stage table, --grades-json, and NOT IMPLEMENTED reports.
+
+Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py and
+pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+GRADED_CNN = '''
+import pytest
+
+STAGE = "CNN"
+
+
+@pytest.mark.points(2)
+def test_passes():
+    assert 1 + 1 == 2
+
+
+@pytest.mark.points(3)
+def test_fails():
+    assert 1 + 1 == 3, "arithmetic"
+
+
+@pytest.mark.points(1)
+def test_skipped():
+    pytest.skip("no data")
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+
+@pytest.mark.points(4)
+def test_errors_in_setup(broken):
+    pass
+
+
+@pytest.mark.points(5)
+def test_stub():
+    raise NotImplementedError("cnn.py::conv_block: a Conv2D layer")
+
+
+@pytest.mark.points(1)
+def test_stub_reraised_by_tensorflow():
+    raise NotImplementedError('in user code:\\n    File "train.py", line 9, in train_step\\n'
+                              '        raise NotImplementedError("train.py::make_train_step: the step")\\n\\n'
+                              '    NotImplementedError: train.py::make_train_step: the step')
+
+
+def helper():
+    raise NotImplementedError
+
+
+@pytest.mark.points(1)
+def test_other_not_implemented():
+    helper()
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("n", [1, 2])
+def test_each_parameter_counts(n):
+    assert n == 1
+'''
+
+GRADED_LINEAR = '''
+import pytest
+
+STAGE = "linear"
+
+
+@pytest.mark.points(1.5)
+def test_passes():
+    pass
+'''
+
+UNGRADED = '''
+def test_not_graded():
+    assert False, "ungraded failures do not change the score"
+'''
+
+
+def make_suite(root: Path, files: dict[str, str]) -> Path:
+    """A project in `root` with this repository's pytest set-up and the given test files."""
+    tests = root / "tests"
+    tests.mkdir(parents=True)
+    for name in ("conftest.py", "grading.py"):
+        (tests / name).write_text((REPO / "tests" / name).read_text())
+    (root / "pytest.ini").write_text((REPO / "pytest.ini").read_text().replace("pythonpath = .", f"pythonpath = {REPO}"))
+    for name, text in files.items():
+        (tests / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_scores_per_stage_and_the_grades_file(tmp_path):
+    root = make_suite(tmp_path, {"test_cnn_part.py": GRADED_CNN, "test_linear_part.py": GRADED_LINEAR,
+                                 "test_other.py": UNGRADED})
+    result = run_pytest(root, "--grades-json", str(tmp_path / "out" / "results.json"))
+    assert result.returncode == 1, result.stdout[-3000:]
+    out = result.stdout
+
+    # The table: possible counts every graded test, whatever happened to it.
+    assert "linear         1.5 / 1.5" in out, out[-1500:]
+    assert "CNN              3 / 19" in out, out[-1500:]
+    assert "total          4.5 / 20.5   (22%)" in out, out[-1500:]
+
+    # NotImplementedError: one line naming file::function, no traceback.
+    assert "NOT IMPLEMENTED: cnn.py::conv_block" in out
+    assert "test_stub - NOT IMPLEMENTED: cnn.py::conv_block" in out, "the -ra summary line names it too"
+    assert "test_stub_reraised_by_tensorflow - NOT IMPLEMENTED: train.py::make_train_step" in out
+    assert "test_other_not_implemented - NOT IMPLEMENTED: test_cnn_part.py::helper" in out
+    assert 'raise NotImplementedError("cnn.py' not in out, "a stub's failure must not print its traceback"
+    assert "assert (1 + 1) == 3" in out, "other failures keep pytest's full report"
+
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert not (tmp_path / "out" / "results.json.part").exists()
+    assert (results["score"], results["max_score"]) == (4.5, 20.5)
+    assert len(results["tests"]) == 10 and not [t for t in results["tests"] if "test_not_graded" in t["name"]]
+    tests = {t["name"].split("::")[1]: t for t in results["tests"] if "test_cnn_part" in t["name"]}
+    for test in results["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "status", "output"}
+        assert test["status"] in ("passed", "failed"), "Gradescope knows only passed and failed"
+        assert test["score"] == (test["max_score"] if test["status"] == "passed" else 0)
+    assert tests["test_passes"] == dict(name="tests/test_cnn_part.py::test_passes", score=2, max_score=2,
+                                        status="passed", output="", tags=["CNN"])
+    assert tests["test_fails"]["output"].startswith("AssertionError: arithmetic")
+    assert tests["test_skipped"]["output"] == "skipped: no data"
+    assert tests["test_errors_in_setup"]["output"] == "error in setup: RuntimeError: fixture broke"
+    assert tests["test_stub"]["output"] == "NOT IMPLEMENTED: cnn.py::conv_block"
+    assert [tests[f"test_each_parameter_counts[{n}]"]["score"] for n in (1, 2)] == [1, 0]
+    assert "total          4.5 / 20.5" in results["output"]
+
+
+def test_a_killed_run_leaves_the_finished_tests_scored(tmp_path):
+    root = make_suite(tmp_path, {"test_killed.py": '''
+        import os
+        import signal
+
+        import pytest
+
+        STAGE = "NumPy"
+
+
+        @pytest.mark.points(2)
+        def test_first():
+            pass
+
+
+        @pytest.mark.points(3)
+        def test_killed():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+        @pytest.mark.points(4)
+        def test_never_run():
+            pass
+        '''})
+    result = run_pytest(root, "--grades-json", "results.json")
+    assert result.returncode < 0, "the run was killed"
+    results = json.loads((root / "results.json").read_text())
+    assert (results["score"], results["max_score"]) == (2, 9)
+    assert [(t["score"], t["status"], t["output"]) for t in results["tests"]] == [
+        (2, "passed", ""), (0, "failed", "not run"), (0, "failed", "not run")]
+
+
+def test_grading_tests_without_points_are_collection_errors(tmp_path):
+    root = make_suite(tmp_path, {
+        "test_no_points.py": '''
+            STAGE = "MLP"
+
+            def test_forgotten():
+                pass
+            ''',
+        "test_bad_stage.py": '''
+            import pytest
+
+            STAGE = "cnn"
+
+            @pytest.mark.points(1)
+            def test_x():
+                pass
+            ''',
+        "test_stray_points.py": '''
+            import pytest
+
+            @pytest.mark.points(1)
+            def test_x():
+                pass
+            ''',
+        "test_bad_points.py": '''
+            import pytest
+
+            STAGE = "MLP"
+
+            @pytest.mark.points(0)
+            def test_x():
+                pass
+            ''',
+        "test_typo.py": '''
+            import pytest
+
+            STAGE = "MLP"
+
+            @pytest.mark.point(1)
+            def test_x():
+                pass
+            ''',
+    })
+    result = run_pytest(root)
+    out = result.stdout
+    assert result.returncode == 2, out[-3000:]
+    assert "5 errors during collection" in out, out[-3000:]
+    assert ("tests/test_no_points.py::test_forgotten is a grading test (STAGE = 'MLP') without points; "
+            "add @pytest.mark.points(n)") in out
+    assert "tests/test_bad_stage.py: STAGE = 'cnn' is not one of linear, MLP, CNN, training, NumPy" in out
+    assert "tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no STAGE" in out
+    assert "tests/test_bad_points.py::test_x: write points(n) with one positive number n" in out
+    assert "'point' not found in `markers` configuration option" in out, "--strict-markers catches typos"
+
+
+def test_no_table_without_grading_tests(tmp_path):
+    root = make_suite(tmp_path, {"test_plain.py": "def test_plain():\n    pass\n"})
+    result = run_pytest(root)
+    assert result.returncode == 0 and "points" not in result.stdout and "1 passed" in result.stdout
