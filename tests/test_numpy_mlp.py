@@ -1,11 +1,13 @@
-"""Tests for the from-scratch NumPy network: the handout's toy numbers, gradient checks, agreement with
-TensorFlow, SGD, and convolution / pooling forward and backward."""
+"""Grading tests, the NumPy stage (numpy_mlp.py): the handout's toy numbers, gradient checks, agreement
+with TensorFlow, SGD, and convolution / pooling forward and backward."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import numpy_mlp as nm
+
+STAGE = "NumPy"
 
 
 def handout_toy():
@@ -35,6 +37,7 @@ def tf_loss_and_grads(params: dict, X, y, reg: float):
     return h.numpy(), float(loss), {k: g.numpy() for k, g in grads.items()}
 
 
+@pytest.mark.points(2)
 def test_handout_toy_loss():
     net, X, y = handout_toy()
     loss, _ = net.loss(X, y, reg=0.05)
@@ -44,6 +47,7 @@ def test_handout_toy_loss():
     assert abs(loss - tf_loss) < 1e-12
 
 
+@pytest.mark.points(1)
 @pytest.mark.parametrize("sizes", [[4, 10, 3], [4, 10, 8, 3], [4, 6, 7, 5, 3]], ids=["1 hidden", "2 hidden", "3 hidden"])
 @pytest.mark.parametrize("reg", [0.0, 0.05])
 def test_gradients_match_numerical_ones(sizes, reg):
@@ -57,6 +61,7 @@ def test_gradients_match_numerical_ones(sizes, reg):
         assert error < 1e-8, f"{key}: relative error {error:.2e} between backprop and central differences"
 
 
+@pytest.mark.points(1)
 @pytest.mark.parametrize("sizes", [[4, 10, 3], [4, 10, 8, 3]])
 def test_same_loss_and_gradients_as_tensorflow(sizes):
     _, X, y = handout_toy()
@@ -68,6 +73,7 @@ def test_same_loss_and_gradients_as_tensorflow(sizes):
         np.testing.assert_allclose(grads[key], tf_grads[key], atol=1e-10, err_msg=key)
 
 
+@pytest.mark.points(1)
 def test_relative_error_can_fail():
     assert nm.relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.001])) > 1e-4
     net, X, y = handout_toy()
@@ -77,6 +83,7 @@ def test_relative_error_can_fail():
     assert nm.relative_error(grads["W2"] - 2 * 0.05 * wrong, numeric) > 1e-3
 
 
+@pytest.mark.points(2)
 def test_sgd_fits_the_toy_problem():
     net, X, y = handout_toy()
     history = net.train(X, y, X, y, learning_rate=1e-1, reg=5e-6, num_iters=100, batch_size=200)
@@ -92,6 +99,7 @@ def conv_inputs():
     return rng.standard_normal((2, 7, 6, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
 
 
+@pytest.mark.points(1)
 @pytest.mark.parametrize("stride,pad", [(1, 0), (1, 1), (2, 1), (2, 0)])
 def test_conv2d_matches_tensorflow(conv_inputs, stride, pad):
     x, w, b = conv_inputs
@@ -110,17 +118,21 @@ def test_conv2d_matches_tensorflow(conv_inputs, stride, pad):
         np.testing.assert_allclose(db, d_out.sum(axis=(0, 1, 2)), atol=1e-10)
 
 
+@pytest.mark.points(1)
 def test_conv2d_backward_matches_numerical_gradients(conv_inputs):
     x, w, b = conv_inputs
-    d_out = np.random.default_rng(1).standard_normal(nm.conv2d_forward(x, w, b, 2, 1).shape)
-    dx, dw, db = nm.conv2d_backward(d_out, x, w, 2, 1)
+    for forward, backward in ((nm.conv2d_forward_naive, nm.conv2d_backward_naive), (nm.conv2d_forward, nm.conv2d_backward)):
+        d_out = np.random.default_rng(1).standard_normal(forward(x, w, b, 2, 1).shape)
+        dx, dw, db = backward(d_out, x, w, 2, 1)
 
-    def objective():
-        return float(np.sum(nm.conv2d_forward(x, w, b, 2, 1) * d_out))
-    for analytic, param in ((dx, x), (dw, w), (db, b)):
-        assert nm.relative_error(analytic, nm.numerical_gradient(objective, param)) < 1e-8
+        def objective():
+            return float(np.sum(forward(x, w, b, 2, 1) * d_out))
+        for name, analytic, param in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
+            error = nm.relative_error(analytic, nm.numerical_gradient(objective, param))
+            assert error < 1e-8, f"{backward.__name__} {name}: relative error {error:.2e} against central differences"
 
 
+@pytest.mark.points(1)
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("size,stride", [(2, 2), (3, 2), (2, 1)])
 def test_pooling_matches_tensorflow(kind, size, stride):
@@ -143,6 +155,7 @@ def test_pooling_matches_tensorflow(kind, size, stride):
 
 
 # ----------------------------------------------------------------------------- on real images
+@pytest.mark.points(2)
 @pytest.mark.slow
 def test_tuned_beats_the_handout_defaults_on_validation(mini_dir):
     data = nm.load_cifar10_flat(mini_dir)
