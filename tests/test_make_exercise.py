@@ -110,6 +110,7 @@ def _body(*lines: str) -> str:
     (_body("# BEGIN SOLUTIONS", "return x", "# END SOLUTION"), "m.py:2: malformed marker '# BEGIN SOLUTIONS'"),
     ("def f(x):\n    # BEGIN SOLUTION\n    return x\n\n\ndef g(x):\n    # END SOLUTION\n    return x\n",
      "m.py:7: # END SOLUTION is not in the function its region opened in (line 2)"),
+    ("def f(x):\n    return (x\n", "m.py:2: the solution does not parse"),
     (_body("# BEGIN SOLUTION", "if x:", "# END SOLUTION", "    return x"),
      "m.py:2: the exercise version of this region does not parse"),
 ])
@@ -227,6 +228,7 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
 
 
 # ----------------------------------------------------------------------------- running the exercise version
+@pytest.mark.slow
 def test_every_module_imports_and_train_py_names_the_first_missing_piece(exercise_tree, mini_dir, tmp_path):
     script = textwrap.dedent("""
         import importlib, pathlib, sys

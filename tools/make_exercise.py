@@ -132,16 +132,16 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
 
     Raises:
         ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
-            function body, or an exercise version that does not parse.
+            function body, a solution or an exercise version that does not parse.
     """
+    try:  # every Python file is parsed, with or without regions: the output must parse too
+        tree = ast.parse(source, path)
+    except SyntaxError as err:
+        raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
     markers = _markers(source, path)
     if not markers:
         return source, 0
     lines = source.splitlines(keepends=True)
-    try:
-        tree = ast.parse(source, path)
-    except SyntaxError as err:
-        raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
     functions = _functions(tree, lines)
     output, errors, copied_up_to, regions = [], [], 0, 0
     starts = []  # (exercise line, solution line) where each replacement begins
