@@ -234,3 +234,15 @@ def test_no_table_without_grading_tests(tmp_path):
     root = make_suite(tmp_path, {"test_plain.py": "def test_plain():\n    pass\n"})
     result = run_pytest(root)
     assert result.returncode == 0 and "points" not in result.stdout and "1 passed" in result.stdout
+
+
+def test_with_a_grades_file_a_broken_module_costs_only_its_own_tests(tmp_path):
+    root = make_suite(tmp_path, {"test_linear_part.py": GRADED_LINEAR,
+                                 "test_broken.py": 'STAGE = "MLP"\nimport no_such_module_here\n'})
+    result = run_pytest(root, "--grades-json", "results.json")
+    assert result.returncode == 1, result.stdout[-3000:]  # tests ran: not interrupted by the collection error
+    assert "could not collect tests/test_broken.py: its tests are not counted" in result.stdout
+    results = json.loads((root / "results.json").read_text())
+    assert (results["score"], results["max_score"]) == (1.5, 1.5)
+    assert "could not collect tests/test_broken.py" in results["output"]
+    assert run_pytest(root).returncode == 2, "without --grades-json a broken module stops the run, as usual"
