@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import cifar10_input as ci
-from conftest import known_images, write_records
+from conftest import known_images
 
 
 # ----------------------------------------------------------------------------- parsing
