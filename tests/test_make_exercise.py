@@ -180,15 +180,19 @@ def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
     assert "2 file(s) differ; regenerate it with --out" in out.err
 
 
-def region_lines(source: str, path: str) -> set[int]:
-    """Line numbers of every solution region, markers included."""
-    lines, begin = set(), None
-    for line, kind, _, _ in mx._markers(source, path):
+def solution_regions(source: str, path: str) -> tuple[set[int], list[str], int]:
+    """From one pass over the markers: line numbers of every region (markers included), the stub
+    lines, and the number of regions."""
+    lines, stubs, begin, count = set(), [], None, 0
+    for line, kind, text, _ in mx._markers(source, path):
         if kind == "begin":
             begin = line
-        elif kind == "end":
+        elif kind == "stub":
+            stubs.append(text.strip())
+        else:
             lines.update(range(begin, line + 1))
-    return lines
+            count += 1
+    return lines, stubs, count
 
 
 def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_path):
@@ -200,30 +204,27 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
                            str(exercise_tree)], capture_output=True, text=True)
     assert diff.returncode == 1, diff.stderr
 
-    changed, raises, path = {}, {}, None
+    regions, raises, path = {}, {}, None  # path -> (region lines, stubs, region count); path -> raises added
     for line in diff.stdout.splitlines():
         if line.startswith("diff --git"):
             path = line.split(" b/")[0].split(str(solution).lstrip("/") + "/", 1)[1]
-            source = (REPO / path).read_text()
-            changed[path], raises[path] = region_lines(source, path), 0
-            assert changed[path], f"{path} differs but has no solution region"
+            regions[path], raises[path] = solution_regions((REPO / path).read_text(), path), 0
+            assert regions[path][0], f"{path} differs but has no solution region"
         elif line.startswith("@@"):
             old_start, old_count = re.match(r"@@ -(\d+)(?:,(\d+))?", line).groups()
             old = range(int(old_start), int(old_start) + int(1 if old_count is None else old_count))
-            outside = [n for n in old if n not in changed[path]]
+            outside = [n for n in old if n not in regions[path][0]]
             assert not outside, f"{path}: lines {outside} changed outside a solution region"
         elif line.startswith("+") and not line.startswith("+++"):
             text = line[1:].strip()
             raises[path] += text.startswith("raise NotImplementedError(")
-            stubs = [stub.strip() for _, kind, stub, _ in mx._markers((REPO / path).read_text(), path) if kind == "stub"]
             stub_raise = (f'raise NotImplementedError("{path}::', f"raise NotImplementedError('{path}::")
-            assert text.startswith(("# TODO: ", *stub_raise)) or text in stubs, \
+            assert text.startswith(("# TODO: ", *stub_raise)) or text in regions[path][1], \
                 f"{path}: added line {text!r} is not a TODO, a stub or the raise"
         elif line.startswith(("new file", "deleted file", "Binary", "old mode", "new mode")):
             pytest.fail(f"unexpected difference in the exercise version: {line}")
-    assert set(changed) == {"cifar10_input.py", "linear_model.py", "mlp.py", "cnn.py", "train.py", "numpy_mlp.py"}
-    for path in changed:  # one TODO + raise per region
-        _, count = mx.make_exercise_source((REPO / path).read_text(), path)
+    assert set(regions) == {"cifar10_input.py", "linear_model.py", "mlp.py", "cnn.py", "train.py", "numpy_mlp.py"}
+    for path, (_, _, count) in regions.items():  # one TODO + raise per region
         assert raises[path] == count, f"{path}: {raises[path]} stubs for {count} regions"
 
 
