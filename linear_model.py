@@ -1,4 +1,4 @@
-"""Stage 1: a linear classifier, q(x) = W x + b, on the flattened image.
+"""Stage 1 (given, ready to run): a linear classifier, q(x) = W x + b, on the flattened image.
 
 Every later model ends with this same classifier: the MLP puts hidden layers in front of it, the
 CNN puts convolutional features in front of it. So `classifier_head` and `weight_penalty` live here.
@@ -59,8 +59,6 @@ def build_linear_model(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: 
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
     """
     inputs = keras.Input(shape=input_shape, name="images")
-    # BEGIN SOLUTION: flatten the images (a layer named "flatten"), then classifier_head gives the logits
     x = layers.Flatten(name="flatten")(inputs)
     logits = classifier_head(num_classes, weight_decay=weight_decay)(x)
     return keras.Model(inputs, logits, name="linear")
-    # END SOLUTION

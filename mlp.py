@@ -12,21 +12,29 @@ from keras import layers
 
 from linear_model import classifier_head, make_regularizer
 
-ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid")
-INITIALIZERS = ("he_normal", "glorot_uniform", "normal", "uniform")
+# The values each option takes (train.py's command line offers these).
+CHOICES = {"activation": ("relu", "elu", "tanh", "sigmoid"),
+           "initializer": ("he_normal", "glorot_uniform", "normal", "uniform"), "regularizer": ("l2", "l1")}
 
 
-def make_initializer(name: str, scale: float = 1e-2, seed: int | None = None) -> keras.initializers.Initializer:
-    """The weight initialiser called `name`; `scale` is the std of "normal" and the half-width of "uniform"."""
-    if name == "he_normal":  # std = sqrt(2 / fan_in): keeps ReLU activations' variance constant
+def make_initializer(name: str, scale: float = 1e-2, seed: int | None = None):
+    """The weight initialiser called `name`.
+
+    he_normal: normal with std sqrt(2 / fan_in), which keeps ReLU activations' variance constant;
+    glorot_uniform: uniform in +-sqrt(6 / (fan_in + fan_out)), suited to tanh and sigmoid;
+    normal: std `scale`; uniform: in [-scale, scale].
+    """
+    if name not in CHOICES["initializer"]:
+        raise ValueError(f"initializer must be one of {', '.join(CHOICES['initializer'])}, not {name!r}")
+    # BEGIN SOLUTION [MLP]: keras.initializers.HeNormal, GlorotUniform, RandomNormal or RandomUniform
+    if name == "he_normal":
         return keras.initializers.HeNormal(seed=seed)
-    if name == "glorot_uniform":  # limit = sqrt(6 / (fan_in + fan_out)): suited to tanh/sigmoid
+    if name == "glorot_uniform":
         return keras.initializers.GlorotUniform(seed=seed)
     if name == "normal":
         return keras.initializers.RandomNormal(stddev=scale, seed=seed)
-    if name == "uniform":
-        return keras.initializers.RandomUniform(-scale, scale, seed=seed)
-    raise ValueError(f"initializer must be one of {', '.join(INITIALIZERS)}, not {name!r}")
+    return keras.initializers.RandomUniform(-scale, scale, seed=seed)
+    # END SOLUTION
 
 
 def build_mlp(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,
@@ -51,18 +59,21 @@ def build_mlp(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
     Returns:
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
+    if activation not in CHOICES["activation"]:
+        raise ValueError(f"activation must be one of {', '.join(CHOICES['activation'])}, not {activation!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Flatten(name="flatten")(inputs)
-    # BEGIN SOLUTION: Dense layers hidden1, hidden2, ... (then Dropout dropout1, ... if dropout), then classifier_head
     for i, units in enumerate(hidden_units, start=1):
-        x = layers.Dense(units, activation=activation, kernel_initializer=make_initializer(initializer, init_scale),
+        # BEGIN SOLUTION [MLP]: a Dense layer hidden{i}: the activation, make_initializer, make_regularizer
+        x = layers.Dense(units, activation=activation,
+                         kernel_initializer=make_initializer(initializer, init_scale),
                          kernel_regularizer=make_regularizer(weight_decay, regularizer), name=f"hidden{i}")(x)
+        # END SOLUTION
         if dropout:
+            # BEGIN SOLUTION [MLP]: a Dropout layer named dropout{i}
             x = layers.Dropout(dropout, name=f"dropout{i}")(x)
+            # END SOLUTION
     logits = classifier_head(num_classes, weight_decay=weight_decay, regularizer=regularizer)(x)
-    # END SOLUTION
     return keras.Model(inputs, logits, name="mlp")

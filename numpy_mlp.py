@@ -4,22 +4,23 @@ This is what TensorFlow automates. Read it before the model files:
   NumpyMLP.loss:     forward through ReLU layers, softmax cross-entropy + L2, then backpropagation
   numerical_gradient and relative_error: the check that the backward pass is right
   NumpyMLP.train:    minibatch SGD with momentum and learning-rate decay
-  conv2d_* and *_pool_*: convolution and pooling, forward and backward, naive and vectorised
+Convolution and pooling by hand are in numpy_conv.py.
 
     python numpy_mlp.py [--data-dir D] [--plot numpy_mlp.png]
 
 trains the handout's two-layer network on CIFAR-10 with its defaults and with a tuned setting.
-Array layouts follow TensorFlow's, so every result here can be compared with it: images NHWC,
-convolution kernels [KH, KW, C_in, C_out], dense weights W [fan_in, fan_out].
+Dense weights are W [fan_in, fan_out], as in Keras, so every result here can be compared with it.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
+
+import cifar10_input
+import plots
+from plumbing.errors import OneLineParser, report
 
 # The handout's defaults for the two-layer network on CIFAR-10.
 HANDOUT_DEFAULTS = dict(hidden_size=100, weight_scale=1e-4, learning_rate=2e-3, learning_rate_decay=1.0,
@@ -49,7 +50,7 @@ class NumpyMLP:
             self.params[f"b{layer}"] = np.zeros(fan_out)
 
     @classmethod
-    def from_params(cls, params: dict[str, np.ndarray]) -> "NumpyMLP":
+    def from_params(cls, params: dict[str, np.ndarray]) -> NumpyMLP:
         """A network with the given parameters (W1, b1, W2, b2, ...), e.g. to reproduce a handout."""
         net = cls.__new__(cls)
         net.params = {key: np.array(value, dtype=np.float64) for key, value in params.items()}
@@ -73,7 +74,7 @@ class NumpyMLP:
         # Forward: keep each layer's input for the backward pass.
         activations = [X]
         last = self.num_layers
-        # BEGIN SOLUTION: forward pass: hidden layers relu(h @ W + b), appended to activations; scores = h @ W_last + b_last
+        # BEGIN SOLUTION [NumPy net]: hidden layers relu(h @ W + b), each appended to activations; then scores
         for layer in range(1, self.num_layers):
             hidden = activations[-1] @ self.params[f"W{layer}"] + self.params[f"b{layer}"]
             activations.append(np.maximum(hidden, 0))  # ReLU
@@ -84,12 +85,12 @@ class NumpyMLP:
 
         # Softmax cross-entropy, stable: subtracting the row maximum does not change the softmax.
         num_examples = X.shape[0]
-        # BEGIN SOLUTION: the mean softmax cross-entropy + reg * sum ||W||^2, then backprop into grads
+        # BEGIN SOLUTION [NumPy net]: mean softmax cross-entropy + reg * sum ||W||^2; backprop into grads
         # STUB: grads = {}
         shifted = scores - scores.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         data_loss = -log_probs[np.arange(num_examples), y].mean()
-        reg_loss = reg * sum(np.sum(self.params[f"W{l}"] ** 2) for l in range(1, last + 1))
+        reg_loss = reg * sum(np.sum(self.params[f"W{layer}"] ** 2) for layer in range(1, last + 1))
 
         # Backward: d(loss)/d(scores) = (softmax - one_hot) / N, then the chain rule layer by layer.
         grads = {}
@@ -139,14 +140,15 @@ class NumpyMLP:
                 history["val_acc_history"].append(val_acc)
                 history["iterations"].append(it)
                 if verbose:
-                    print(f"iteration {it:5d}/{num_iters}: loss {loss:.4f}, train accuracy {100 * train_acc:.1f}%, "
+                    print(f"iteration {it:5d}/{num_iters}: loss {loss:.4f}, "
+                          f"train accuracy {100 * train_acc:.1f}%, "
                           f"validation accuracy {100 * val_acc:.1f}%")
         return history
 
 
 # ----------------------------------------------------------------------------- the gradient check
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Central differences (f(x + h) - f(x - h)) / 2h for every entry of x (changed in place, then restored)."""
+    """Central differences (f(x + h) - f(x - h)) / 2h for every entry of x, changed in place and restored."""
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         original = x[index]
@@ -168,7 +170,7 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
 
 
-def min_abs_preactivation(net: "NumpyMLP", X: np.ndarray) -> float:
+def min_abs_preactivation(net: NumpyMLP, X: np.ndarray) -> float:
     """The hidden pre-activation closest to 0. Central differences are only valid away from ReLU's kink
     at 0: a step h that crosses it measures a different linear piece."""
     hidden, closest = X, np.inf
@@ -178,178 +180,18 @@ def min_abs_preactivation(net: "NumpyMLP", X: np.ndarray) -> float:
     return closest
 
 
-# ----------------------------------------------------------------------------- convolution and pooling
-def _pad(x: np.ndarray, pad: int) -> np.ndarray:
-    return np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-
-
-def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - kernel) // stride + 1  # the handout's formula
-
-
-def conv2d_forward_naive(x, w, b, stride: int = 1, pad: int = 0):
-    """Convolution (really cross-correlation, as in every framework) with loops over output positions.
-
-    Args:
-        x: [N, H, W, C]; w: [KH, KW, C, F]; b: [F]. Returns [N, OH, OW, F].
-    """
-    kh, kw, _, filters = w.shape
-    xp = _pad(x, pad)
-    oh, ow = _out_size(x.shape[1], kh, stride, pad), _out_size(x.shape[2], kw, stride, pad)
-    out = np.zeros((x.shape[0], oh, ow, filters))
-    # BEGIN SOLUTION: for each output position, the window of xp times w summed over KH, KW, C, plus b
-    for i in range(oh):
-        for j in range(ow):
-            window = xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]  # [N, KH, KW, C]
-            out[:, i, j, :] = np.tensordot(window, w, axes=([1, 2, 3], [0, 1, 2])) + b
-    # END SOLUTION
-    return out
-
-
-def conv2d_backward_naive(d_out, x, w, stride: int = 1, pad: int = 0):
-    """Gradients of conv2d_forward_naive: returns (dx, dw, db), looping over output positions."""
-    kh, kw = w.shape[:2]
-    xp = _pad(x, pad)
-    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
-    # BEGIN SOLUTION: for each output position, add its share to dw (window x d_out) and to dxp (d_out x w)
-    for i in range(d_out.shape[1]):
-        for j in range(d_out.shape[2]):
-            rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)
-            dw += np.tensordot(xp[:, rows, cols, :], d_out[:, i, j, :], axes=([0], [0]))  # [KH, KW, C, F]
-            dxp[:, rows, cols, :] += np.tensordot(d_out[:, i, j, :], w, axes=([1], [3]))  # [N, KH, KW, C]
-    # END SOLUTION
-    dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2], :]
-    return dx, dw, d_out.sum(axis=(0, 1, 2))
-
-
-def _windows(xp: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
-    """All kh x kw windows as a view [N, OH, OW, C, KH, KW] (no copy: im2col without the memory)."""
-    view = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))
-    return view[:, ::stride, ::stride]
-
-
-def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
-    """Vectorised convolution: one tensordot over every window at once. Same result as the naive one."""
-    kh, kw = w.shape[:2]
-    windows = _windows(_pad(x, pad), kh, kw, stride)  # [N, OH, OW, C, KH, KW]
-    return np.einsum("nhwcij,ijcf->nhwf", windows, w, optimize=True) + b
-
-
-def conv2d_backward(d_out, x, w, stride: int = 1, pad: int = 0):
-    """Vectorised gradients of conv2d_forward: returns (dx, dw, db).
-
-    dw correlates the input windows with d_out; dx scatters d_out back through the kernel
-    (the 'full convolution with the 180-degree rotated kernel' of the lecture), here by adding each
-    kernel tap's contribution to a strided slice.
-    """
-    kh, kw = w.shape[:2]
-    xp = _pad(x, pad)
-    windows = _windows(xp, kh, kw, stride)
-    dw = np.einsum("nhwcij,nhwf->ijcf", windows, d_out, optimize=True)
-    dxp = np.zeros_like(xp)
-    oh, ow = d_out.shape[1:3]
-    for i in range(kh):
-        for j in range(kw):  # each tap touches a strided grid of input positions
-            dxp[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] += d_out @ w[i, j].T
-    dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2], :]
-    return dx, dw, d_out.sum(axis=(0, 1, 2))
-
-
-def _pool_forward_naive(x, size: int, stride: int, reduce):
-    """Applies `reduce` (np.max or np.mean) to each size x size window, looping over output positions."""
-    oh, ow = _out_size(x.shape[1], size, stride, 0), _out_size(x.shape[2], size, stride, 0)
-    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    # BEGIN SOLUTION: for each output position, reduce its size x size window over axes (1, 2)
-    for i in range(oh):
-        for j in range(ow):
-            out[:, i, j, :] = reduce(x[:, i * stride:i * stride + size, j * stride:j * stride + size, :], axis=(1, 2))
-    # END SOLUTION
-    return out
-
-
-def max_pool_forward_naive(x, size: int = 2, stride: int = 2):
-    """Max over each size x size window (no padding). x: [N, H, W, C]."""
-    return _pool_forward_naive(x, size, stride, np.max)
-
-
-def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
-    """The gradient flows only to each window's maximum (the first one, on ties, as TensorFlow does)."""
-    dx = np.zeros_like(x)
-    # BEGIN SOLUTION: for each window, route d_out to the position of its first maximum
-    for i in range(d_out.shape[1]):
-        for j in range(d_out.shape[2]):
-            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
-            flat = window.reshape(x.shape[0], -1, x.shape[3])
-            first_max = flat.argmax(axis=1)  # [N, C]
-            mask = np.zeros_like(flat)
-            np.put_along_axis(mask, first_max[:, None, :], 1.0, axis=1)
-            dx[:, i * stride:i * stride + size, j * stride:j * stride + size, :] += (
-                mask.reshape(window.shape) * d_out[:, i:i + 1, j:j + 1, :])
-    # END SOLUTION
-    return dx
-
-
-def max_pool_forward(x, size: int = 2, stride: int = 2):
-    """Vectorised max pooling over a window view."""
-    return _windows(x, size, size, stride).max(axis=(4, 5))
-
-
-def max_pool_backward(d_out, x, size: int = 2, stride: int = 2):
-    """Vectorised: find each window's (first) maximum, then scatter d_out there with np.add.at."""
-    windows = _windows(x, size, size, stride)  # [N, OH, OW, C, S, S]
-    n, oh, ow, c = windows.shape[:4]
-    first_max = windows.reshape(n, oh, ow, c, -1).argmax(axis=-1)
-    rows = np.arange(oh)[None, :, None, None] * stride + first_max // size
-    cols = np.arange(ow)[None, None, :, None] * stride + first_max % size
-    dx = np.zeros_like(x)
-    np.add.at(dx, (np.arange(n)[:, None, None, None], rows, cols, np.arange(c)[None, None, None, :]), d_out)
-    return dx
-
-
-def avg_pool_forward_naive(x, size: int = 2, stride: int = 2):
-    """Mean over each size x size window (no padding)."""
-    return _pool_forward_naive(x, size, stride, np.mean)
-
-
-def avg_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
-    """Each input in a window receives d_out / (size * size)."""
-    dx = np.zeros_like(x)
-    # BEGIN SOLUTION: spread each d_out entry evenly over its window
-    for i in range(d_out.shape[1]):
-        for j in range(d_out.shape[2]):
-            dx[:, i * stride:i * stride + size, j * stride:j * stride + size, :] += d_out[:, i:i + 1, j:j + 1, :] / size ** 2
-    # END SOLUTION
-    return dx
-
-
-def avg_pool_forward(x, size: int = 2, stride: int = 2):
-    """Vectorised average pooling over a window view."""
-    return _windows(x, size, size, stride).mean(axis=(4, 5))
-
-
-def avg_pool_backward(d_out, x, size: int = 2, stride: int = 2):
-    """Vectorised: spread d_out / size^2 over each window, one strided slice per window offset."""
-    dx = np.zeros_like(x)
-    oh, ow = d_out.shape[1:3]
-    for i in range(size):
-        for j in range(size):
-            dx[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] += d_out / size ** 2
-    return dx
-
-
-# ----------------------------------------------------------------------------- CIFAR-10
-def load_cifar10_flat(batches_dir, seed: int = 0):
-    """Training, validation and test sets as float64 [N, 3072] rows, normalised like the rest of the course."""
-    import cifar10_input
-
-    images, labels = cifar10_input.load_split(batches_dir, "train")
+# ----------------------------------------------------------------------------- on real images
+def load_flat(folder, seed: int = 0):
+    """Training, validation and test sets as float64 [N, H * W * C] rows, normalised like the rest of the
+    course (the training set's per-channel mean and std); 10% of the training files held out."""
+    images, labels = cifar10_input.load_any(folder, "train")
     train_idx, val_idx = cifar10_input.split_indices(len(labels), val_size=len(labels) // 10,
                                                      num_train_examples=None, seed=seed)
     mean, std = cifar10_input.channel_stats(images[train_idx])
 
     def flat(x):
         return ((x / 255.0 - mean) / std).reshape(len(x), -1)
-    test_images, test_labels = cifar10_input.load_split(batches_dir, "test")
+    test_images, test_labels = cifar10_input.load_any(folder, "test")
     return (flat(images[train_idx]), labels[train_idx], flat(images[val_idx]), labels[val_idx],
             flat(test_images), test_labels)
 
@@ -357,53 +199,49 @@ def load_cifar10_flat(batches_dir, seed: int = 0):
 def train_setting(data, setting: dict, seed: int = 0, verbose: bool = False):
     """Trains a two-layer net with one of the settings above; returns (net, history)."""
     X, y, X_val, y_val = data[:4]
-    net = NumpyMLP([X.shape[1], setting["hidden_size"], 10], weight_scale=setting["weight_scale"], seed=seed)
+    sizes = [X.shape[1], setting["hidden_size"], int(y.max()) + 1]
+    net = NumpyMLP(sizes, weight_scale=setting["weight_scale"], seed=seed)
     options = {k: setting[k] for k in ("learning_rate", "learning_rate_decay", "momentum", "reg", "num_iters",
                                        "batch_size")}
     return net, net.train(X, y, X_val, y_val, seed=seed, verbose=verbose, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import cifar10_input
-    import plots  # noqa: F401  (sets the headless matplotlib backend)
-    import matplotlib.pyplot as plt
-
-    parser = argparse.ArgumentParser(description="Train the two-layer NumPy network on CIFAR-10.")
-    parser.add_argument("--data-dir", type=Path, default=None, help="(default: $CIFAR10_DATA_DIR or ./data)")
-    parser.add_argument("--data-url", default=None, help="archive URL, file:// URL or local path")
-    parser.add_argument("--plot", default="numpy_mlp.png", help="where to save the curves (PNG)")
+    """python numpy_mlp.py: the handout's defaults, then the tuned setting; curves in numpy_mlp.png."""
+    parser = OneLineParser(prog="numpy_mlp.py", description="Train the two-layer NumPy network.")
+    parser.add_argument("--dataset", choices=("cifar10", "mnist", "fashion-mnist"), default="cifar10",
+                        help="(default: cifar10)")
+    parser.add_argument("--data-dir", default=None, help="(default: $CIFAR10_DATA_DIR or ./data)")
+    parser.add_argument("--data-url", default=None, help="where to get the data: URL, file:// or path")
+    parser.add_argument("--plot", default="numpy_mlp.png", help="the curves' file (default: numpy_mlp.png)")
     parser.add_argument("--iterations", type=int, default=None, help="override num_iters of both settings")
     args = parser.parse_args(argv)
-    try:
-        batches_dir = cifar10_input.maybe_download_and_extract(args.data_dir or cifar10_input.default_data_dir(),
-                                                               args.data_url or cifar10_input.default_data_url())
-    except cifar10_input.DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    data = load_cifar10_flat(batches_dir)
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, setting in (("handout defaults", HANDOUT_DEFAULTS), ("tuned", TUNED)):
+    data = load_flat(cifar10_input.prepare(args.dataset, args.data_dir, args.data_url))
+    fig, (loss_ax, acc_ax) = plots.plt.subplots(1, 2, figsize=(11, 4))
+    settings = (("handout defaults", HANDOUT_DEFAULTS, "C0"), ("tuned", TUNED, "C1"))
+    for label, setting, colour in settings:  # one colour per setting, in both panels
         if args.iterations:
             setting = {**setting, "num_iters": args.iterations}
         print(f"-- {label}: {setting}")
         net, history = train_setting(data, setting, verbose=True)
         test_accuracy = np.mean(net.predict(data[4]) == data[5])
-        print(f"-- {label}: validation {100 * history['val_acc_history'][-1]:.1f}%, test {100 * test_accuracy:.1f}%")
-        loss_ax.plot(history["loss_history"], label=label, alpha=0.7)
-        acc_ax.plot(history["iterations"], [100 * a for a in history["val_acc_history"]], marker="o",
-                    label=f"{label}, validation")
-        acc_ax.plot(history["iterations"], [100 * a for a in history["train_acc_history"]], linestyle="--",
-                    label=f"{label}, training batch")
+        validation = history["val_acc_history"][-1]
+        print(f"-- {label}: validation {100 * validation:.1f}%, test {100 * test_accuracy:.1f}%")
+        loss_ax.plot(history["loss_history"], color=colour, label=label, alpha=0.7)
+        acc_ax.plot(history["iterations"], [100 * a for a in history["val_acc_history"]], color=colour,
+                    marker="o", label=f"{label}, validation")
+        acc_ax.plot(history["iterations"], [100 * a for a in history["train_acc_history"]], color=colour,
+                    linestyle="--", label=f"{label}, training batch")
     loss_ax.set(xlabel="iteration", ylabel="loss", title="Training loss")
-    acc_ax.set(xlabel="iteration", ylabel="accuracy (%)", title="Accuracy")
+    acc_ax.set(xlabel="iteration", ylabel="accuracy (%)", title="Accuracy (dashed: on the training batch)")
     for ax in (loss_ax, acc_ax):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(args.plot, dpi=100)
+    plots.save(fig, args.plot)
     print(f"saved the curves to {args.plot}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(report(main))

@@ -12,13 +12,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import cifar10_input  # noqa: E402
+import cifar10_input
+from plumbing.quiet import tensorflow_start_up
 
 
 def mini_batches_dir() -> Path:
@@ -51,12 +52,21 @@ def machine_summary() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
+        info = open("/proc/cpuinfo").read()
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        flags = fields.get("flags", "").split()
+        widest = next((name for flag, name in (("avx512_bf16", "AVX-512 with BF16"), ("avx512f", "AVX-512"),
+                                               ("avx2", "AVX2")) if flag in flags), "no AVX2")
+        cpu = (f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']}, {widest}, "
+               f"{float(fields['cpu MHz']):.0f} MHz)")
+    except (OSError, KeyError, ValueError):
         pass
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in tf.config.list_physical_devices("GPU")]
-    return (f"{cpu}, {os.cpu_count()} cores, GPU: {', '.join(gpus) or 'none'}; Python {platform.python_version()}, "
+    with tensorflow_start_up():
+        devices = tf.config.list_physical_devices("GPU")
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in devices]
+    return (f"{cpu}, {os.cpu_count()} cores, GPU: {', '.join(gpus) or 'none'}; "
+            f"Python {platform.python_version()}, "
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
 
@@ -79,6 +89,12 @@ def ratio_table(rates: dict[str, list[float]], reference: str, unit: str) -> str
         ratios = [v / r for v, r in zip(values, rates[reference])]
         lines.append(f"| {name} | {statistics.median(values):,.0f} | {statistics.median(ratios):.2f}x |")
     return "\n".join(lines)
+
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    """'mean +- std' of the values (times `scale`), the std over runs (0 for a single run)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.{digits}f} +- {scale * std:.{digits}f}"
 
 
 def timed(run: Callable[[], int]) -> float:

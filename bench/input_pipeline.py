@@ -12,9 +12,8 @@ import statistics
 
 import numpy as np
 
+import cifar10_input
 from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed
-
-import cifar10_input  # noqa: E402  (common.py puts the repository on the path)
 
 TARGET_IMAGES_PER_S = 30_000
 

@@ -11,9 +11,8 @@ import argparse
 
 import numpy as np
 
+import numpy_mlp
 from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed
-
-import numpy_mlp  # noqa: E402  (common.py puts the repository on the path)
 
 
 def main() -> None:
@@ -55,7 +54,8 @@ def main() -> None:
             with tf.GradientTape() as tape:
                 hidden = tf.nn.relu(tf.gather(data, batch) @ params["W1"] + params["b1"])
                 scores = hidden @ params["W2"] + params["b2"]
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.gather(labels, batch), scores))
+                targets = tf.gather(labels, batch)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, scores))
                 loss += reg * (tf.reduce_sum(params["W1"] ** 2) + tf.reduce_sum(params["W2"] ** 2))
             grads = tape.gradient(loss, params)
             for key, variable in params.items():
@@ -72,11 +72,13 @@ def main() -> None:
             return len(tf_batches)
         return lambda: timed(run)
 
-    variants = {"NumPy float64 (reference)": numpy_variant(np.float64), "NumPy float32": numpy_variant(np.float32),
+    variants = {"NumPy float64 (reference)": numpy_variant(np.float64),
+                "NumPy float32": numpy_variant(np.float32),
                 "TensorFlow float64": tensorflow_variant(np.float64),
                 "TensorFlow float32": tensorflow_variant(np.float32)}
     rates = interleaved(variants, args.rounds)
-    print(f"\nOne SGD iteration of a {X.shape[1]}-{args.hidden}-10 MLP, batch {args.batch_size}, {args.rounds} "
+    print(f"\nOne SGD iteration of a {X.shape[1]}-{args.hidden}-10 MLP, batch {args.batch_size}, "
+          f"{args.rounds} "
           f"interleaved rounds of {args.iterations} iterations")
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "NumPy float64 (reference)", "iterations/s"))

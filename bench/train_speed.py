@@ -21,9 +21,8 @@ import time
 
 import numpy as np
 
+import cifar10_input
 from common import classic_cnn, interleaved, machine_summary, mini_batches_dir, ratio_table
-
-import cifar10_input  # noqa: E402  (common.py puts the repository on the path)
 
 TARGET = 1.1
 
@@ -64,7 +63,8 @@ def main() -> None:
         return train.build_model(config, (32, 32, 3))
 
     def loss_fn():
-        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config["label_smoothing"])
+        smoothing = config["label_smoothing"]
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)
 
     def with_fit(kind: str):
         keras.utils.set_random_seed(0)
@@ -104,14 +104,17 @@ def main() -> None:
         "classic CNN, train.py step": with_train_step("classic"),
     }
     rates = interleaved(variants, args.rounds)
-    print(f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), batch {args.batch_size}, "
+    print(f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), "
+          f"batch {args.batch_size}, "
           f"{args.rounds} interleaved rounds of {args.steps} steps")
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "fit, Keras BN (reference)", "images/s"))
     ours = statistics.median([a / b for a, b in zip(rates["train.py step, fused BN (train.py)"],
                                                     rates["fit, Keras BN (reference)"])])
-    classic = statistics.median([a / b for a, b in zip(rates["classic CNN, train.py step"], rates["classic CNN, fit"])])
-    print(f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({'meets' if ours >= TARGET else 'MISSES'} the "
+    classic = statistics.median([a / b for a, b in zip(rates["classic CNN, train.py step"],
+                                                       rates["classic CNN, fit"])])
+    verdict = "meets" if ours >= TARGET else "MISSES"
+    print(f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({verdict} the "
           f"{TARGET}x target); on the classic CNN, our step vs fit: {classic:.2f}x")
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny CIFAR-format files with known pixels, and the real mini archive.
+"""Shared fixtures: tiny CIFAR-format files with known pixels, the real sample shipped in tests/data,
+and the real mini archive (for end-to-end tests, when $CIFAR10_MINI_ARCHIVE names it).
 
 Tests never touch the network (only servers they start on 127.0.0.1) or the home folder: Keras and
 matplotlib are pointed at a temporary folder before they are imported.
@@ -6,14 +7,19 @@ matplotlib are pointed at a temporary folder before they are imported.
 
 import os
 import tempfile
+from pathlib import Path
 
 _scratch = tempfile.mkdtemp(prefix="cifar10-tests-")
 os.environ.setdefault("KERAS_HOME", os.path.join(_scratch, "keras"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_scratch, "matplotlib"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-from pathlib import Path  # noqa: E402
+os.environ.pop("CIFAR10_DATA_DIR", None)  # a student's own data folder must not change what tests see
+os.environ.pop("CIFAR10_URL", None)
+MINI_ARCHIVE_ENV, MNIST_MINI_ENV = "CIFAR10_MINI_ARCHIVE", "MNIST_MINI_DIR"
+for _name in (MINI_ARCHIVE_ENV, MNIST_MINI_ENV):  # relative to where pytest started: pin them now
+    if os.environ.get(_name):
+        os.environ[_name] = str(Path(os.environ[_name]).resolve())
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -21,7 +27,7 @@ import pytest  # noqa: E402
 import cifar10_input  # noqa: E402
 import grading  # noqa: E402  (tests/grading.py: points, the summary table, --grades-json)
 
-MINI_ARCHIVE_ENV = "CIFAR10_MINI_ARCHIVE"
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / cifar10_input.BATCHES_DIRNAME  # 500 + 100 real images
 
 
 def pytest_addoption(parser):
@@ -61,18 +67,39 @@ def synthetic_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mini_archive() -> Path:
-    """The real mini CIFAR-10 archive named by $CIFAR10_MINI_ARCHIVE (a failure under CI when missing)."""
-    value = os.environ.get(MINI_ARCHIVE_ENV)
+def sample_dir() -> Path:
+    """The real CIFAR-10 sample in tests/data: 500 training and 100 test images, official format."""
+    if not (SAMPLE_DIR / "test_batch.bin").is_file():
+        pytest.fail(f"{SAMPLE_DIR} is missing: it ships with the repository; git checkout tests/data")
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def real_images(sample_dir):
+    """The sample's 500 training images, normalised (float32 NHWC), and their labels."""
+    images, labels = cifar10_input.load_split(sample_dir, "train")
+    mean, std = cifar10_input.channel_stats(images)
+    return ((images / 255.0 - mean) / std).astype(np.float32), labels
+
+
+def _mini(env: str, what: str, check) -> Path:
+    """A path from the environment for an (ungraded) end-to-end test: skipped when unset, except under CI."""
+    value = os.environ.get(env)
     path = Path(value) if value else None
-    if path is None or not path.is_file():
-        message = (f"{MINI_ARCHIVE_ENV} is {'unset' if value is None else repr(value) + ', not a file'}; "
-                   f"set it to the mini archive, e.g. "
-                   f"{MINI_ARCHIVE_ENV}=../shared/data/cifar-10-mini-binary.tar.gz pytest")
+    if path is None or not check(path):
+        example = "cifar-10-mini-binary.tar.gz" if "CIFAR" in env else "mnist-mini"
+        message = (f"{env} is {'unset' if value is None else repr(value) + ', not ' + what}; set it to run "
+                   f"this end-to-end test, e.g. {env}=../shared/data/{example} pytest")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def mini_archive() -> Path:
+    """The real mini CIFAR-10 archive (5,085 + 500 images) named by $CIFAR10_MINI_ARCHIVE."""
+    return _mini(MINI_ARCHIVE_ENV, "a file", Path.is_file)
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +109,9 @@ def mini_dir(mini_archive: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_images(mini_dir):
-    """512 normalised real training images (float32 NHWC) and their labels."""
-    images, labels = cifar10_input.load_split(mini_dir, "train")
-    mean, std = cifar10_input.channel_stats(images)
-    return ((images[:512] / 255.0 - mean) / std).astype(np.float32), labels[:512]
+def mnist_mini() -> Path:
+    """The folder of 4,000 + 1,000 real MNIST digits (official IDX files) named by $MNIST_MINI_DIR."""
+    return _mini(MNIST_MINI_ENV, "a folder", Path.is_dir)
 
 
 def random_images(shape, batch: int = 4, seed: int = 0):
@@ -113,20 +138,96 @@ def check_initial_loss(build, real_images) -> None:
     assert abs(loss - np.log(10)) < 0.05, f"initial loss {loss:.3f}, expected about ln(10) = 2.303"
 
 
-def check_overfits(build, real_images, learning_rate: float, steps: int) -> None:
-    """Adam reaches 100% training accuracy on 64 real images within `steps` full-batch steps."""
+def check_overfits(build, real_images, learning_rate: float, steps: int, num_images: int = 64) -> None:
+    """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps."""
     import keras
     keras.utils.set_random_seed(0)
-    x, y = real_images[0][:64], real_images[1][:64]
+    x, y = real_images[0][:num_images], real_images[1][:num_images]
     model = build((32, 32, 3), 10)
-    model.compile(keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=64, epochs=steps, verbose=0)
-    accuracy = np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y)
-    assert accuracy == 1.0, f"{model.name} reached {accuracy:.0%} on 64 images after {steps} steps"
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    accuracy = np.mean(np.argmax(model.predict_on_batch(x), axis=1) == y)
+    assert accuracy == 1.0, f"{model.name} reached {accuracy:.0%} on {num_images} images after {steps} steps"
 
 
-def run_train(mini_dir: Path, run_root: Path, *args: str, name: str = "run") -> tuple[int, Path]:
-    """train.main with the mini data, returning (exit code, run folder).
+def preset_builder(preset: str):
+    """build_cnn with the model options of one of the course's presets (python train.py --list-presets)."""
+    from cnn import build_cnn
+    from plumbing.options import PRESETS, builder_options
+
+    options = {k: v for k, v in PRESETS[preset].items() if k in builder_options("cnn")}
+    return lambda input_shape, num_classes: build_cnn(input_shape, num_classes, **options)
+
+
+def cnn_count(in_channels, widths, convs, batch_norm, head_inputs, dense_units=0, classes=10, kernel=3):
+    """build_cnn's parameter count from the formula: kernels, biases or batch norm, dense, classifier."""
+    count, c_in = 0, in_channels
+    for width in widths:
+        for _ in range(convs):
+            # batch norm: gamma, beta and two moving statistics per channel, instead of a bias
+            count += kernel * kernel * c_in * width + (4 * width if batch_norm else width)
+            c_in = width
+    if dense_units:
+        count += head_inputs * dense_units + dense_units
+        head_inputs = dense_units
+    return count + head_inputs * classes + classes
+
+
+def check_run_folder(run_dir: Path, epochs: int) -> dict:
+    """A finished run on the sample (tests/data): every file is there, and the rows, the confusion matrix
+    and test_accuracy agree with each other and with best.keras. Returns metrics.json."""
+    import csv
+    import json
+    import math
+
+    import keras
+    import tensorflow as tf
+    expected = ["config.json", "metrics.csv", "metrics.json", "best.keras", "learning_curves.png",
+                "confusion_matrix.png", "confusion_matrix.csv", "per_class_accuracy.png",
+                "confident_mistakes.png"]
+    missing = [f for f in expected if not (run_dir / f).is_file()]
+    assert not missing, f"run folder lacks {missing}"
+    assert list((run_dir / "tb" / "train").glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert (run_dir / "checkpoints" / "checkpoint").is_file(), "no checkpoint for --resume"
+    assert not list(run_dir.glob("*.tmp-*")), "a temporary file was left behind"
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["versions"]["tensorflow"] == tf.__version__ and "git_commit" in config
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1)), "one metrics.csv row per epoch"
+    for row in rows:
+        assert 0 <= float(row["train_accuracy"]) <= 1 and math.isfinite(float(row["train_loss"]))
+        assert float(row["weight_penalty"]) > 0 and float(row["images_per_second"]) > 0
+
+    with open(run_dir / "confusion_matrix.csv") as f:
+        matrix = np.array([[int(v) for v in line.split(",")[1:]] for line in list(f)[1:]])
+    assert matrix.shape == (10, 10) and matrix.sum() == 100, "the confusion matrix covers the 100 test images"
+
+    # test_accuracy must equal a recomputation from the saved model (with the same test-time flip).
+    results = json.loads((run_dir / "metrics.json").read_text())
+    best_row = max(rows, key=lambda r: float(r["val_accuracy"]))
+    assert results["best_epoch"] == int(best_row["epoch"]), "metrics.json names the best validation epoch"
+    option = config["options"]
+    model = keras.models.load_model(run_dir / "best.keras")
+    val_size = 50 if option["val_size"] is None else option["val_size"]  # None: 10% of the 500
+    test = cifar10_input.make_dataset(Path(config["data_folder"]), "test", batch_size=50, val_size=val_size,
+                                      num_train_examples=option["num_train_examples"], seed=option["seed"])
+    correct = 0
+    for images, labels in test:
+        logits = model(images, training=False)
+        if option["tta"]:
+            logits = (logits + model(tf.reverse(images, axis=[2]), training=False)) / 2
+        correct += int(np.sum(np.argmax(logits, 1) == labels.numpy()))
+    assert abs(results["test_accuracy"] - correct / 100) <= 1 / 100, "at most one near-tie may differ"
+    assert np.trace(matrix) == round(results["test_accuracy"] * 100)
+    return results
+
+
+def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> tuple[int, Path]:
+    """train.main on the data in `data_dir` (a folder holding cifar-10-batches-bin), returning
+    (exit code, run folder).
 
     On the exercise version train.py exits 2 with 'NOT IMPLEMENTED: file::function: hint'; that is
     raised as NotImplementedError, so the test is reported as the missing piece like every other test.
@@ -136,7 +237,7 @@ def run_train(mini_dir: Path, run_root: Path, *args: str, name: str = "run") -> 
     import sys
 
     import train
-    argv = ["--data-dir", str(mini_dir.parent), "--run-dir", str(run_root), "--name", name, *args]
+    argv = ["--data-dir", str(data_dir), "--run-dir", str(run_root), "--name", name, *args]
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = train.main(argv)

@@ -12,7 +12,8 @@ still leaves the score of the tests it finished. With it, pytest goes on past a 
 import (--continue-on-collection-errors), so one broken file costs only its own tests.
 
 A failure caused by NotImplementedError (an exercise stub) is reported in one line,
-`NOT IMPLEMENTED: file::function`, instead of a traceback.
+`NOT IMPLEMENTED: file::function`, instead of a traceback. A graded test never skips: a skip (a
+missing file, say) is reported as a failure naming the reason, so a score cannot look complete.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ("linear", "MLP", "CNN", "training", "NumPy")
+# The student stages, in course order (the linear model is given, ready to run, and earns no points).
+STAGES = ("augmentation", "MLP", "CNN", "batch norm", "strided & dropout", "NumPy net", "NumPy conv")
 STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+): ")  # "<file>::<function>: " from tools/make_exercise.py
 
 
@@ -75,7 +77,7 @@ class GradingPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_pycollect_makeitem(self, collector, name, obj):
-        """Makes a grading test without points(n), or points(n) outside a grading module, a collection error."""
+        """A grading test without points(n), or points(n) outside a grading module: a collection error."""
         result = yield
         items = result if isinstance(result, list) else [result] if result is not None else []
         module = collector.getparent(pytest.Module)
@@ -86,12 +88,14 @@ class GradingPlugin:
             marker = item.get_closest_marker("points")
             where = f"{module.nodeid}::{item.name}"
             if stage is None and marker:
-                raise collector.CollectError(f"{where} has a points marker but {module.nodeid} sets no STAGE; "
+                raise collector.CollectError(
+                    f"{where} has a points marker but {module.nodeid} sets no STAGE; "
                                              f"add STAGE = one of {', '.join(STAGES)}")
             if stage is None:
                 continue
             if stage not in STAGES:
-                raise collector.CollectError(f"{module.nodeid}: STAGE = {stage!r} is not one of {', '.join(STAGES)}")
+                raise collector.CollectError(
+                    f"{module.nodeid}: STAGE = {stage!r} is not one of {', '.join(STAGES)}")
             if marker is None:
                 raise collector.CollectError(f"{where} is a grading test (STAGE = {stage!r}) without points; "
                                              f"add @pytest.mark.points(n)")
@@ -109,7 +113,8 @@ class GradingPlugin:
         for item in session.items:
             marker = item.get_closest_marker("points")
             if marker:
-                self.tests[item.nodeid] = dict(stage=item.module.STAGE, points=marker.args[0], status="not run",
+                self.tests[item.nodeid] = dict(stage=item.module.STAGE, points=marker.args[0],
+                                               status="not run",
                                                output="not run")
         self.write_json()
 
@@ -120,6 +125,10 @@ class GradingPlugin:
             where = not_implemented_where(call.excinfo)
             if where:
                 report.longrepr = OneLineFailure(f"NOT IMPLEMENTED: {where}")
+        if report.skipped and item.nodeid in self.tests:  # a graded test never skips: it fails, saying why
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = OneLineFailure(f"graded tests cannot skip: {reason.removeprefix('Skipped: ')}")
         return report
 
     def pytest_runtest_logreport(self, report):
@@ -129,9 +138,6 @@ class GradingPlugin:
         if report.failed:
             phase = "" if report.when == "call" else f"error in {report.when}: "
             test["status"], test["output"] = "failed", phase + _first_line(report)
-        elif report.skipped:
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-            test["status"], test["output"] = "skipped", f"skipped: {reason.removeprefix('Skipped: ')}"
         elif report.when == "call":
             test["status"], test["output"] = "passed", ""
         if report.when == "teardown":
@@ -152,11 +158,11 @@ class GradingPlugin:
     def table(self) -> list[str]:
         totals = self.totals()
         scored, possible = sum(s for s, _ in totals.values()), sum(p for _, p in totals.values())
-        rows = [f"{'stage':10s} {'scored':>7s} / possible"]
-        rows += [f"{stage:10s} {_number(s):>7s} / {_number(p)}" for stage, (s, p) in totals.items()]
-        rows.append(f"{'total':10s} {_number(scored):>7s} / {_number(possible)}   "
+        rows = [f"{'stage':18s} {'scored':>7s} / possible"]
+        rows += [f"{stage:18s} {_number(s):>7s} / {_number(p)}" for stage, (s, p) in totals.items()]
+        rows.append(f"{'total':18s} {_number(scored):>7s} / {_number(possible)}   "
                     f"({100 * scored / possible:.0f}%)")
-        rows += [f"could not collect {nodeid}: its tests are not counted" for nodeid in self.collection_errors]
+        rows += [f"could not collect {node}: its tests are not counted" for node in self.collection_errors]
         return rows
 
     def write_json(self) -> None:

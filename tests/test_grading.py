@@ -5,6 +5,7 @@ pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or tw
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -70,10 +71,10 @@ def test_each_parameter_counts(n):
     assert n == 1
 '''
 
-GRADED_LINEAR = '''
+GRADED_MLP = '''
 import pytest
 
-STAGE = "linear"
+STAGE = "MLP"
 
 
 @pytest.mark.points(1.5)
@@ -93,28 +94,30 @@ def make_suite(root: Path, files: dict[str, str]) -> Path:
     tests.mkdir(parents=True)
     for name in ("conftest.py", "grading.py"):
         (tests / name).write_text((REPO / "tests" / name).read_text())
-    (root / "pytest.ini").write_text((REPO / "pytest.ini").read_text().replace("pythonpath = .", f"pythonpath = {REPO}"))
+    ini = (REPO / "pytest.ini").read_text().replace("pythonpath = .", f"pythonpath = {REPO}")
+    (root / "pytest.ini").write_text(ini)
     for name, text in files.items():
         (tests / name).write_text(textwrap.dedent(text))
     return root
 
 
 def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in a subprocess, with a wide terminal so that its summary lines are not cut."""
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
 
 
 def test_scores_per_stage_and_the_grades_file(tmp_path):
-    root = make_suite(tmp_path, {"test_cnn_part.py": GRADED_CNN, "test_linear_part.py": GRADED_LINEAR,
+    root = make_suite(tmp_path, {"test_cnn_part.py": GRADED_CNN, "test_mlp_part.py": GRADED_MLP,
                                  "test_other.py": UNGRADED})
     result = run_pytest(root, "--grades-json", str(tmp_path / "out" / "results.json"))
     assert result.returncode == 1, result.stdout[-3000:]
     out = result.stdout
 
     # The table: possible counts every graded test, whatever happened to it.
-    assert "linear         1.5 / 1.5" in out, out[-1500:]
-    assert "CNN              3 / 19" in out, out[-1500:]
-    assert "total          4.5 / 20.5   (22%)" in out, out[-1500:]
+    assert "MLP                    1.5 / 1.5" in out, out[-1500:]
+    assert "CNN                      3 / 19" in out, out[-1500:]
+    assert "total                  4.5 / 20.5   (22%)" in out, out[-1500:]
 
     # NotImplementedError: one line naming file::function, no traceback.
     assert "NOT IMPLEMENTED: cnn.py::conv_block" in out
@@ -136,11 +139,12 @@ def test_scores_per_stage_and_the_grades_file(tmp_path):
     assert tests["test_passes"] == dict(name="tests/test_cnn_part.py::test_passes", score=2, max_score=2,
                                         status="passed", output="", tags=["CNN"])
     assert tests["test_fails"]["output"].startswith("AssertionError: arithmetic")
-    assert tests["test_skipped"]["output"] == "skipped: no data"
+    assert tests["test_skipped"]["output"] == "graded tests cannot skip: no data"
+    assert "FAILED tests/test_cnn_part.py::test_skipped - graded tests cannot skip: no data" in out
     assert tests["test_errors_in_setup"]["output"] == "error in setup: RuntimeError: fixture broke"
     assert tests["test_stub"]["output"] == "NOT IMPLEMENTED: cnn.py::conv_block"
     assert [tests[f"test_each_parameter_counts[{n}]"]["score"] for n in (1, 2)] == [1, 0]
-    assert "total          4.5 / 20.5" in results["output"]
+    assert "total                  4.5 / 20.5" in results["output"]
 
 
 def test_a_killed_run_leaves_the_finished_tests_scored(tmp_path):
@@ -150,7 +154,7 @@ def test_a_killed_run_leaves_the_finished_tests_scored(tmp_path):
 
         import pytest
 
-        STAGE = "NumPy"
+        STAGE = "NumPy net"
 
 
         @pytest.mark.points(2)
@@ -224,8 +228,10 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
     assert "5 errors during collection" in out, out[-3000:]
     assert ("tests/test_no_points.py::test_forgotten is a grading test (STAGE = 'MLP') without points; "
             "add @pytest.mark.points(n)") in out
-    assert "tests/test_bad_stage.py: STAGE = 'cnn' is not one of linear, MLP, CNN, training, NumPy" in out
-    assert "tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no STAGE" in out
+    assert ("tests/test_bad_stage.py: STAGE = 'cnn' is not one of augmentation, MLP, CNN, batch norm, "
+            "strided & dropout, NumPy net, NumPy conv") in out
+    assert ("tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no "
+            "STAGE") in out
     assert "tests/test_bad_points.py::test_x: write points(n) with one positive number n" in out
     assert "'point' not found in `markers` configuration option" in out, "--strict-markers catches typos"
 
@@ -237,7 +243,7 @@ def test_no_table_without_grading_tests(tmp_path):
 
 
 def test_with_a_grades_file_a_broken_module_costs_only_its_own_tests(tmp_path):
-    root = make_suite(tmp_path, {"test_linear_part.py": GRADED_LINEAR,
+    root = make_suite(tmp_path, {"test_mlp_part.py": GRADED_MLP,
                                  "test_broken.py": 'STAGE = "MLP"\nimport no_such_module_here\n'})
     result = run_pytest(root, "--grades-json", "results.json")
     assert result.returncode == 1, result.stdout[-3000:]  # tests ran: not interrupted by the collection error

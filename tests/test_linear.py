@@ -1,4 +1,4 @@
-"""Grading tests, stage 1: the linear classifier (linear_model.py).
+"""Tests of the given linear classifier (linear_model.py), not graded: it is the course's starting point.
 
 Shapes and logits, the parameter count from the formula, the initial loss ln(10), over-fitting 64 real
 images, and a float64 check of TensorFlow's gradients against finite differences.
@@ -12,32 +12,25 @@ import tensorflow as tf
 from conftest import check_initial_loss, check_logits, check_overfits
 from linear_model import build_linear_model
 
-STAGE = "linear"
 
-
-@pytest.mark.points(1)
 @pytest.mark.parametrize("input_shape", [(32, 32, 3), (24, 24, 3), (28, 28, 1)])
 def test_output_is_logits_of_the_right_shape(input_shape):
     check_logits(build_linear_model(input_shape, 10), input_shape)
 
 
-@pytest.mark.points(1)
 def test_parameter_count():
     assert build_linear_model((32, 32, 3), 10).count_params() == 3072 * 10 + 10, "W is 3072 x 10, b is 10"
 
 
-@pytest.mark.points(1)
 def test_initial_loss_is_ln10(real_images):
     check_initial_loss(build_linear_model, real_images)
 
 
-# Steps to 100% on 64 images: the slowest of seeds 0-4 needed 10; the test allows twice that.
-@pytest.mark.points(2)
+# Steps to 100% on 64 sample images: the slowest of seeds 0-4 needed 9; the test allows 20.
 def test_overfits_64_real_images(real_images):
     check_overfits(build_linear_model, real_images, learning_rate=1e-2, steps=20)
 
 
-@pytest.mark.points(2)
 def test_gradients_match_finite_differences():
     keras.config.set_dtype_policy("float64")
     try:
@@ -49,7 +42,8 @@ def test_gradients_match_finite_differences():
         def loss():  # mean softmax cross-entropy + L2 penalty, all in float64
             logits = model(x, training=True)
             assert logits.dtype == tf.float64
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)) + tf.add_n(model.losses)
+            data_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            return data_loss + tf.add_n(model.losses)
 
         with tf.GradientTape() as tape:
             value = loss()

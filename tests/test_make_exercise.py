@@ -5,13 +5,10 @@ then compared with the solution (git diff), checked (--check), imported, tested 
 test fails with NOT IMPLEMENTED, score 0) and run (train.py exits 2). Left out of the exercise version.
 """
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -29,7 +26,7 @@ SOURCE = '''\
 def build(x):
     """Docstring stays."""
     y = x + 1
-    # BEGIN SOLUTION: double it
+    # BEGIN SOLUTION [one]: double it
     # STUB: result = None
     result = 2 * y
     # END SOLUTION
@@ -39,7 +36,7 @@ def build(x):
 class Net:
     def loss(self, x):
         def inner(z):
-            # BEGIN SOLUTION
+            # BEGIN SOLUTION [two]
             return z * z
             # END SOLUTION
         text = """
@@ -55,7 +52,7 @@ EXPECTED = '''\
 def build(x):
     """Docstring stays."""
     y = x + 1
-    # TODO: double it
+    # TODO [one]: double it
     result = None
     raise NotImplementedError("pkg/m.py::build: double it")
     return result
@@ -64,7 +61,7 @@ def build(x):
 class Net:
     def loss(self, x):
         def inner(z):
-            # TODO: write this part (see the docstring)
+            # TODO [two]: write this part (see the docstring)
             raise NotImplementedError("pkg/m.py::Net.loss: write this part (see the docstring)")
         text = """
 # BEGIN SOLUTION: inside a string, not a marker
@@ -75,8 +72,26 @@ class Net:
 
 def test_regions_become_todo_stub_and_raise():
     exercise, regions = mx.make_exercise_source(SOURCE, "pkg/m.py")
-    assert regions == 2
+    assert [(r.stage, r.function, r.line) for r in regions] == [("one", "pkg/m.py::build", 7),
+                                                                 ("two", "pkg/m.py::Net.loss", 17)]
     assert exercise == EXPECTED
+
+
+def test_solved_stages_keep_their_solution():
+    exercise, regions = mx.make_exercise_source(SOURCE, "pkg/m.py", solved=frozenset({"one"}))
+    assert len(regions) == 2
+    assert "result = 2 * y" in exercise and "pkg/m.py::build" not in exercise
+    assert "raise NotImplementedError(\"pkg/m.py::Net.loss" in exercise
+
+
+def test_markdown_blocks_for_one_version_only():
+    text = ("# Title\n<!-- BEGIN SOLUTION ONLY -->\nsolution text\n<!-- END SOLUTION ONLY -->\n"
+            "<!-- BEGIN EXERCISE ONLY\nexercise text\nEND EXERCISE ONLY -->\nboth\n")
+    assert mx.make_exercise_markdown(text, "R.md") == "# Title\nexercise text\nboth\n"
+    with pytest.raises(mx.ExerciseError, match="R.md:2: this block is never closed"):
+        mx.make_exercise_markdown("x\n<!-- BEGIN SOLUTION ONLY -->\n", "R.md")
+    with pytest.raises(mx.ExerciseError, match="R.md:1: END EXERCISE ONLY --> closes no block"):
+        mx.make_exercise_markdown("END EXERCISE ONLY -->\n", "R.md")
 
 
 def test_line_endings_and_files_without_markers_are_kept():
@@ -84,7 +99,7 @@ def test_line_endings_and_files_without_markers_are_kept():
     exercise, _ = mx.make_exercise_source(crlf, "pkg/m.py")
     assert exercise == EXPECTED.replace("\n", "\r\n")
     plain = "def f():\n    return 1  # no markers here\n"
-    assert mx.make_exercise_source(plain, "p.py") == (plain, 0)
+    assert mx.make_exercise_source(plain, "p.py") == (plain, [])
 
 
 def test_the_stub_raises_the_named_error():
@@ -100,18 +115,20 @@ def _body(*lines: str) -> str:
 
 
 @pytest.mark.parametrize("source,error", [
-    (_body("# BEGIN SOLUTION", "# BEGIN SOLUTION", "return x", "# END SOLUTION"),
+    (_body("# BEGIN SOLUTION [s]", "# BEGIN SOLUTION [s]", "return x", "# END SOLUTION"),
      "m.py:3: nested # BEGIN SOLUTION (the region opened at line 2 is not closed)"),
-    (_body("# BEGIN SOLUTION", "return x"), "m.py:2: # BEGIN SOLUTION is never closed by # END SOLUTION"),
+    (_body("# BEGIN SOLUTION [s]", "return x"), "m.py:2: # BEGIN SOLUTION is never closed by # END SOLUTION"),
     (_body("return x", "# END SOLUTION"), "m.py:3: stray # END SOLUTION without a # BEGIN SOLUTION"),
     (_body("# STUB: y = 1", "return x"), "m.py:2: stray # STUB: outside a solution region"),
-    ("# BEGIN SOLUTION\nx = 1\n# END SOLUTION\n", "m.py:1: # BEGIN SOLUTION outside a function body"),
-    (_body("return x  # BEGIN SOLUTION"), "m.py:2: a solution marker must be a whole-line comment"),
-    (_body("# BEGIN SOLUTIONS", "return x", "# END SOLUTION"), "m.py:2: malformed marker '# BEGIN SOLUTIONS'"),
-    ("def f(x):\n    # BEGIN SOLUTION\n    return x\n\n\ndef g(x):\n    # END SOLUTION\n    return x\n",
+    ("# BEGIN SOLUTION [s]\nx = 1\n# END SOLUTION\n", "m.py:1: # BEGIN SOLUTION outside a function body"),
+    (_body("return x  # BEGIN SOLUTION [s]"), "m.py:2: a solution marker must be a whole-line comment"),
+    (_body("# BEGIN SOLUTIONS", "return x", "# END SOLUTION"),
+     "m.py:2: malformed marker '# BEGIN SOLUTIONS'"),
+    (_body("# BEGIN SOLUTION: no stage", "return x", "# END SOLUTION"), "m.py:2: malformed marker"),
+    ("def f(x):\n    # BEGIN SOLUTION [s]\n    return x\n\n\ndef g(x):\n    # END SOLUTION\n    return x\n",
      "m.py:7: # END SOLUTION is not in the function its region opened in (line 2)"),
     ("def f(x):\n    return (x\n", "m.py:2: the solution does not parse"),
-    (_body("# BEGIN SOLUTION", "if x:", "# END SOLUTION", "    return x"),
+    (_body("# BEGIN SOLUTION [s]", "if x:", "# END SOLUTION", "    return x"),
      "m.py:2: the exercise version of this region does not parse"),
 ])
 def test_malformed_markers_name_file_and_line(source, error):
@@ -123,7 +140,8 @@ def test_malformed_markers_name_file_and_line(source, error):
 def test_every_problem_in_the_tree_is_listed(tmp_path, capsys):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "a.py").write_text(_body("# END SOLUTION", "return x"))
-    (tmp_path / "b.py").write_text(_body("# BEGIN SOLUTION", "return x"))
+    (tmp_path / "b.py").write_text(_body("# BEGIN SOLUTION [s]", "return x"))
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py", "b.py"], check=True)
     assert mx.main(["--source", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "a.py:2: stray # END SOLUTION" in err and "b.py:2: # BEGIN SOLUTION is never closed" in err
@@ -161,22 +179,26 @@ def test_generation_is_deterministic_and_check_passes(exercise_tree, tmp_path, c
     assert mx.main(["--check", str(again)]) == 0
     assert mx.main(["--check", str(exercise_tree)]) == 0
     assert "matches the exercise version" in capsys.readouterr().out
-    for excluded in ("tests/hidden/test_hidden_cnn.py", "tests/test_make_exercise.py", "tools/make_exercise.py"):
+    for excluded in ("tests/hidden/test_hidden_cnn.py", "tests/test_make_exercise.py", "tests/test_stages.py",
+                     "tools/make_exercise.py", "docs/instructors.md"):
         assert not (exercise_tree / excluded).exists(), f"{excluded} must be left out"
     assert os.access(exercise_tree / ".ci" / "run", os.X_OK), "the executable bit is kept"
+    assert set(p.relative_to(exercise_tree).as_posix() for p in exercise_tree.rglob("*") if p.is_file()) == \
+        set(solution_files()), "the exercise holds exactly the tracked files minus the exclusions"
 
 
 def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
     edited = tmp_path / "edited"
     shutil.copytree(exercise_tree, edited)
     cnn = edited / "cnn.py"
-    cnn.write_text(cnn.read_text().replace("# TODO: a Conv2D layer", "# TODO: a Dense layer", 1))
+    cnn.write_text(cnn.read_text().replace("# TODO [CNN]: a Conv2D", "# TODO [CNN]: a Dense", 1))
     (edited / "tests" / "hidden").mkdir()
     (edited / "tests" / "hidden" / "test_leaked.py").write_text("")
     assert mx.main(["--check", str(edited)]) == 1
     out = capsys.readouterr()
-    assert out.out.splitlines() == ["cnn.py: differs from the generated version",
-                                    "tests/hidden/test_leaked.py: not part of the exercise version (left out or removed)"]
+    assert out.out.splitlines() == [
+        "cnn.py: differs from the generated version",
+        "tests/hidden/test_leaked.py: not part of the exercise version (left out or removed)"]
     assert "2 file(s) differ; regenerate it with --out" in out.err
 
 
@@ -184,7 +206,7 @@ def solution_regions(source: str, path: str) -> tuple[set[int], list[str], int]:
     """From one pass over the markers: line numbers of every region (markers included), the stub
     lines, and the number of regions."""
     lines, stubs, begin, count = set(), [], None, 0
-    for line, kind, text, _ in mx._markers(source, path):
+    for line, kind, text, _, _ in mx._markers(source, path):
         if kind == "begin":
             begin = line
         elif kind == "stub":
@@ -193,6 +215,20 @@ def solution_regions(source: str, path: str) -> tuple[set[int], list[str], int]:
             lines.update(range(begin, line + 1))
             count += 1
     return lines, stubs, count
+
+
+def markdown_blocks(text: str) -> set[int]:
+    """Line numbers of the solution-only blocks and of every block marker of a Markdown file."""
+    lines, inside = set(), False
+    for number, line in enumerate(text.splitlines(), start=1):
+        kind = mx.MARKDOWN.get(line.strip())
+        if kind or inside:
+            lines.add(number)
+        if kind == "solution":
+            inside = True
+        elif kind == "end solution":
+            inside = False
+    return lines
 
 
 def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_path):
@@ -208,7 +244,10 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
     for line in diff.stdout.splitlines():
         if line.startswith("diff --git"):
             path = line.split(" b/")[0].split(str(solution).lstrip("/") + "/", 1)[1]
-            regions[path], raises[path] = solution_regions((REPO / path).read_text(), path), 0
+            text = (REPO / path).read_text()
+            markdown = path.endswith(".md")
+            regions[path] = (markdown_blocks(text), [], 0) if markdown else solution_regions(text, path)
+            raises[path] = 0
             assert regions[path][0], f"{path} differs but has no solution region"
         elif line.startswith("@@"):
             old_start, old_count = re.match(r"@@ -(\d+)(?:,(\d+))?", line).groups()
@@ -216,59 +255,15 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
             outside = [n for n in old if n not in regions[path][0]]
             assert not outside, f"{path}: lines {outside} changed outside a solution region"
         elif line.startswith("+") and not line.startswith("+++"):
+            assert not path.endswith(".md"), f"{path}: the exercise version only leaves lines out"
             text = line[1:].strip()
             raises[path] += text.startswith("raise NotImplementedError(")
             stub_raise = (f'raise NotImplementedError("{path}::', f"raise NotImplementedError('{path}::")
-            assert text.startswith(("# TODO: ", *stub_raise)) or text in regions[path][1], \
+            assert text.startswith(("# TODO [", *stub_raise)) or text in regions[path][1], \
                 f"{path}: added line {text!r} is not a TODO, a stub or the raise"
         elif line.startswith(("new file", "deleted file", "Binary", "old mode", "new mode")):
             pytest.fail(f"unexpected difference in the exercise version: {line}")
-    assert set(regions) == {"cifar10_input.py", "linear_model.py", "mlp.py", "cnn.py", "train.py", "numpy_mlp.py"}
+    assert set(regions) == {"cifar10_input.py", "mlp.py", "cnn.py", "numpy_mlp.py", "numpy_conv.py",
+                            "README.md"}
     for path, (_, _, count) in regions.items():  # one TODO + raise per region
         assert raises[path] == count, f"{path}: {raises[path]} stubs for {count} regions"
-
-
-# ----------------------------------------------------------------------------- running the exercise version
-@pytest.mark.slow
-def test_every_module_imports_and_train_py_names_the_first_missing_piece(exercise_tree, mini_dir, tmp_path):
-    script = textwrap.dedent("""
-        import importlib, pathlib, sys
-        root = pathlib.Path.cwd()
-        sys.path[:0] = [str(root), str(root / "bench")]
-        names = sorted([p.stem for p in root.glob("*.py")] + [p.stem for p in root.glob("bench/*.py")]
-                       + ["tools." + p.stem for p in root.glob("tools/*.py") if p.stem != "__init__"])
-        for name in names:
-            importlib.import_module(name)
-        print(" ".join(names))
-        sys.exit(importlib.import_module("train").main(sys.argv[1:]))  # as `python train.py ...` does
-        """)
-    result = subprocess.run([sys.executable, "-c", script, "--data-dir", str(mini_dir.parent), "--run-dir",
-                             str(tmp_path / "runs"), "--epochs", "1"], cwd=exercise_tree, capture_output=True, text=True)
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    imported = result.stdout.splitlines()[0].split()
-    assert {"cifar10_input", "cnn", "linear_model", "mlp", "numpy_mlp", "train", "common", "tools.model_table"} <= set(imported)
-    assert result.returncode == 2, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("NOT IMPLEMENTED: cnn.py::build_cnn: ") and last.endswith("then run again"), last
-    assert not list((tmp_path / "runs").glob("*")), "no run folder is left behind"
-
-
-@pytest.mark.slow
-def test_pytest_on_the_exercise_version_scores_zero(exercise_tree, tmp_path):
-    graded = exercise_tree.parent / "graded"  # the exercise plus the hidden tests, as a grader runs it
-    shutil.copytree(exercise_tree, graded)
-    shutil.copytree(REPO / "tests" / "hidden", graded / "tests" / "hidden")
-    # -m points: every module is collected, only the graded tests run (the others take time and are not scored)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "points",
-                             "--grades-json", str(tmp_path / "grades.json")], cwd=graded, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 1, result.stdout[-3000:]  # failures: not 2 (collection), 4 (usage) or 5 (none)
-    assert "error" not in result.stdout.splitlines()[-1], "every module collects and no fixture errors"
-    grades = json.loads((tmp_path / "grades.json").read_text())
-    assert grades["score"] == 0 and grades["max_score"] > 100
-    modules = {test["name"].split("::")[0] for test in grades["tests"]}
-    assert modules == {"tests/test_linear.py", "tests/test_mlp.py", "tests/test_cnn.py", "tests/test_training.py",
-                       "tests/test_numpy_mlp.py", "tests/hidden/test_hidden_cnn.py"}
-    not_stubbed = [t["name"] for t in grades["tests"] if not t["output"].startswith("NOT IMPLEMENTED: ")]
-    assert not not_stubbed, f"graded tests that fail for another reason than a stub: {not_stubbed}"
-    assert "total            0 / " in result.stdout

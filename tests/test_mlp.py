@@ -1,7 +1,7 @@
-"""Grading tests, stage 2: the multi-layer perceptron (mlp.py).
+"""Graded tests, stage 2: the multi-layer perceptron (mlp.py: make_initializer, build_mlp).
 
 Shapes and logits, parameter counts, He-normal and the other initialisers, L1/L2 penalties, dropout in
-training vs inference, the initial loss ln(10), and over-fitting 64 real images.
+training vs inference, the initial loss ln(10), and over-fitting 64 real images (tests/data).
 """
 
 import math
@@ -37,7 +37,7 @@ def test_he_normal_std(layer_name, fan_in):
     weights = model.get_layer(layer_name).kernel.numpy()
     tolerance = 4 / math.sqrt(2 * weights.size)  # four standard errors of a sample std
     assert abs(weights.std() / math.sqrt(2 / fan_in) - 1) < tolerance, \
-        f"{layer_name}: std {weights.std():.4f}, He-normal gives sqrt(2 / {fan_in}) = {math.sqrt(2 / fan_in):.4f}"
+        f"{layer_name}: std {weights.std():.4f}, He-normal: sqrt(2 / {fan_in}) = {math.sqrt(2 / fan_in):.4f}"
 
 
 @pytest.mark.points(1)
@@ -62,7 +62,7 @@ def test_weight_decay_adds_the_penalty_of_every_kernel(regularizer, penalty):
     model(random_images((8, 8, 3)), training=False)
     by_hand = 0.01 * sum(penalty(w.numpy()).sum() for w in model.weights if w.name == "kernel")
     assert len([w for w in model.weights if w.name == "kernel"]) == 3
-    assert float(sum(model.losses)) == pytest.approx(by_hand, rel=1e-5), "losses = strength * sum of penalties"
+    assert float(sum(model.losses)) == pytest.approx(by_hand, rel=1e-5), "loss = strength * sum of penalties"
 
 
 @pytest.mark.points(2)
@@ -76,7 +76,8 @@ def test_dropout_is_identity_at_inference_and_scales_kept_units_in_training():
     kept = out != 0
     assert abs(kept.mean() - (1 - rate)) < 0.01, f"kept fraction {kept.mean():.3f}, expected {1 - rate}"
     np.testing.assert_allclose(out[kept], 2.0 / (1 - rate), rtol=1e-6)
-    assert "dropout1" not in [layer.name for layer in build_mlp((4, 4, 1), 10).layers], "no dropout by default"
+    names = [layer.name for layer in build_mlp((4, 4, 1), 10).layers]
+    assert "dropout1" not in names, "no dropout by default"
 
 
 @pytest.mark.points(1)
@@ -84,7 +85,7 @@ def test_initial_loss_is_ln10(real_images):
     check_initial_loss(build_mlp, real_images)
 
 
-# Steps to 100% on 64 images: the slowest of seeds 0-4 needed 8; the test allows 20.
+# Steps to 100% on 64 sample images: the slowest of seeds 0-4 needed 8; the test allows 20.
 @pytest.mark.points(2)
 def test_overfits_64_real_images(real_images):
     check_overfits(build_mlp, real_images, learning_rate=1e-3, steps=20)

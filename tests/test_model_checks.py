@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnn import FusedBatchNorm
 from conftest import random_images
 from linear_model import make_regularizer
 from mlp import build_mlp, make_initializer
+from plumbing.fused_batch_norm import FusedBatchNorm
 
 
 @pytest.mark.parametrize("bad", [dict(activation="swish"), dict(dropout=1.0)])

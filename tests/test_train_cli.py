@@ -1,24 +1,28 @@
-"""Tests for train.py's command line: usage errors, presets, the device, schedules and optimizers."""
+"""Tests of train.py's command line (plumbing/options.py): usage errors, help that cannot lie, presets,
+the device."""
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import keras
 import pytest
 import tensorflow as tf
 
 import train
 from conftest import run_train
+from plumbing import machine, options
+from plumbing.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL = ["--num-train-examples", "128", "--val-size", "64", "--batch-size", "64"]  # 2 steps per epoch
+SMALL = ["--num-train-examples", "128", "--val-size", "64", "--batch-size", "64"]
 
 
-def test_an_existing_run_folder_is_never_overwritten(mini_dir, tmp_path, capsys):
+def test_an_existing_run_folder_is_never_overwritten(sample_dir, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
-    code, _ = run_train(mini_dir, tmp_path, *SMALL, name="taken")
+    code, _ = run_train(sample_dir.parent, tmp_path, *SMALL, name="taken")
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
 
@@ -31,90 +35,98 @@ def test_an_existing_run_folder_is_never_overwritten(mini_dir, tmp_path, capsys)
     (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
     (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
-    (["--device", "cpu", "--mixed-precision"], "--mixed-precision needs a GPU"),
-    (["--resume", "nowhere"], "nowhere has no config.json and checkpoint"),
+    (["--resume", "nowhere"], "nowhere is not a run folder (no such folder)"),
     (["--eval-only", "missing.keras"], "--eval-only missing.keras: no such file"),
+    (["--epochs", "2", "--steps", "3"], "argument --steps: not allowed with argument --epochs"),
+    (["--widths", "32,x"], "expected comma-separated integers"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
-    assert train.main([*argv, "--run-dir", str(tmp_path)] if argv[0] != "--resume" else argv) == 2
+    saved_run = argv[0] in ("--resume", "--eval-only")
+    assert train.main(argv if saved_run else [*argv, "--run-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1, err
+    assert message in err and err.count("\n") == 1 and err.startswith("usage error: "), err
     assert list(tmp_path.iterdir()) == [], "a usage error must not leave a run folder"
 
 
-def test_data_dependent_usage_error_leaves_no_run_folder(mini_dir, tmp_path, capsys):
-    code, run_dir = run_train(mini_dir, tmp_path, "--num-train-examples", "99999")
+def test_data_dependent_usage_error_leaves_no_run_folder(sample_dir, tmp_path, capsys):
+    code, run_dir = run_train(sample_dir.parent, tmp_path, "--num-train-examples", "99999")
     assert code == 2 and "--num-train-examples must be between 1 and" in capsys.readouterr().err
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--epochs", "2", "--steps", "3"], "usage error: argument --steps: not allowed with argument --epochs "
-                                         "(see python train.py --help)"),
-    (["--model", "linear", "--dropout", "0.5"], "usage error: --dropout does not apply to --model linear; drop it"),
-])
-def test_usage_errors_from_the_real_command(argv, message):
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *argv], capture_output=True, text=True)
-    assert result.returncode == 2
-    # TensorFlow may print start-up lines of its own first; ours is the last line, whole.
-    assert result.stderr.strip().splitlines()[-1] == message
-    assert "Traceback" not in result.stderr
+def test_help_is_fast_and_the_last_line_of_an_error_is_ours():
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "--widths" in result.stdout
+    assert time.perf_counter() - start < 5, "--help must not load TensorFlow"  # loose: the bench measures
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--model", "linear", "--dropout", "0.5"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == "usage error: --dropout does not apply to --model linear; drop it\n"
+
+
+def test_every_default_in_the_help_is_the_real_one():
+    parser = options.make_parser(train.DEFAULTS)
+    shown = {}  # flag -> the text in "(default: ...)" at the end of its help
+    for action in parser._actions:
+        match = re.search(r"\(default: ([^()]*)\)$", (action.help or "").replace("%%", "%"))
+        if match and action.option_strings:
+            shown[action.option_strings[0][2:].replace("-", "_")] = match.group(1)
+
+    def text(value):
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    for key, value in train.DEFAULTS.items():
+        if value is not None:
+            assert shown[key] == text(value), f"--{key}: help says {shown[key]!r}, the default is {value!r}"
+    for model, info in options.model_files().items():  # the model flags: the builders' own defaults
+        for name, default in info["options"].items():
+            if name not in train.DEFAULTS and name not in ("input_shape", "num_classes"):
+                assert text(default) in shown[name], f"--{name}: help {shown[name]!r}, {model}: {default!r}"
+    import cnn
+    import mlp
+    help_text = " ".join(parser.format_help().split())
+    for module in (cnn, mlp):  # choices come from the model files
+        for name, values in module.CHOICES.items():
+            assert f"--{name} {{{','.join(values)}}}" in help_text, name
+
+
+def test_presets_list_their_own_values(capsys):
+    with pytest.raises(SystemExit) as done:
+        options.parse(["--list-presets"], train.DEFAULTS)
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(options.PRESETS)
+    cnn_bn = next(line for line in lines if line.startswith("cnn-bn "))
+    assert "--widths 32,64" in cnn_bn and "--batch-norm" in cnn_bn and "--optimizer adam" in cnn_bn
+    for name, preset in options.PRESETS.items():  # each listed flag, parsed back, gives the preset's values
+        line = next(line for line in lines if line.split()[0] == name)
+        flags = line.split(None, 1)[1].split("   (")[0].split() if preset else []
+        config = options.resolve(vars(options.make_parser(train.DEFAULTS).parse_args(flags)), train.DEFAULTS)
+        assert {k: config[k] for k in preset} == preset, name
 
 
 def test_flags_override_presets_which_override_defaults():
-    config = train.resolve_config({"preset": "cnn-bn", "dropout": 0.3})
+    config = options.resolve({"preset": "cnn-bn", "dropout": 0.3}, train.DEFAULTS)
     assert config["dropout"] == 0.3  # the flag
-    assert config["widths"] == (32, 64) and config["head"] == "flatten"  # the preset
+    assert config["widths"] == (32, 64) and config["batch_norm"]  # the preset
     assert config["batch_size"] == train.DEFAULTS["batch_size"]  # the default
-    assert train.resolve_config({"model": "mlp"})["preset"] == "mlp"
-    assert train.resolve_config({})["model"] == "cnn" and train.resolve_config({})["preset"] == "tuned"
-
-
-def test_list_presets(capsys):
-    assert train.main(["--list-presets"]) == 0
-    out = capsys.readouterr().out
-    assert all(line.split()[0] in train.PRESETS for line in out.strip().splitlines())
-    assert len(out.strip().splitlines()) == len(train.PRESETS)
+    assert options.resolve({"model": "mlp"}, train.DEFAULTS)["preset"] == "mlp"
+    assert options.resolve({}, train.DEFAULTS)["preset"] == "tuned"
 
 
 def test_device_falls_back_to_cpu_without_a_gpu(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-    assert train.select_device("auto") == "CPU"
-    assert train.select_device("cpu") == "CPU"
-    with pytest.raises(train.UsageError, match="--device gpu, but TensorFlow sees no GPU"):
-        train.select_device("gpu")
+    assert machine.select_device("auto") == "CPU"
+    assert machine.select_device("cpu") == "CPU"
+    with pytest.raises(UsageError, match="--device gpu, but TensorFlow sees no GPU"):
+        machine.select_device("gpu")
 
 
-@pytest.mark.parametrize("kind,checks", [
-    ("constant", {0: 1.0, 50: 1.0, 99: 1.0}),
-    ("step", {0: 1.0, 49: 1.0, 50: 0.1, 75: 0.01}),
-    ("cosine", {0: 1.0, 50: 0.5, 100: 0.0}),
-    ("onecycle", {0: 0.001, 25: 1.0, 62.5: 0.5, 100: 0.001}),
-])
-def test_learning_rate_schedules(kind, checks):
-    schedule = train.learning_rate_schedule({"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0}, 10, 100)
-    for step, expected in checks.items():
-        assert float(schedule(step)) == pytest.approx(expected, abs=1e-6), f"{kind} at step {step}"
-
-
-def test_warmup_rises_linearly_to_the_peak():
-    schedule = train.learning_rate_schedule({"lr": 0.5, "lr_schedule": "constant", "warmup_epochs": 1}, 10, 100)
-    assert [round(float(schedule(s)), 6) for s in (0, 4, 9, 10)] == [0.05, 0.25, 0.5, 0.5]
-
-
-@pytest.mark.parametrize("name,cls,attrs", [
-    ("sgd", keras.optimizers.SGD, {"momentum": 0.0}),
-    ("momentum", keras.optimizers.SGD, {"momentum": 0.8, "nesterov": True}),
-    ("adam", keras.optimizers.Adam, {"beta_1": 0.91, "epsilon": 1e-4}),
-    ("adamw", keras.optimizers.AdamW, {"weight_decay": 5e-4}),
-    ("rmsprop", keras.optimizers.RMSprop, {"momentum": 0.8}),
-    ("adagrad", keras.optimizers.Adagrad, {"epsilon": 1e-4}),
-    ("adadelta", keras.optimizers.Adadelta, {"epsilon": 1e-4}),
-])
-def test_optimizers_get_their_hyper_parameters(name, cls, attrs):
-    config = {**train.DEFAULTS, "optimizer": name, "momentum": 0.8, "beta1": 0.91, "epsilon": 1e-4}
-    optimizer = train.make_optimizer(config, 0.01)
-    assert type(optimizer) is cls
-    for attr, value in attrs.items():
-        assert getattr(optimizer, attr) == pytest.approx(value), attr
-
+def test_mixed_precision_takes_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    assert machine.mixed_precision_policy("GPU") == "mixed_float16"
+    monkeypatch.setattr(machine, "cpu_has_bfloat16", lambda: True)
+    assert machine.mixed_precision_policy("CPU") == "mixed_bfloat16"
+    monkeypatch.setattr(machine, "cpu_has_bfloat16", lambda: False)
+    with pytest.raises(UsageError, match="no bfloat16 instructions"):
+        machine.mixed_precision_policy("CPU")

@@ -2,60 +2,73 @@
 
     python tools/make_exercise.py --out ../exercise     # write it (DIR new, or empty apart from .git)
     python tools/make_exercise.py --check ../exercise   # does DIR hold exactly what --out would write?
+    python tools/make_exercise.py --out DIR --solved MLP CNN   # an answer key for some stages only
+    python tools/make_exercise.py --stages              # the regions of each stage
 
 Inside a function body, the solution marks what students write with whole-line comments:
 
-    # BEGIN SOLUTION: <hint shown to the student>
+    # BEGIN SOLUTION [stage]: <hint shown to the student>
     # STUB: <a line the student starts from>          (optional, any number)
     ...the solution...
     # END SOLUTION
 
-The exercise version replaces each region, at the region's indentation, with `# TODO: <hint>`, the
-stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")`. Every other byte is copied
-unchanged, so `git diff exercise solution` shows exactly the regions. Files matching a pattern in
-tools/exercise_exclude.txt (hidden tests, this tool) are left out. The output is deterministic (files
-in sorted order, no timestamps), which is what lets --check verify a published tree.
+The exercise version replaces each region, at the region's indentation, with `# TODO [stage]: <hint>`,
+the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")`. In Markdown files,
+`<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out, and the lines between
+`<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the solution keeps them hidden in a
+comment). Every other byte is copied unchanged, so `git diff exercise solution` shows exactly that.
+Files git does not track, and those matching tools/exercise_exclude.txt (hidden tests, the instructor
+guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree.
 
-Standard library only: instructors can run it before installing anything.
+Standard library only (plumbing/errors.py is too): instructors can run it before installing anything.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import fnmatch
 import io
 import os
+import re
 import subprocess
 import sys
 import tokenize
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from plumbing.errors import DataError, OneLineParser, UsageError, report  # noqa: E402
+
 EXCLUDE_LIST = "tools/exercise_exclude.txt"
-BEGIN, END, STUB = "# BEGIN SOLUTION", "# END SOLUTION", "# STUB:"
+BEGIN = re.compile(r"# BEGIN SOLUTION \[([^\]]+)\](?:: (.*))?$")
+END, STUB = "# END SOLUTION", "# STUB:"
+MARKDOWN = {"<!-- BEGIN SOLUTION ONLY -->": "solution", "<!-- END SOLUTION ONLY -->": "end solution",
+            "<!-- BEGIN EXERCISE ONLY": "exercise", "END EXERCISE ONLY -->": "end exercise"}
 DEFAULT_HINT = "write this part (see the docstring)"
-SKIPPED_IN_CHECK = {".git", "__pycache__", ".pytest_cache"}  # never part of a tree's content
+SKIPPED_IN_CHECK = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}  # never part of a tree's content
 
 
-class ExerciseError(Exception):
+class ExerciseError(DataError):
     """A problem in the solution's markers; the message is one line per problem, each with file:line."""
 
 
-class UsageError(ExerciseError):
-    """A problem with the command line (exit code 2)."""
+class Region(NamedTuple):
+    path: str
+    line: int  # of the BEGIN marker
+    stage: str
+    function: str  # file::function, as the stub's error names it
 
 
-# ----------------------------------------------------------------------------- one file
-def _markers(source: str, path: str) -> list[tuple[int, str, str, str]]:
-    """The marker comments of a Python file as (line number, kind, text, indentation).
+# ----------------------------------------------------------------------------- one Python file
+def _markers(source: str, path: str) -> list[tuple[int, str, str, str, str]]:
+    """The marker comments of a Python file as (line, kind, text, indentation, stage).
 
     tokenize, not a text search, so marker-like lines inside strings (in tests) are not markers.
     """
     markers, errors = [], []
-    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-    for token in tokens:
-        if token.type != tokenize.COMMENT or not token.string.startswith((BEGIN, END, STUB)):
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type != tokenize.COMMENT or not token.string.startswith(("# BEGIN SOLUTION", END, STUB)):
             continue
         line = token.start[0]
         if token.line.strip() != token.string:
@@ -64,15 +77,15 @@ def _markers(source: str, path: str) -> list[tuple[int, str, str, str]]:
         indent = token.line[:token.start[1]]
         if token.string.startswith(STUB):
             text = token.string[len(STUB):]
-            markers.append((line, "stub", text[1:] if text.startswith(" ") else text, indent))
+            markers.append((line, "stub", text[1:] if text.startswith(" ") else text, indent, ""))
         elif token.string == END:
-            markers.append((line, "end", "", indent))
-        elif token.string == BEGIN or token.string.startswith(BEGIN + ":"):
-            hint = token.string[len(BEGIN) + 1:].strip()
-            markers.append((line, "begin", hint or DEFAULT_HINT, indent))
+            markers.append((line, "end", "", indent, ""))
+        elif match := BEGIN.match(token.string):
+            hint = (match.group(2) or "").strip() or DEFAULT_HINT
+            markers.append((line, "begin", hint, indent, match.group(1)))
         else:
             errors.append(f"{path}:{line}: malformed marker {token.string!r}; write "
-                          f"'{BEGIN}: <hint>' or '{END}'")
+                          f"'# BEGIN SOLUTION [stage]: <hint>' or '{END}'")
     if errors:
         raise ExerciseError("\n".join(errors))
     return markers
@@ -127,8 +140,9 @@ def _string_literal(text: str) -> str:
     return f'"{text}"' if '"' not in text and "\\" not in text else repr(text)
 
 
-def make_exercise_source(source: str, path: str) -> tuple[str, int]:
-    """The exercise version of one Python file's text, and how many regions it had.
+def make_exercise_source(source: str, path: str,
+                         solved: frozenset[str] = frozenset()) -> tuple[str, list[Region]]:
+    """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
 
     Raises:
         ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
@@ -140,24 +154,24 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
         raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
     markers = _markers(source, path)
     if not markers:
-        return source, 0
+        return source, []
     lines = source.splitlines(keepends=True)
     functions = _functions(tree, lines)
-    output, errors, copied_up_to, regions = [], [], 0, 0
+    output, errors, copied_up_to, regions = [], [], 0, []
     starts = []  # (exercise line, solution line) where each replacement begins
-    region = None  # (begin line, hint, indentation, function, stubs) while inside one
-    for line, kind, text, indent in markers:
+    region = None  # (begin line, hint, indentation, function, stubs, stage) while inside one
+    for line, kind, text, indent, stage in markers:
         if kind == "begin":
             if region:
-                errors.append(f"{path}:{line}: nested {BEGIN} (the region opened at line {region[0]} "
-                              f"is not closed)")
+                errors.append(f"{path}:{line}: nested # BEGIN SOLUTION (the region opened at line "
+                              f"{region[0]} is not closed)")
                 continue
             function = _enclosing(functions, line)
             if function is None:
-                errors.append(f"{path}:{line}: {BEGIN} outside a function body; regions go inside "
+                errors.append(f"{path}:{line}: # BEGIN SOLUTION outside a function body; regions go inside "
                               f"functions, after the docstring")
                 continue
-            region = (line, text, indent, function, [])
+            region = (line, text, indent, function, [], stage)
         elif kind == "stub":
             if not region:
                 errors.append(f"{path}:{line}: stray {STUB} outside a solution region")
@@ -165,22 +179,26 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
             region[4].append(indent + text)
         else:
             if not region:
-                errors.append(f"{path}:{line}: stray {END} without a {BEGIN}")
+                errors.append(f"{path}:{line}: stray {END} without a # BEGIN SOLUTION")
                 continue
-            begin, hint, region_indent, function, stubs = region
+            begin, hint, region_indent, function, stubs, stage = region
             if _enclosing(functions, line) != function:
                 errors.append(f"{path}:{line}: {END} is not in the function its region opened in "
                               f"(line {begin})")
+            regions.append(Region(path, begin, stage, f"{path}::{function[3]}"))
+            region = None
+            if stage in solved:
+                continue
             newline = lines[begin - 1][len(lines[begin - 1].rstrip("\r\n")):] or "\n"
-            message = f"{path}::{function[3]}: {hint}"
             output += lines[copied_up_to:begin - 1]
             starts.append((len(output) + 1, begin))
-            output.append(f"{region_indent}# TODO: {hint}{newline}")
+            output.append(f"{region_indent}# TODO [{stage}]: {hint}{newline}")
             output += [stub + newline for stub in stubs]
+            message = f"{path}::{function[3]}: {hint}"
             output.append(f"{region_indent}raise NotImplementedError({_string_literal(message)}){newline}")
-            copied_up_to, region, regions = line, None, regions + 1
+            copied_up_to = line
     if region:
-        errors.append(f"{path}:{region[0]}: {BEGIN} is never closed by {END}")
+        errors.append(f"{path}:{region[0]}: # BEGIN SOLUTION is never closed by {END}")
     if errors:
         raise ExerciseError("\n".join(errors))
     exercise = "".join(output + lines[copied_up_to:])
@@ -189,19 +207,43 @@ def make_exercise_source(source: str, path: str) -> tuple[str, int]:
     except SyntaxError as err:  # name the region (in the solution's numbering) just before the error
         begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
         raise ExerciseError(f"{path}:{begin}: the exercise version of this region does not parse "
-                            f"({err.msg} at its line {err.lineno}); end the region with whole statements") from None
+                            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
+                            ) from None
     return exercise, regions
+
+
+# ----------------------------------------------------------------------------- one Markdown file
+def make_exercise_markdown(text: str, path: str) -> str:
+    """The exercise version of a Markdown file: solution-only blocks out, exercise-only blocks shown."""
+    output, errors, inside = [], [], None  # inside: (kind, line) of the open block
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        kind = MARKDOWN.get(line.strip())
+        if kind in ("solution", "exercise"):
+            if inside:
+                errors.append(f"{path}:{number}: a block opened inside the one opened at line {inside[1]}")
+            inside = (kind, number)
+        elif kind in ("end solution", "end exercise"):
+            if not inside or kind != "end " + inside[0]:
+                errors.append(f"{path}:{number}: {line.strip()} closes no block opened before it")
+            inside = None
+        elif inside is None or inside[0] == "exercise":
+            output.append(line)
+    if inside:
+        errors.append(f"{path}:{inside[1]}: this block is never closed")
+    if errors:
+        raise ExerciseError("\n".join(errors))
+    return "".join(output)
 
 
 # ----------------------------------------------------------------------------- the whole tree
 def repository_files(root: Path) -> list[str]:
-    """Tracked and untracked-but-not-ignored files, as git sees the working tree (sorted)."""
+    """The files git tracks (sorted), read from the working tree."""
     try:
-        listing = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
-                                  "--exclude-standard"], capture_output=True, check=True).stdout
+        listing = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True,
+                                 check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         raise UsageError(f"{root} is not a git checkout (git ls-files failed); run this from a "
-                            f"clone of the solution repository") from None
+                         f"clone of the solution repository") from None
     names = {name for name in listing.decode().split("\0") if name}
     return sorted(n for n in names if (root / n).is_file() and not (root / n).is_symlink())
 
@@ -219,27 +261,33 @@ def is_excluded(path: str, patterns: list[str]) -> bool:
     return any(path.startswith(p) if p.endswith("/") else fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
-def build_exercise(root: Path) -> tuple[dict[str, tuple[bytes, bool]], dict[str, int], list[str]]:
-    """The exercise tree in memory: {path: (content, executable)}, regions per file, excluded paths.
+def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
+    """The exercise tree in memory: ({path: (content, executable)}, regions, excluded paths).
 
     Every marker problem in every file is collected before raising, so one run lists them all.
     """
     patterns = exclude_patterns(root)
-    files, regions, excluded, errors = {}, {}, [], []
+    files, regions, excluded, errors = {}, [], [], []
     for path in repository_files(root):
         if is_excluded(path, patterns):
             excluded.append(path)
             continue
         data = (root / path).read_bytes()
-        if path.endswith(".py"):
-            try:
-                text, count = make_exercise_source(data.decode("utf-8"), path)
-            except ExerciseError as err:
-                errors.append(str(err))
-                continue
-            if count:
-                data, regions[path] = text.encode("utf-8"), count
+        try:
+            if path.endswith(".py"):
+                text, found = make_exercise_source(data.decode("utf-8"), path, solved)
+                regions += found
+                data = text.encode("utf-8")
+            elif path.endswith(".md"):
+                data = make_exercise_markdown(data.decode("utf-8"), path).encode("utf-8")
+        except ExerciseError as err:
+            errors.append(str(err))
+            continue
         files[path] = (data, os.access(root / path, os.X_OK))
+    unknown = sorted(set(solved) - {r.stage for r in regions})
+    if unknown:
+        errors.append(f"--solved {' '.join(unknown)}: no such stage; the stages are "
+                      f"{', '.join(dict.fromkeys(r.stage for r in regions))}")
     if errors:
         raise ExerciseError("\n".join(errors))
     return files, regions, excluded
@@ -253,7 +301,7 @@ def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
         leftovers = sorted(p.name for p in out.iterdir() if p.name != ".git")
         if leftovers:
             raise UsageError(f"--out {out} is not empty ({leftovers[0]} ...); choose a new folder, or "
-                                f"empty it first (in an exercise checkout: git rm -rq . && git clean -fdq)")
+                             f"empty it first (in an exercise checkout: git rm -rq . && git clean -fdq)")
     for path, (data, executable) in files.items():
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -283,36 +331,39 @@ def check_tree(files: dict[str, tuple[bytes, bool]], tree: Path) -> list[str]:
     return problems
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"usage error: {message} (see --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _OneLineParser(description=__doc__.split("\n\n")[0])
+    return report(run_command, argv)
+
+
+def run_command(argv: list[str] | None) -> int:
+    parser = OneLineParser(prog="tools/make_exercise.py", description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--out", type=Path, metavar="DIR", help="write the exercise version into DIR")
     action.add_argument("--check", type=Path, metavar="DIR", help="verify that DIR is the exercise version")
+    action.add_argument("--stages", action="store_true", help="list the regions of each stage")
+    parser.add_argument("--solved", nargs="+", default=(), metavar="STAGE",
+                        help="keep these stages' solutions (an answer key for them)")
     parser.add_argument("--source", type=Path, default=REPO, help="the solution checkout (default: this one)")
     args = parser.parse_args(argv)
-    try:
-        files, regions, excluded = build_exercise(args.source)
-        if args.check:
-            problems = check_tree(files, args.check)
-            for problem in problems:
-                print(problem)
-            if problems:
-                print(f"{args.check} is not the exercise version of {args.source}: {len(problems)} "
-                      f"file(s) differ; regenerate it with --out", file=sys.stderr)
-                return 1
-            print(f"{args.check} matches the exercise version ({len(files)} files)")
-            return 0
-        write_tree(files, args.out)
-    except ExerciseError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, UsageError) else 1
-    print(f"wrote {len(files)} files to {args.out}: {sum(regions.values())} solution regions in "
-          f"{len(regions)} files replaced by stubs; left out {len(excluded)}: {', '.join(excluded) or 'none'}")
+    files, regions, excluded = build_exercise(args.source, frozenset(args.solved))
+    if args.stages:
+        for stage in dict.fromkeys(r.stage for r in regions):
+            print(f"{stage}: {', '.join(dict.fromkeys(r.function for r in regions if r.stage == stage))}")
+        return 0
+    if args.check:
+        problems = check_tree(files, args.check)
+        for problem in problems:
+            print(problem)
+        if problems:
+            raise DataError(f"{args.check} is not the exercise version of {args.source}: {len(problems)} "
+                            f"file(s) differ; regenerate it with --out")
+        print(f"{args.check} matches the exercise version ({len(files)} files)")
+        return 0
+    write_tree(files, args.out)
+    replaced = [r for r in regions if r.stage not in args.solved]
+    print(f"wrote {len(files)} files to {args.out}: {len(replaced)} solution regions in "
+          f"{len({r.path for r in replaced})} files replaced by stubs; left out {len(excluded)}: "
+          f"{', '.join(excluded) or 'none'}")
     return 0
 
 

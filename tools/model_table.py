@@ -12,34 +12,40 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cnn import CNN_STAGES, build_cnn  # noqa: E402
-from linear_model import build_linear_model  # noqa: E402
-from mlp import build_mlp  # noqa: E402
+from cnn import build_cnn
+from linear_model import build_linear_model
+from mlp import build_mlp
+from plumbing.options import PRESETS, builder_options
 
-# (stage, file, builder, options, what it demonstrates)
-STAGES = [
-    ("linear", "linear_model.py", build_linear_model, {}, "logits, softmax cross-entropy; a linear boundary in pixel space"),
-    ("mlp", "mlp.py", build_mlp, {}, "hidden layer with ReLU and He-normal init; weight decay, dropout"),
-    ("cnn", "cnn.py", build_cnn, CNN_STAGES["cnn"], "generic conv and pool blocks; weight sharing"),
-    ("cnn-bn", "cnn.py", build_cnn, CNN_STAGES["cnn-bn"], "batch norm after every convolution: faster, steadier training"),
-    ("cnn-strided", "cnn.py", build_cnn, CNN_STAGES["cnn-strided"], "strided convolutions replace pooling"),
-    ("cnn-large", "cnn.py", build_cnn, CNN_STAGES["cnn-large"], "wider and deeper, with dropout, for more data"),
-    ("tuned", "cnn.py", build_cnn, CNN_STAGES["tuned"], "the tuned recipe: `python train.py --model cnn`"),
-]
+BUILDERS = {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
+NOTES = {  # what each preset's model demonstrates
+    "linear": "logits, softmax cross-entropy; a linear boundary in pixel space",
+    "mlp": "a hidden layer with ReLU and He-normal init; weight decay, dropout",
+    "cnn": "generic conv and pool blocks; weight sharing",
+    "cnn-bn": "batch norm after every convolution: faster, steadier training",
+    "cnn-strided": "strided convolutions replace pooling",
+    "cnn-large": "wider and deeper, with dropout, for more data",
+    "tuned": "the tuned recipe: `python train.py --model cnn`",
+}
 
 
-def format_options(options: dict) -> str:
-    if not options:
-        return "builder defaults"
-    return ", ".join(f"`{key}={value!r}`".replace("'", "") for key, value in options.items())
+def model_options(preset: str) -> dict:
+    """The builder options a preset sets (weight decay aside: it is a training option)."""
+    model = PRESETS[preset]["model"]
+    return {k: v for k, v in PRESETS[preset].items() if k in builder_options(model) and k != "weight_decay"}
 
 
 def model_table() -> str:
-    """The markdown table: stage, file, options, parameter count, what it demonstrates."""
-    lines = ["| stage | file | options | parameters | what it demonstrates |", "|---|---|---|---:|---|"]
-    for stage, filename, build, options, note in STAGES:
-        count = build((32, 32, 3), 10, **options).count_params()
-        lines.append(f"| `{stage}` | `{filename}` | {format_options(options)} | {count:,} | {note} |")
+    """The markdown table: preset, file, model options, parameter count, what it demonstrates."""
+    lines = ["| preset | file | model options | parameters | what it demonstrates |",
+             "|---|---|---|---:|---|"]
+    for preset, note in NOTES.items():
+        model, options = PRESETS[preset]["model"], model_options(preset)
+        count = BUILDERS[model]((32, 32, 3), 10, **options).count_params()
+        shown = ", ".join(f"`{k}={v!r}`".replace("'", "") for k, v in options.items())
+        shown = shown or "the builder's defaults"
+        filename = {"linear": "linear_model.py", "mlp": "mlp.py", "cnn": "cnn.py"}[model]
+        lines.append(f"| `{preset}` | `{filename}` | {shown} | {count:,} | {note} |")
     return "\n".join(lines)
 
 

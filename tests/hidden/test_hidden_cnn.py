@@ -18,7 +18,8 @@ STAGE = "CNN"
 @pytest.mark.parametrize("kernel_size,activation", [(5, "tanh"), (1, "elu")])
 def test_conv_block_honours_kernel_size_and_activation(kernel_size, activation):
     inputs = keras.Input((8, 8, 3))
-    block = keras.Model(inputs, conv_block(inputs, 4, kernel_size=kernel_size, activation=activation, name="c"))
+    outputs = conv_block(inputs, 4, kernel_size=kernel_size, activation=activation, name="c")
+    block = keras.Model(inputs, outputs)
     assert block.get_layer("c").kernel.shape == (kernel_size, kernel_size, 3, 4)
     out = block(random_images((8, 8, 3)) * 10, training=False).numpy()
     expected = keras.activations.get(activation)(block.get_layer("c")(random_images((8, 8, 3)) * 10)).numpy()

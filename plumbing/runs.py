@@ -1,0 +1,184 @@
+"""The run folder: where a training run keeps everything, and the rules that keep it consistent.
+
+    runs/NAME/config.json      every option, the command, versions, device, git commit, the data folder
+    runs/NAME/checkpoints/     the training state: the one source of truth (plumbing/checkpoint.py)
+    runs/NAME/metrics.csv      one row per finished epoch, rewritten from the checkpoint after each save
+    runs/NAME/best.keras       the best epoch's model, also rewritten from the checkpoint
+    runs/NAME/metrics.json     the final results; the plots and the confusion matrix
+    runs/NAME/tb/              TensorBoard logs: tb/train, tb/val (and the run's hyper-parameters)
+    runs/NAME/.lock            held by the job training it: a second job on the same run is refused
+
+A folder is always in one of three states: being trained (locked), resumable (config.json; with or
+without a checkpoint, since a run that died before its first one starts again from the beginning),
+or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from plumbing import files
+from plumbing.errors import DataError, UsageError
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
+                  "seconds", "images_per_second", "weight_penalty"]
+
+
+def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
+    """Makes a new, empty run folder: runs/NAME, or runs/PRESET-MMDD-HHMMSS (-2, -3 ... when taken, as
+    parallel jobs started in the same second find it)."""
+    run_root = Path(run_root)
+    if run_root.exists() and not run_root.is_dir():
+        raise UsageError(f"--run-dir {run_root} is a file, not a folder; choose a folder")
+    try:
+        run_root.mkdir(parents=True, exist_ok=True)
+        if name:
+            path = run_root / name
+            if path.exists():
+                raise UsageError(f"{path} already exists; choose another --name, or continue it with "
+                                 f"--resume {shlex.quote(str(path))}")
+            path.mkdir()
+            return path
+        stamp = f"{preset}-{time.strftime('%m%d-%H%M%S')}"
+        for attempt in range(1, 1000):
+            path = run_root / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+            try:
+                path.mkdir()  # atomic: of two jobs, exactly one creates it
+                return path
+            except FileExistsError:
+                continue
+    except PermissionError:
+        raise UsageError(f"--run-dir {run_root} is not writable; choose a folder you can write to") from None
+    raise UsageError(f"could not find a free run name {stamp}-N in {run_root}; pass --name")
+
+
+@contextlib.contextmanager
+def lock(run_dir: Path):
+    """Holds the run's lock, or raises UsageError if another job holds it."""
+    try:
+        with files.locked(Path(run_dir) / ".lock", wait=False):
+            yield
+    except files.BusyError:
+        raise UsageError(f"{run_dir} is being trained by another job right now; wait for it to finish "
+                         f"(or stop it), then --resume") from None
+
+
+def read_config(run_dir: Path) -> dict:
+    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise UsageError(f"{run_dir} is not a run folder (no such folder); check the path")
+    try:
+        saved = json.loads(path.read_text())
+        options = saved["options"]
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no config.json: it is not a run folder; check the path") from None
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{path} is damaged (not the JSON train.py writes); this run cannot be resumed: "
+                        f"start a new one (another --name); delete {run_dir} if you do not need it") from None
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return {**options, "data_folder": saved.get("data_folder")}
+
+
+def write_config(run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict) -> None:
+    """config.json: the options, the command, versions, device, git commit, the resolved data folder."""
+    files.write_json(run_dir / "config.json", dict(
+        options={k: v for k, v in config.items() if k != "data_folder"},
+        command=" ".join(map(shlex.quote, ["python", *sys.argv])), git_commit=git_commit(), versions=versions,
+        machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), device=device),
+        data_folder=str(Path(data_folder).resolve()), started=time.strftime("%Y-%m-%d %H:%M:%S")))
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_metrics_csv(run_dir: Path, rows: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(run_dir / "metrics.csv", text.getvalue())
+
+
+def read_metrics_csv(path: Path) -> list[dict]:
+    """The rows of a metrics.csv (numbers as floats, epoch as int). Raises DataError if it is damaged."""
+    try:
+        with open(path, newline="") as f:
+            return [{k: (float(v) if v not in ("", None) else None) if k != "epoch" else int(v)
+                     for k, v in row.items()} for row in csv.DictReader(f)]
+    except (ValueError, TypeError, csv.Error) as err:
+        raise DataError(f"{path} is damaged ({err})") from None
+
+
+@contextlib.contextmanager
+def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path):
+    """The run folder to train in, locked: a new one (with its config.json) or the one to resume.
+
+    Yields None (and says so) for a finished run. A new folder is removed again if the run fails
+    before its first checkpoint: it never started, and a usage error must leave nothing behind.
+    """
+    from plumbing import machine
+
+    run_dir = Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
+    with lock(run_dir):
+        if finished(run_dir):
+            print(f"{run_dir} is finished: {summary(run_dir)}; nothing to resume")
+            yield None
+            return
+        if not resume:
+            write_config(run_dir, config, device=device, data_folder=data_folder, versions=machine.versions())
+        try:
+            yield run_dir
+        except BaseException:
+            if not resume and not (run_dir / "checkpoints").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    files.write_json(Path(run_dir) / "metrics.json", results)
+
+
+def finished(run_dir: Path) -> bool:
+    """A run is finished once metrics.json is written: its last file, after the plots."""
+    return (Path(run_dir) / "metrics.json").is_file()
+
+
+def summary(run_dir: Path) -> str:
+    try:
+        results = json.loads((Path(run_dir) / "metrics.json").read_text())
+        return (f"{results['epochs_run']} epochs, test accuracy {100 * results['test_accuracy']:.2f}% "
+                f"(best epoch {results['best_epoch']})")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its metrics.json is damaged"
+
+
+def load_model(path: Path):
+    """keras.models.load_model, with one line for a file that is missing, damaged or not .keras."""
+    import keras
+
+    if not Path(path).is_file():
+        raise UsageError(f"--eval-only {path}: no such file; pass a run's best.keras")
+    if Path(path).suffix != ".keras":
+        raise UsageError(f"--eval-only {path}: not a .keras model file; pass a run's best.keras")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # a zip error, a missing member, a layer Keras cannot rebuild ...
+        raise DataError(f"{path} could not be loaded ({type(err).__name__}): it is damaged or from another "
+                        f"version of this code; resume its run to rewrite it, or train again") from None

@@ -1,0 +1,96 @@
+"""Graded tests, stage 1: data augmentation (cifar10_input.py: random_flip, random_crop; random_brightness,
+random_contrast and random_cutout are optional pieces, each tested on its own).
+
+Every augmentation is checked on values: a flipped image is an exact mirror, a cropped one an exact
+window of the padded image, shifts and factors stay in range, and the same seed gives the same batch.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cifar10_input as ci
+from conftest import known_images
+
+STAGE = "augmentation"
+
+
+def _images(num_images: int) -> np.ndarray:
+    """Known float32 images [N, 32, 32, 3] with no zero pixel (0 is what padding and cutout write)."""
+    return known_images(num_images).transpose(0, 2, 3, 1).astype(np.float32) + 1
+
+
+@pytest.mark.points(3)
+def test_flip_is_an_exact_mirror_of_about_half_the_images():
+    images = _images(64)
+    out = ci.random_flip(tf.constant(images), tf.constant([1, 2])).numpy()
+    mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
+    unchanged = [np.array_equal(o, i) for o, i in zip(out, images)]
+    assert all(m or u for m, u in zip(mirrored, unchanged)), "a flipped image is not an exact mirror"
+    assert 10 < sum(mirrored) < 54, f"{sum(mirrored)} of 64 flipped; expected about half"
+
+
+@pytest.mark.points(3)
+def test_crop_is_a_window_of_the_padded_image_at_a_random_offset():
+    pad, images = 4, _images(32)
+    out = ci.random_crop(tf.constant(images), tf.constant([5, 6]), pad).numpy()
+    assert out.shape == images.shape, "the crop keeps the image size"
+    padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    shifts = set()
+    for o, p in zip(out, padded):
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if np.array_equal(o, p[dy:dy + 32, dx:dx + 32])]
+        assert found, "a cropped image is not a 32x32 window of the zero-padded image"
+        shifts.add(found[0])
+    assert len(shifts) > 5, "crop offsets should vary between images"
+    assert {dy for dy, _ in shifts} & {0, 2 * pad} or {dx for _, dx in shifts} & {0, 2 * pad}, \
+        "offsets should reach the edges of the padding (0 and 2 * pad)"
+
+
+@pytest.mark.points(1)
+def test_brightness_shifts_each_image_by_one_amount_in_range():
+    images = tf.random.stateless_normal([16, 8, 8, 3], [0, 1])
+    shift = (ci.random_brightness(images, tf.constant([0, 2]), 0.3) - images).numpy().reshape(16, -1)
+    np.testing.assert_allclose(shift, shift[:, :1].repeat(shift.shape[1], 1), atol=1e-5,
+                               err_msg="one shift per image, the same for every pixel")
+    assert np.abs(shift[:, 0]).max() <= 0.3 and shift[:, 0].std() > 0.01
+
+
+@pytest.mark.points(1)
+def test_contrast_scales_each_image_about_its_mean():
+    images = tf.random.stateless_normal([16, 8, 8, 3], [0, 1]) + 2
+    out = ci.random_contrast(images, tf.constant([0, 4]), 0.5).numpy()
+    x = images.numpy()
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    factors = ((out - mean) * (x - mean)).sum(axis=(1, 2, 3)) / ((x - mean) ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(out, (x - mean) * factors[:, None, None, None] + mean, atol=1e-5,
+                               err_msg="each image is (image - its mean) * one factor + its mean")
+    assert 0.5 <= factors.min() and factors.max() <= 1.5 and factors.std() > 0.05
+
+
+@pytest.mark.points(1)
+def test_cutout_blanks_one_square_per_image():
+    out = ci.random_cutout(tf.constant(_images(16)), tf.constant([0, 3]), 8).numpy()
+    zeroed = (out == 0).all(axis=-1)  # [16, 32, 32]
+    for hole in zeroed:
+        rows, cols = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
+        assert 0 < len(rows) <= 8 and 0 < len(cols) <= 8, "at most an 8x8 square, and never nothing"
+        assert hole.sum() == len(rows) * len(cols), "the blanked pixels form one rectangle"
+    assert len({tuple(np.argwhere(h)[0]) for h in zeroed}) > 5, "the square moves from image to image"
+
+
+@pytest.mark.points(2)
+def test_the_pipeline_augments_training_batches_reproducibly(sample_dir):
+    def first_batch(seed, **augmentation):
+        ds = ci.make_dataset(sample_dir, "train", batch_size=32, seed=seed, **augmentation)
+        return next(iter(ds))[0].numpy()
+
+    plain, flipped = first_batch(7), first_batch(7, flip=True, crop=4)
+    np.testing.assert_array_equal(flipped, first_batch(7, flip=True, crop=4), err_msg="same seed, same batch")
+    assert not np.array_equal(flipped, first_batch(8, flip=True, crop=4)), "another seed, another batch"
+    assert not np.array_equal(plain, flipped), "flip and crop change the training batch"
+    validation = next(iter(ci.make_dataset(sample_dir, "validation", val_size=50, batch_size=50, flip=True,
+                                           crop=4)))[0].numpy()
+    np.testing.assert_array_equal(validation, next(iter(ci.make_dataset(sample_dir, "validation", val_size=50,
+                                                                         batch_size=50)))[0].numpy(),
+                                  err_msg="validation batches are never augmented")
