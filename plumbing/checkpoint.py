@@ -59,7 +59,12 @@ class TrainingState:
 
     def save(self, new_best: bool = False) -> None:
         """Commits the state, then writes the files derived from it."""
-        self.manager.save()
+        try:
+            self.manager.save()
+        except tf.errors.OpError as err:  # a full disk or a folder that cannot be written
+            where = self.run_dir / "checkpoints"
+            raise DataError(f"could not save the checkpoint in {where} ({err.message}); free some space, "
+                            f"then --resume {self.run_dir}: the last saved state is kept") from None
         self.write_derived_files(self.rows, best_model=new_best)
 
     def save_mid_epoch(self, step: int, sums: list[float]) -> None:

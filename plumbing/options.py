@@ -13,9 +13,11 @@ import ast
 import functools
 import math
 import re
+import signal
 import sys
 from pathlib import Path
 
+from plumbing import signals
 from plumbing.errors import OneLineParser, UsageError, report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -285,7 +287,10 @@ def parse(argv: list[str] | None, defaults: dict) -> tuple[dict, str | None, str
 
 
 def answer_early(argv: list[str], defaults: dict) -> None:
-    """For `python train.py`: --help, --list-presets and usage errors, before TensorFlow loads (seconds)."""
+    """For `python train.py`: --help, --list-presets and usage errors, before TensorFlow loads (seconds).
+    Until main takes over the signals, Ctrl-C and SIGTERM (while TensorFlow loads) end the program quietly."""
+    for signum in signals.HANDLED:
+        signal.signal(signum, signals.exit_quietly)
     code = report(lambda args: parse(args, defaults) and 0, argv)
     if code:
         sys.exit(code)

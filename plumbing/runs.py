@@ -45,10 +45,10 @@ def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
         run_root.mkdir(parents=True, exist_ok=True)
         if name:
             path = run_root / name
-            if path.exists():
+            if path.exists() and not never_started(path):
                 raise UsageError(f"{path} already exists; choose another --name, or continue it with "
                                  f"--resume {shlex.quote(str(path))}")
-            path.mkdir()
+            path.mkdir(exist_ok=True)
             return path
         stamp = f"{preset}-{time.strftime('%m%d-%H%M%S')}"
         for attempt in range(1, 1000):
@@ -74,6 +74,11 @@ def lock(run_dir: Path):
                          f"(or stop it), then --resume") from None
 
 
+def never_started(run_dir: Path) -> bool:
+    """A folder a job created but left before writing its config.json (killed at once): free to reuse."""
+    return Path(run_dir).is_dir() and not any(p.name != ".lock" for p in Path(run_dir).iterdir())
+
+
 def read_config(run_dir: Path) -> dict:
     """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out."""
     path = Path(run_dir) / "config.json"
@@ -83,6 +88,9 @@ def read_config(run_dir: Path) -> dict:
         saved = json.loads(path.read_text())
         options = saved["options"]
     except FileNotFoundError:
+        if never_started(run_dir):
+            raise UsageError(f"{run_dir} holds no run (it was stopped before it started); start it again "
+                             f"with the same command and --name {Path(run_dir).name}") from None
         raise UsageError(f"{run_dir} has no config.json: it is not a run folder; check the path") from None
     except (ValueError, KeyError, TypeError):
         raise DataError(f"{path} is damaged (not the JSON train.py writes); this run cannot be resumed: "

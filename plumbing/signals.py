@@ -12,9 +12,15 @@ import contextlib
 import signal
 import sys
 
-from plumbing.errors import Stopped
+from plumbing.errors import Stopped, signal_name
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_quietly(signum, _frame):
+    """A handler for the moments before `handled()` (TensorFlow loading): one line, exit 128 + signal."""
+    print(f"\n{signal_name(signum)}: stopped", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 class StopRequests:

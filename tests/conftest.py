@@ -5,8 +5,13 @@ Tests never touch the network (only servers they start on 127.0.0.1) or the home
 matplotlib are pointed at a temporary folder before they are imported.
 """
 
+import http.server
 import os
+import socket
+import tarfile
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 _scratch = tempfile.mkdtemp(prefix="cifar10-tests-")
@@ -112,6 +117,77 @@ def mini_dir(mini_archive: Path, tmp_path_factory) -> Path:
 def mnist_mini() -> Path:
     """The folder of 4,000 + 1,000 real MNIST digits (official IDX files) named by $MNIST_MINI_DIR."""
     return _mini(MNIST_MINI_ENV, "a folder", Path.is_dir)
+
+
+# ----------------------------------------------------------------------------- a local HTTP server
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves one payload. It can honour Range, drop the first responses half-way, answer with an
+    error status, leave out Content-Length, stop after some bytes, or stall (send nothing more)."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append(self.headers.get("Range"))
+        if server.status:
+            self.send_error(server.status)
+            return
+        data, start = server.payload, 0
+        if server.ranges and (header := self.headers.get("Range")):
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        if server.send_length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.drops_left > 0 or server.cut_at is not None:  # send part, then hang up
+            server.drops_left -= 1
+            self.wfile.write(body[: len(body) // 2 if server.cut_at is None else server.cut_at])
+            self.wfile.flush()
+            if server.stall:
+                time.sleep(300)  # a server that stops sending: only the client can end this
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    """Starts servers on 127.0.0.1 serving a payload; returns (url, server) for each."""
+    servers = []
+
+    def start(payload: bytes, *, ranges: bool = True, drops: int = 0, status: int = 0,
+              send_length: bool = True, cut_at: int | None = None, stall: bool = False,
+              name: str = "cifar-10-mini-binary.tar.gz"):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.payload, server.ranges, server.drops_left, server.requests = payload, ranges, drops, []
+        server.status, server.send_length, server.cut_at, server.stall = status, send_length, cut_at, stall
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/{name}", server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def sample_archive(tmp_path_factory) -> Path:
+    """A .tar.gz of the real sample in tests/data, laid out like the official archive."""
+    path = tmp_path_factory.mktemp("archive") / "cifar-10-sample-binary.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(SAMPLE_DIR, arcname=cifar10_input.BATCHES_DIRNAME)
+    return path
 
 
 def random_images(shape, batch: int = 4, seed: int = 0):

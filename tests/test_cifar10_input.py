@@ -1,11 +1,9 @@
 """Tests for cifar10_input: parsing, download, extraction, and the tf.data pipeline."""
 
 import hashlib
-import http.server
 import io
 import socket
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -61,72 +59,9 @@ def test_bad_split_name():
         ci.load_split(".", "validation")
 
 
-# ----------------------------------------------------------------------------- a local HTTP server
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves one payload; can honour Range, and can drop the first response half-way."""
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append(self.headers.get("Range"))
-        if server.status:
-            self.send_error(server.status)
-            return
-        data, start = server.payload, 0
-        if server.ranges and (header := self.headers.get("Range")):
-            start = int(header.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if server.drops_left > 0:  # send half, then hang up
-            server.drops_left -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def serve():
-    """Starts a server on 127.0.0.1 serving `payload`; returns (url, server)."""
-    servers = []
-
-    def start(payload: bytes, *, ranges: bool = True, drops: int = 0, status: int = 0):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.payload, server.ranges, server.drops_left, server.requests = payload, ranges, drops, []
-        server.status = status
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/cifar-10-mini-binary.tar.gz", server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
 
 
-@pytest.fixture(scope="module")
-def sample_archive(tmp_path_factory) -> Path:
-    """A .tar.gz of the real sample in tests/data, laid out like the official archive."""
-    from conftest import SAMPLE_DIR
-    path = tmp_path_factory.mktemp("archive") / "cifar-10-sample-binary.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        tar.add(SAMPLE_DIR, arcname=ci.BATCHES_DIRNAME)
-    return path
 
 
 def _md5(data: bytes) -> str:
