@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing import download, options
+from plumbing import download, options, signals
 from plumbing.errors import DataError, OneLineParser, UsageError, report
 
 # ----------------------------------------------------------------------------- data source and format
@@ -387,4 +387,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(report(main))
+    with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
+        sys.exit(report(main))

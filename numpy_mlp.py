@@ -20,6 +20,7 @@ import numpy as np
 
 import cifar10_input
 import plots
+from plumbing import signals
 from plumbing.errors import OneLineParser, report
 
 # The handout's defaults for the two-layer network on CIFAR-10.
@@ -244,4 +245,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(report(main))
+    with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
+        sys.exit(report(main))

@@ -184,8 +184,9 @@ def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> No
         bar = Progress(total, initial=have, desc=part.name[:-5], file=sys.stderr, unit="B", unit_scale=True,
                        disable=not show_progress)
         with open(part, "ab" if have else "wb") as out:
-            while chunk := response.read(1 << 16):
+            while chunk := response.read1(1 << 16):  # what has arrived, up to 64 KiB
                 out.write(chunk)
+                out.flush()  # on disk at once: a later run resumes from here
                 bar.update(bar.position + len(chunk))
         bar.update(bar.position, final=True)
     if total is not None and part.stat().st_size < total:
@@ -272,12 +273,16 @@ def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, 
         return None
 
     def check_archive(archive: Path) -> None:
-        if archive.name.endswith("gz"):
+        with open(archive, "rb") as f:
+            head = f.read(64).lstrip().lower()
+        if head.startswith((b"<!doctype html", b"<html")):
+            raise DataError(f"{archive} is a web page, not an archive (an error or login page?)")
+        if head[:2] == b"\x1f\x8b":  # gzip
             read_whole_gzip(archive)
         try:
             members = tar_members(archive, set(files))
         except ARCHIVE_ERRORS as err:
-            raise DataError(f"{archive} is not a readable tar archive ({err})") from None
+            raise DataError(f"{archive} is not a readable tar archive ({str(err).splitlines()[0]})") from None
         for name in files:
             if name not in members:
                 raise DataError(f"{archive} lacks {folder}/{name}: it is not the expected archive")

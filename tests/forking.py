@@ -8,7 +8,7 @@ exit status: the exit code, or minus the signal that killed it.
 A fault names an event and when, counting from 1 across the child's events:
     {"at": "write", "after": k, "signal": 9}      after the k-th file renamed into place (os.replace) or
                                                    checkpoint saved, send the signal (9: SIGKILL)
-    {"at": "step", "after": k, "signal": 15}      after the k-th training step
+    {"at": "step", "after": k, "signal": 15}      after the k-th training step ("repeat": 2 sends it twice)
     {"at": "record"}                               kill nothing: list the write events (report["events"])
 """
 
@@ -22,7 +22,13 @@ import textwrap
 
 RUNNER = textwrap.dedent('''
     import json, os, sys, time
-    import matplotlib, numpy, pytest, keras, tensorflow as tf  # loaded once, before any fork
+    import io, matplotlib, numpy, pytest, keras, tensorflow as tf  # loaded once, before any fork
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure = plt.figure()  # loads the fonts once (the children's plots would each load them again)
+    figure.text(0.5, 0.5, "x")
+    figure.savefig(io.BytesIO())
+    plt.close(figure)
 
     def apply(fault, events):
         """Wraps the functions whose calls are the fault's events."""
@@ -33,7 +39,9 @@ RUNNER = textwrap.dedent('''
                 events.append(f"{kind} {describe(args)}")
                 if fault.get("at") in (kind, "write" if kind in ("replace", "checkpoint") else None) \\
                         and len(events) == fault["after"]:
-                    os.kill(os.getpid(), fault["signal"])
+                    for _ in range(fault.get("repeat", 1)):
+                        os.kill(os.getpid(), fault["signal"])
+                        time.sleep(0.1)  # lets its handler run: two pending signals would count as one
                 return result
             return wrapper
         if fault.get("at") in ("write", "record"):
