@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+import mnist_input
 from plumbing import download, options, signals
 from plumbing.errors import DataError, OneLineParser, UsageError, report
 
@@ -45,6 +46,8 @@ def prepare(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
     data lives (data_dir, else $CIFAR10_DATA_DIR, else ./data) and where it comes from (data_url, else the
     official source)."""
     data_dir = Path(data_dir or os.environ.get("CIFAR10_DATA_DIR") or "data")
+    if dataset in mnist_input.DATASETS:  # MNIST and Fashion-MNIST: the IDX format (mnist_input.py)
+        return mnist_input.maybe_download(data_dir, dataset, data_url)
     if dataset != "cifar10":
         raise ValueError(f"unknown dataset {dataset!r}")
     return maybe_download_and_extract(data_dir, data_url)
@@ -244,7 +247,7 @@ def augment_batch(images, seed, *, flip: bool = False, crop: int = 0, brightness
 # ----------------------------------------------------------------------------- the tf.data pipeline
 def class_names(dataset: str = "cifar10") -> tuple[str, ...]:
     """The names of a dataset's classes, indexed by label."""
-    return {"cifar10": CLASS_NAMES}[dataset]
+    return CLASS_NAMES if dataset == "cifar10" else mnist_input.DATASETS[dataset]["class_names"]
 
 
 def load_any(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -254,7 +257,8 @@ def load_any(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = load_split(folder, split)
+    reader = mnist_input.load_split if mnist_input.is_idx_folder(folder) else load_split
+    images, labels = reader(folder, split)
     images.flags.writeable = labels.flags.writeable = False
     return images, labels
 
@@ -363,25 +367,27 @@ def training_data(config: dict) -> dict:
 
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
-    """python cifar10_input.py [--data-dir D] [--data-url U] [--show PNG]: fetch, count, show."""
-    parser = OneLineParser(prog="cifar10_input.py", description="Download, verify and summarise CIFAR-10.")
+    """python cifar10_input.py [--dataset D] [--data-dir D] [--data-url U] [--show PNG]: fetch, count."""
+    parser = OneLineParser(prog="cifar10_input.py", description="Download, verify and summarise a dataset.")
+    parser.add_argument("--dataset", choices=("cifar10", *mnist_input.DATASETS), default="cifar10",
+                        help="(default: cifar10)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data folder (default: $CIFAR10_DATA_DIR or ./data)")
     parser.add_argument("--data-url", default=None,
                         help="archive URL, file:// URL or path (default: $CIFAR10_URL or the official URL)")
     parser.add_argument("--show", metavar="PNG", help="save a grid of sample images per class")
     args = parser.parse_args(argv)
-    batches_dir = prepare("cifar10", args.data_dir, args.data_url)
-    splits = {split: load_split(batches_dir, split) for split in ("train", "test")}
-    print(f"CIFAR-10 in {batches_dir}")
-    print(f"{'class':<12}" + "".join(f"{split:>8}" for split in splits))
-    counts = {split: np.bincount(labels, minlength=NUM_CLASSES) for split, (_, labels) in splits.items()}
-    for class_id, name in enumerate(CLASS_NAMES):
-        print(f"{class_id} {name:<10}" + "".join(f"{counts[split][class_id]:>8,}" for split in splits))
-    print(f"{'total':<12}" + "".join(f"{len(labels):>8,}" for _, labels in splits.values()))
+    folder, names = prepare(args.dataset, args.data_dir, args.data_url), class_names(args.dataset)
+    splits = {split: load_any(folder, split) for split in ("train", "test")}
+    print(f"{args.dataset} in {folder}")
+    print(f"{'class':<14}" + "".join(f"{split:>8}" for split in splits))
+    counts = {split: np.bincount(labels, minlength=len(names)) for split, (_, labels) in splits.items()}
+    for class_id, name in enumerate(names):
+        print(f"{class_id} {name:<12}" + "".join(f"{counts[split][class_id]:>8,}" for split in splits))
+    print(f"{'total':<14}" + "".join(f"{len(labels):>8,}" for _, labels in splits.values()))
     if args.show:
         import plots
-        plots.sample_grid(*splits["train"], CLASS_NAMES, args.show)
+        plots.sample_grid(*splits["train"], names, args.show)
         print(f"saved sample images to {args.show}")
     return 0
 

@@ -83,7 +83,7 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
               widths: tuple[int, ...] = (32, 64, 128), convs_per_stage: int = 2, kernel_size: int = 3,
               batch_norm: bool = True, downsample: str = "pool", pooling: str = "max", dropout: float = 0.0,
               head: str = "flatten", dense_units: int = 0, activation: str = "relu",
-              weight_decay: float = 0.0) -> keras.Model:
+              weight_decay: float = 0.0, regularize_bias: bool = False) -> keras.Model:
     """Builds a CNN: stages of conv blocks, each stage ending in a downsampling step, then a head.
 
     Teaches: convolutions share weights across positions, so a CNN has far fewer parameters than an
@@ -107,6 +107,8 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
         dense_units: width of the hidden dense layer of the "flatten" head (0: none).
         activation: activation after every conv block and the dense layer.
         weight_decay: L2 strength on every kernel.
+        regularize_bias: the same L2 on the biases of the dense layer and the classifier, as the ETH
+            handout does (lambda * (sum W^2 + sum b^2)).
 
     Returns:
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
@@ -138,11 +140,13 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
     else:
         x = layers.Flatten(name="flatten")(x)
         if dense_units:
+            penalty = make_regularizer(weight_decay)
             x = layers.Dense(dense_units, activation=activation, kernel_initializer="he_normal",
-                             kernel_regularizer=make_regularizer(weight_decay), name="dense")(x)
+                             kernel_regularizer=penalty, name="dense",
+                             bias_regularizer=penalty if regularize_bias else None)(x)
             if dropout:
                 # BEGIN SOLUTION [strided & dropout]: a Dropout layer named dense_dropout
                 x = layers.Dropout(dropout, name="dense_dropout")(x)
                 # END SOLUTION
-    logits = classifier_head(num_classes, weight_decay=weight_decay)(x)
+    logits = classifier_head(num_classes, weight_decay=weight_decay, regularize_bias=regularize_bias)(x)
     return keras.Model(inputs, logits, name="cnn")

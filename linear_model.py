@@ -26,20 +26,22 @@ def make_regularizer(weight_decay: float, kind: str = "l2") -> keras.regularizer
 
 
 def classifier_head(num_classes: int, *, weight_decay: float = 0.0, regularizer: str = "l2",
-                    name: str = "logits") -> layers.Dense:
+                    regularize_bias: bool = False, name: str = "logits") -> layers.Dense:
     """The final linear layer producing logits (no softmax: losses use from_logits=True)."""
     initializer = keras.initializers.VarianceScaling(CLASSIFIER_INIT_SCALE, mode="fan_in",
                                                      distribution="truncated_normal")
-    return layers.Dense(num_classes, kernel_initializer=initializer,
-                        kernel_regularizer=make_regularizer(weight_decay, regularizer), name=name)
+    penalty = make_regularizer(weight_decay, regularizer)
+    return layers.Dense(num_classes, kernel_initializer=initializer, kernel_regularizer=penalty,
+                        bias_regularizer=penalty if regularize_bias else None, name=name)
 
 
 def weight_penalty(model: keras.Model):
-    """Sum of squared kernel weights over every dense and convolutional layer (biases and
-    batch-norm parameters excluded): the L2 penalty *without* its strength, worth logging during
-    training to see what weight decay does."""
-    kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
-    return sum(keras.ops.sum(keras.ops.square(k)) for k in kernels)
+    """Sum of squared weights over every dense and convolutional kernel, and over the biases that are
+    regularised too (batch-norm parameters excluded): the L2 penalty *without* its strength, worth
+    logging during training to see what weight decay does."""
+    weights = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+    weights += [layer.bias for layer in model.layers if getattr(layer, "bias_regularizer", None) is not None]
+    return sum(keras.ops.sum(keras.ops.square(w)) for w in weights)
 
 
 def build_linear_model(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from plumbing.errors import DataError, UsageError
-from plumbing.files import locked, remove_stale_temporaries
+from plumbing.files import atomic_write, locked, remove_stale_temporaries
 from plumbing.progress import Progress
 
 # Errors worth another try: the server or the path to it may recover in a moment.
@@ -316,3 +316,37 @@ def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, 
             print(f"Downloading {url} to {archive}", file=sys.stderr)
             fetch(url, archive, md5=expected_md5, verify=check_archive, **download_options)
         return extract_members(archive, tar_members(archive, set(files)), target, whole_records)
+
+
+# ----------------------------------------------------------------------------- a dataset in separate files
+def prepare_files(target: Path, base: str, *, names: tuple[str, ...], verify: Callable[[Path, str], None],
+                  **download_options) -> Path:
+    """Makes the folder `target` hold the files `names` from `base`: a base URL, or a folder (a file:// URL
+    or a path) whose files are copied in. Each file is checked by verify(path, name) before it is placed."""
+    if all((target / name).is_file() for name in names):
+        return target  # checked when they were placed
+    local = source_path(base)
+    if local is not None and not local.is_dir():
+        raise DataError(f"{local} is not a folder: --data-url must name the folder (or base URL) holding "
+                        f"{', '.join(names)}")
+    with data_folder(target.parent):
+        target.mkdir(exist_ok=True)
+        remove_stale_temporaries(target)
+        for name in names:
+            dest = target / name
+            if dest.is_file():
+                continue
+            if local is None:
+                print(f"Downloading {base.rstrip('/')}/{name} to {dest}", file=sys.stderr)
+                fetch(f"{base.rstrip('/')}/{name}", dest, verify=lambda path, name=name: verify(path, name),
+                      **download_options)
+                continue
+            if not (local / name).is_file():
+                raise DataError(f"{local} has no {name}: --data-url must name the folder holding "
+                                f"{', '.join(names)}")
+            try:
+                verify(local / name, name)
+            except DataError as err:
+                raise DataError(f"{err}; check the files in {local}, or download fresh copies") from None
+            atomic_write(dest, lambda tmp, name=name: shutil.copyfile(local / name, tmp))
+    return target

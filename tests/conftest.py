@@ -131,6 +131,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(server.status)
             return
         data, start = server.payload, 0
+        if server.files is not None:  # several files, by name
+            data = server.files.get(self.path.rsplit("/", 1)[-1])
+            if data is None:
+                self.send_error(404)
+                return
         if server.ranges and (header := self.headers.get("Range")):
             start = int(header.removeprefix("bytes=").split("-")[0])
             if start >= len(data):
@@ -166,11 +171,12 @@ def serve():
 
     def start(payload: bytes, *, ranges: bool = True, drops: int = 0, status: int = 0,
               send_length: bool = True, cut_at: int | None = None, stall: bool = False,
-              name: str = "cifar-10-mini-binary.tar.gz"):
+              name: str = "cifar-10-mini-binary.tar.gz", files: dict[str, bytes] | None = None):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.payload, server.ranges, server.drops_left, server.requests = payload, ranges, drops, []
         server.status, server.send_length, server.cut_at, server.stall = status, send_length, cut_at, stall
+        server.files = files
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}/{name}", server
