@@ -10,7 +10,6 @@ checkpoint and prints the command that resumes the run. The bookkeeping a studen
 from __future__ import annotations
 
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -55,11 +54,12 @@ with tensorflow_start_up():  # hides TensorFlow's start-up noise; real errors st
     import tensorflow as tf
 
 import cifar10_input
+import compare
 import plots
 from cnn import build_cnn
 from linear_model import build_linear_model, weight_penalty
 from mlp import build_mlp
-from plumbing import checkpoint, errors, logs, machine, runs, signals
+from plumbing import checkpoint, errors, logs, machine, runs, signals, sweep
 
 BUILDERS = {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
 
@@ -210,7 +210,8 @@ def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -
             # Train for one epoch (the rest of it, when resumed).
             row = train_epoch(run, epoch, start_step)
             if stop.requested and row is None:
-                return stopped(stop.requested, run_dir, f"at epoch {epoch + 1}, step {int(run.state.step)}")
+                where = f"at epoch {epoch + 1}, step {int(run.state.step)}"
+                return signals.stopped(stop.requested, run_dir, where)
 
             # Validate, record the epoch, then save: the checkpoint, metrics.csv (and best.keras if best).
             row["val_loss"], row["val_accuracy"] = evaluate(run.predict, data["val"])[:2] if data["val"] \
@@ -224,7 +225,7 @@ def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -
             run.state.save(new_best=run.state.finish_epoch(row, score))
             start_step = 0
             if stop.requested and epoch + 1 < run.epochs:
-                return stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
+                return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
 
     # Test the best epoch's model (with the test-time flip, if asked), then write the results and plots.
     results = test_and_report(config, run_dir, data, run.state, run.board)
@@ -299,13 +300,6 @@ def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
                                f"{config['lr'] / 10:g} ({kept})")
 
 
-def stopped(signum: int, run_dir: Path, where: str) -> int:
-    """After Ctrl-C or SIGTERM (the checkpoint is saved): the resume command, and 128 + the signal."""
-    print(f"\n{errors.signal_name(signum)}: saved a checkpoint {where}. Resume with:\n"
-          f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
-    return 128 + signum
-
-
 # ----------------------------------------------------------------------------- main
 def run_command(argv: list[str] | None) -> int:
     config, resume, eval_only = options.parse(argv, DEFAULTS)
@@ -314,12 +308,20 @@ def run_command(argv: list[str] | None) -> int:
             return evaluate_saved_model(Path(eval_only), config)
         if resume:
             config = options.for_resume(runs.read_config(Path(resume)), config)
-        device = machine.start(config)  # the device, 16-bit compute, determinism; says which
-        data = cifar10_input.training_data(config)
-        print(f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
-              f"{len(data['test_images']):,} test images from {data['folder']}")
-        with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
-            return train(config, run_dir, data, stop) if run_dir else 0
+        if config.get("sweep"):  # a grid of runs (plumbing/sweep.py), compared at the end (compare.py)
+            return sweep.run(config["sweep"], lambda one, resume: train_one(one, resume, stop), compare.main)
+        return train_one(config, resume, stop)
+
+
+def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequests) -> int:
+    """One run: the device, the data, the run folder (new or resumed), then train."""
+    keras.backend.clear_session()  # a sweep trains many models in one process
+    device = machine.start(config)  # the device, 16-bit compute, determinism; says which
+    data = cifar10_input.training_data(config)
+    print(f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
+          f"{len(data['test_images']):,} test images from {data['folder']}")
+    with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
+        return train(config, run_dir, data, stop) if run_dir else 0
 
 
 def evaluate_saved_model(model_path: Path, given: dict) -> int:

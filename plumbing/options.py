@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from plumbing import signals
+from plumbing import signals, sweep
 from plumbing.errors import OneLineParser, UsageError, report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,7 +163,10 @@ def make_parser(defaults: dict) -> argparse.ArgumentParser:
                 "--" + key.replace("_", "-"), choices=choices.get(key), help=f"{HELP[key]} (default: {text})",
                 **kwargs)
     _add_model_flags(p, defaults)
-    group = p.add_argument_group("instead of training")
+    group = p.add_argument_group("several runs, or instead of training")
+    group.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
+                       help="train every combination of these values (repeat for more keys), e.g. "
+                            "lr=1e-3,1e-2; the same command continues an interrupted sweep")
     group.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     group.add_argument("--eval-only", metavar="MODEL", help="evaluate a saved .keras model on the test set")
     return p
@@ -281,9 +284,27 @@ def parse(argv: list[str] | None, defaults: dict) -> tuple[dict, str | None, str
         print(list_presets())
         sys.exit(0)
     resume, eval_only = given.pop("resume", None), given.pop("eval_only", None)
+    sweeps = given.pop("sweep", None)
     if resume or eval_only:  # the saved run's options apply; `given` may only move its data
+        if sweeps:
+            raise UsageError("--sweep cannot be combined with --resume or --eval-only")
         return given, resume, eval_only
-    return resolve(given, defaults), None, None
+    config = resolve(given, defaults)
+    if sweeps:
+        config["sweep"] = sweep_plan(sweeps, given, config, defaults)
+    return config, None, None
+
+
+def sweep_plan(texts: list[str], given: dict, config: dict, defaults: dict) -> dict:
+    """The sweep's folder, its grid of (point, config) with every point checked now, and its command."""
+    sweeps = sweep.parse(texts, lambda argv: vars(make_parser(defaults).parse_args(argv)))
+    both = sorted(set(sweeps) & set(given))
+    if both:
+        raise UsageError(f"--{both[0].replace('_', '-')} is both given and swept; drop one")
+    grid = [(point, resolve({**given, **point}, defaults)) for point in sweep.points(sweeps)]
+    flags = {k: v for k, v in given.items() if k not in ("run_dir", "name")}
+    return dict(folder=sweep.folder(config["run_dir"], config["name"], config["preset"], sweeps), grid=grid,
+                command=dict(flags=flags, sweeps=sweeps))
 
 
 def answer_early(argv: list[str], defaults: dict) -> None:

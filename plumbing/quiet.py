@@ -8,6 +8,7 @@ and cuDNN/cuFFT/cuBLAS registration notices. Every other line (real errors) stil
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -25,6 +26,14 @@ NOISE = re.compile("|".join([
     r"TF-TRT Warning: Could not find TensorRT",
     r"Unable to register cuda ",
 ]))
+
+
+class _NoRetracingWarnings(logging.Filter):
+    """TensorFlow warns when a tf.function is traced again; train.py builds each model's functions once,
+    but a sweep builds many models in one process, which that count mistakes for a mistake."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 @contextlib.contextmanager
@@ -55,3 +64,4 @@ def tensorflow_start_up():
         os.dup2(saved, 2)  # closes the pipe's last write end: the thread sees the end and stops
         thread.join(timeout=5)
         os.close(saved)
+        logging.getLogger("tensorflow").addFilter(_NoRetracingWarnings())

@@ -9,6 +9,7 @@ and says how to resume. A second signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import sys
 
@@ -21,6 +22,13 @@ def exit_quietly(signum, _frame):
     """A handler for the moments before `handled()` (TensorFlow loading): one line, exit 128 + signal."""
     print(f"\n{signal_name(signum)}: stopped", file=sys.stderr)
     sys.exit(128 + signum)
+
+
+def stopped(signum: int, run_dir, where: str) -> int:
+    """After a requested stop (the checkpoint is saved): the command that resumes, and 128 + the signal."""
+    print(f"\n{signal_name(signum)}: saved a checkpoint {where}. Resume with:\n"
+          f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
+    return 128 + signum
 
 
 class StopRequests:

@@ -32,7 +32,8 @@ import pytest  # noqa: E402
 import cifar10_input  # noqa: E402
 import grading  # noqa: E402  (tests/grading.py: points, the summary table, --grades-json)
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "data" / cifar10_input.BATCHES_DIRNAME  # 500 + 100 real images
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "tests" / "data" / cifar10_input.BATCHES_DIRNAME  # 500 + 100 real images
 
 
 def pytest_addoption(parser):
