@@ -8,10 +8,12 @@ per-round ratios against the reference: stock Keras (keras.layers.BatchNormaliza
 
 Rows:
   fit, Keras BN      the reference: what a Keras user gets
-  fit, fused BN      only the batch-norm kernel changed (cnn.FusedBatchNorm)
+  fit, fused BN      only the batch-norm kernel changed (plumbing/fused_batch_norm.py)
   train.py, Keras BN only the loop changed (train.make_train_step)
   train.py           what `python train.py --model cnn` runs: both changes
   classic CNN rows   the classic Keras CIFAR-10 CNN (no batch norm) with fit and with our step
+  bfloat16           train.py --mixed-precision on a CPU: Keras' mixed_bfloat16 policy (16-bit compute);
+                     fast only on CPUs with bfloat16 instructions (AVX512-BF16, AMX), which train.py checks
 Target: train.py at least 1.1x the reference.
 """
 
@@ -39,6 +41,7 @@ def main() -> None:
 
     import cnn
     import train
+    from plumbing import fused_batch_norm, machine, options
 
     batches_dir = mini_batches_dir()
     dataset = cifar10_input.make_dataset(batches_dir, "train", batch_size=args.batch_size, flip=True, crop=4,
@@ -46,7 +49,7 @@ def main() -> None:
     batches = list(dataset)
     images = tf.concat([x for x, _ in batches], 0)
     labels = tf.concat([y for _, y in batches], 0)
-    config = train.resolve_config({})
+    config = options.resolve({}, train.DEFAULTS)
     num_images = args.steps * args.batch_size
 
     def build(kind: str):
@@ -55,7 +58,8 @@ def main() -> None:
         if kind == "keras_bn":  # the same architecture with stock Keras batch norm
             fused = cnn.FusedBatchNorm
             cnn.FusedBatchNorm = lambda name: keras.layers.BatchNormalization(
-                momentum=cnn.BATCH_NORM_MOMENTUM, epsilon=cnn.BATCH_NORM_EPSILON, name=name)
+                momentum=fused_batch_norm.BATCH_NORM_MOMENTUM, epsilon=fused_batch_norm.BATCH_NORM_EPSILON,
+                name=name)
             try:
                 return train.build_model(config, (32, 32, 3))
             finally:
@@ -80,10 +84,14 @@ def main() -> None:
             return num_images / (time.perf_counter() - start)
         return run
 
-    def with_train_step(kind: str):
+    def with_train_step(kind: str, policy: str = "float32"):
         keras.utils.set_random_seed(0)
+        keras.mixed_precision.set_global_policy(policy)
         model = build(kind)
+        keras.mixed_precision.set_global_policy("float32")
         optimizer = keras.optimizers.Adam(config["lr"])
+        if policy != "float32":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         step = train.make_train_step(model, optimizer, loss_fn())
         step(*batches[0])
 
@@ -102,6 +110,7 @@ def main() -> None:
         "train.py step, fused BN (train.py)": with_train_step("fused"),
         "classic CNN, fit": with_fit("classic"),
         "classic CNN, train.py step": with_train_step("classic"),
+        "train.py step, fused BN, bfloat16": with_train_step("fused", "mixed_bfloat16"),
     }
     rates = interleaved(variants, args.rounds)
     print(f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), "
@@ -116,6 +125,10 @@ def main() -> None:
     verdict = "meets" if ours >= TARGET else "MISSES"
     print(f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({verdict} the "
           f"{TARGET}x target); on the classic CNN, our step vs fit: {classic:.2f}x")
+    bf16 = statistics.median([a / b for a, b in zip(rates["train.py step, fused BN, bfloat16"],
+                                                    rates["train.py step, fused BN (train.py)"])])
+    print(f"bfloat16 vs float32 in train.py's step: {bf16:.2f}x on this CPU, which "
+          f"{'has' if machine.cpu_has_bfloat16() else 'lacks'} bfloat16 instructions")
 
 
 if __name__ == "__main__":

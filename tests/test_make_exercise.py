@@ -267,3 +267,20 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
                             "README.md"}
     for path, (_, _, count) in regions.items():  # one TODO + raise per region
         assert raises[path] == count, f"{path}: {raises[path]} stubs for {count} regions"
+
+
+def test_the_student_readme_names_every_stage_its_functions_tests_and_commands(exercise_tree):
+    readme = (exercise_tree / "README.md").read_text()
+    _, regions, _ = mx.build_exercise(REPO)
+    for region in regions:
+        function = region.function.split("::")[1]
+        assert f"`{function}`" in readme, f"the README's stage path lacks {function} ({region.stage})"
+    stages = ("augmentation", "mlp", "cnn", "batch_norm", "strided_dropout", "numpy_mlp", "numpy_conv")
+    for test_file in stages:
+        assert f"pytest tests/test_{test_file}.py" in readme, test_file
+    for command in ("python train.py --model linear", "python train.py --preset cnn ", "--preset cnn-bn",
+                    "--preset cnn-strided", "--preset cnn-large", "python numpy_mlp.py", "numpy_conv.py"):
+        assert command in readme, command
+    for solution_only in ("docs/instructors.md", "tests/hidden", "--grades-json", "is the **solution**"):
+        assert solution_only not in readme, f"the student README mentions {solution_only!r}"
+    assert "This is the **exercise** version" in readme and "NOT IMPLEMENTED: mlp.py::build_mlp" in readme
