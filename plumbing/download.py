@@ -235,6 +235,9 @@ def extract_members(archive: Path, members: dict[str, tarfile.TarInfo], target: 
     try:
         with tarfile.open(archive, "r:*") as tar:
             for name, member in members.items():
+                if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: tarfile's own safety filter as well
+                    tar.extract(member.replace(name=name, deep=False), staging, filter="data")
+                    continue
                 with tar.extractfile(member) as src, open(staging / name, "wb") as dst:
                     shutil.copyfileobj(src, dst)
         if problem := check_folder(staging):
