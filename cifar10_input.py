@@ -59,19 +59,15 @@ def maybe_download_and_extract(data_dir: str | os.PathLike, url: str | None = No
     """Makes CIFAR-10 available in `data_dir` and returns the folder of batch files.
 
     A second call with the data in place touches neither the network nor the archive. The archive is
-    verified before it is trusted: an archive named `cifar-10-binary.tar.gz` must have the official
-    MD5; any other is checked for structure (every batch file, whole records, a complete gzip stream).
-    The download, its checks, the safe extraction and the locks are in plumbing/download.py.
+    verified before it is trusted: one named `cifar-10-binary.tar.gz` must have the official MD5, any
+    other is checked for structure. Download, checks, safe extraction, locks: plumbing/download.py.
 
     Args:
         data_dir: folder for the archive and the extracted files; created when missing.
-        url: an http(s) URL, a file:// URL, or a path to a local archive (classrooms, offline use);
+        url: an http(s) URL, a file:// URL or a path to a local archive (classrooms, offline use);
             None: $CIFAR10_URL, else the official URL.
         md5: the archive's expected MD5, when known (overrides the rule above).
         **download_options: passed to plumbing.download.fetch (retries, backoff_s, timeout_s, show_progress).
-
-    Returns:
-        The folder holding data_batch_1..5.bin and test_batch.bin.
 
     Raises:
         DataError: one line saying what went wrong and what to do.
@@ -263,6 +259,24 @@ def _load_cached(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def split_arrays(folder, split: str, val_size: int, num_train_examples: int | None, seed: int):
+    """A split's uint8 images and labels, and the mean and std of the training examples used."""
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test', not {split!r}")
+    train_images, train_labels = load_any(folder, "train")
+    train_idx, val_idx = split_indices(len(train_labels), val_size=val_size,
+                                       num_train_examples=num_train_examples, seed=seed)
+    mean, std = channel_stats(train_images[train_idx])
+    if split == "test":
+        images, labels = load_any(folder, "test")
+    else:
+        chosen = train_idx if split == "train" else val_idx
+        images, labels = train_images[chosen], train_labels[chosen]
+    if len(labels) == 0:
+        raise ValueError(f"the {split} split is empty: set val_size > 0 to hold out a validation set")
+    return images, labels, mean, std
+
+
 def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int = 128,
                  num_train_examples: int | None = None, val_size: int = 0, image_size: int | None = None,
                  flip: bool = False, crop: int = 0, brightness: float = 0.0, contrast: float = 0.0,
@@ -297,19 +311,7 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
     """
     import tensorflow as tf
 
-    if split not in ("train", "validation", "test"):
-        raise ValueError(f"split must be 'train', 'validation' or 'test', not {split!r}")
-    train_images, train_labels = load_any(batches_dir, "train")
-    train_idx, val_idx = split_indices(len(train_labels), val_size=val_size,
-                                       num_train_examples=num_train_examples, seed=seed)
-    mean, std = channel_stats(train_images[train_idx])
-    if split == "test":
-        images, labels = load_any(batches_dir, "test")
-    else:
-        chosen = train_idx if split == "train" else val_idx
-        images, labels = train_images[chosen], train_labels[chosen]
-    if len(labels) == 0:
-        raise ValueError(f"the {split} split is empty: set val_size > 0 to hold out a validation set")
+    images, labels, mean, std = split_arrays(batches_dir, split, val_size, num_train_examples, seed)
     images_t, labels_t = tf.constant(images), tf.constant(labels)
     scale, offset = tf.constant(1.0 / (255.0 * std)), tf.constant(-mean / std)
     augmentation = dict(flip=flip, crop=crop, brightness=brightness, contrast=contrast, cutout=cutout)

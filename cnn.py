@@ -103,7 +103,7 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
         dropout: rate of a Dropout layer after each stage (stageN_dropout) and after the dense layer
             (dense_dropout); 0: none.
         head: "flatten" (flatten, an optional dense layer of `dense_units`, then the classifier) or
-            "gap" (global average pooling, then the classifier: fewer parameters).
+            "gap" (global average pooling, then the classifier: fewer parameters); see dense_head.
         dense_units: width of the hidden dense layer of the "flatten" head (0: none).
         activation: activation after every conv block and the dense layer.
         weight_decay: L2 strength on every kernel.
@@ -135,18 +135,26 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
             # BEGIN SOLUTION [strided & dropout]: a Dropout layer named stage{stage}_dropout
             x = layers.Dropout(dropout, name=f"stage{stage}_dropout")(x)
             # END SOLUTION
+    logits = dense_head(x, num_classes, head=head, dense_units=dense_units, dropout=dropout,
+                        activation=activation, weight_decay=weight_decay, regularize_bias=regularize_bias)
+    return keras.Model(inputs, logits, name="cnn")
+
+
+def dense_head(x, num_classes: int, *, head: str, dense_units: int, dropout: float, activation: str,
+               weight_decay: float, regularize_bias: bool):
+    """From the last feature map to the logits: "gap" (global average pooling) or "flatten", then an
+    optional dense layer (with dropout after it, if asked), then the linear classifier."""
     if head == "gap":
         x = layers.GlobalAveragePooling2D(name="global_avg_pool")(x)
     else:
         x = layers.Flatten(name="flatten")(x)
-        if dense_units:
-            penalty = make_regularizer(weight_decay)
-            x = layers.Dense(dense_units, activation=activation, kernel_initializer="he_normal",
-                             kernel_regularizer=penalty, name="dense",
-                             bias_regularizer=penalty if regularize_bias else None)(x)
-            if dropout:
-                # BEGIN SOLUTION [strided & dropout]: a Dropout layer named dense_dropout
-                x = layers.Dropout(dropout, name="dense_dropout")(x)
-                # END SOLUTION
-    logits = classifier_head(num_classes, weight_decay=weight_decay, regularize_bias=regularize_bias)(x)
-    return keras.Model(inputs, logits, name="cnn")
+    if dense_units and head == "flatten":
+        penalty = make_regularizer(weight_decay)
+        x = layers.Dense(dense_units, activation=activation, kernel_initializer="he_normal",
+                         kernel_regularizer=penalty, name="dense",
+                         bias_regularizer=penalty if regularize_bias else None)(x)
+        if dropout:
+            # BEGIN SOLUTION [strided & dropout]: a Dropout layer named dense_dropout
+            x = layers.Dropout(dropout, name="dense_dropout")(x)
+            # END SOLUTION
+    return classifier_head(num_classes, weight_decay=weight_decay, regularize_bias=regularize_bias)(x)

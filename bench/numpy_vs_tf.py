@@ -14,6 +14,55 @@ import numpy as np
 import numpy_mlp
 from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed
 
+REG, LEARNING_RATE = 1e-3, 1e-3
+
+
+def numpy_variant(X, y, batches, hidden: int, dtype):
+    """A timed block of SGD iterations of numpy_mlp.NumpyMLP in `dtype`."""
+    net = numpy_mlp.NumpyMLP([X.shape[1], hidden, 10], weight_scale=1e-2, seed=0)
+    net.params = {k: v.astype(dtype) for k, v in net.params.items()}
+    data = X.astype(dtype)
+
+    def run() -> int:
+        for batch in batches:
+            _, grads = net.loss(data[batch], y[batch], reg=REG)
+            for key in net.params:
+                net.params[key] -= LEARNING_RATE * grads[key]
+        return len(batches)
+    return lambda: timed(run)
+
+
+def tensorflow_variant(X, y, batches, hidden: int, dtype):
+    """The same network and iterations written with TensorFlow ops in a tf.function."""
+    import tensorflow as tf
+
+    init = numpy_mlp.NumpyMLP([X.shape[1], hidden, 10], weight_scale=1e-2, seed=0).params
+    params = {k: tf.Variable(v.astype(dtype)) for k, v in init.items()}
+    data, labels = tf.constant(X.astype(dtype)), tf.constant(y)
+
+    @tf.function
+    def step(batch):
+        with tf.GradientTape() as tape:
+            hidden_layer = tf.nn.relu(tf.gather(data, batch) @ params["W1"] + params["b1"])
+            scores = hidden_layer @ params["W2"] + params["b2"]
+            targets = tf.gather(labels, batch)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, scores))
+            loss += REG * (tf.reduce_sum(params["W1"] ** 2) + tf.reduce_sum(params["W2"] ** 2))
+        grads = tape.gradient(loss, params)
+        for key, variable in params.items():
+            variable.assign_sub(LEARNING_RATE * grads[key])
+        return loss
+
+    tf_batches = [tf.constant(b) for b in batches]
+    step(tf_batches[0])
+
+    def run() -> int:
+        for batch in tf_batches:
+            loss = step(batch)
+        float(loss)  # wait for the last iteration
+        return len(tf_batches)
+    return lambda: timed(run)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -23,63 +72,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=200)
     args = parser.parse_args()
 
-    import tensorflow as tf
-
-    X, y = numpy_mlp.load_cifar10_flat(mini_batches_dir())[:2]
+    X, y = numpy_mlp.load_flat(mini_batches_dir())[:2]
     rng = np.random.default_rng(0)
     batches = [rng.choice(len(y), args.batch_size) for _ in range(args.iterations)]
-    reg, learning_rate = 1e-3, 1e-3
-
-    def numpy_variant(dtype):
-        net = numpy_mlp.NumpyMLP([X.shape[1], args.hidden, 10], weight_scale=1e-2, seed=0)
-        net.params = {k: v.astype(dtype) for k, v in net.params.items()}
-        data = X.astype(dtype)
-
-        def run() -> int:
-            for batch in batches:
-                _, grads = net.loss(data[batch], y[batch], reg=reg)
-                for key in net.params:
-                    net.params[key] -= learning_rate * grads[key]
-            return len(batches)
-        return lambda: timed(run)
-
-    def tensorflow_variant(dtype):
-        init = numpy_mlp.NumpyMLP([X.shape[1], args.hidden, 10], weight_scale=1e-2, seed=0).params
-        params = {k: tf.Variable(v.astype(dtype)) for k, v in init.items()}
-        data = tf.constant(X.astype(dtype))
-        labels = tf.constant(y)
-
-        @tf.function
-        def step(batch):
-            with tf.GradientTape() as tape:
-                hidden = tf.nn.relu(tf.gather(data, batch) @ params["W1"] + params["b1"])
-                scores = hidden @ params["W2"] + params["b2"]
-                targets = tf.gather(labels, batch)
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, scores))
-                loss += reg * (tf.reduce_sum(params["W1"] ** 2) + tf.reduce_sum(params["W2"] ** 2))
-            grads = tape.gradient(loss, params)
-            for key, variable in params.items():
-                variable.assign_sub(learning_rate * grads[key])
-            return loss
-
-        tf_batches = [tf.constant(b) for b in batches]
-        step(tf_batches[0])
-
-        def run() -> int:
-            for batch in tf_batches:
-                loss = step(batch)
-            float(loss)  # wait for the last iteration
-            return len(tf_batches)
-        return lambda: timed(run)
-
-    variants = {"NumPy float64 (reference)": numpy_variant(np.float64),
-                "NumPy float32": numpy_variant(np.float32),
-                "TensorFlow float64": tensorflow_variant(np.float64),
-                "TensorFlow float32": tensorflow_variant(np.float32)}
+    data = (X, y, batches, args.hidden)
+    variants = {"NumPy float64 (reference)": numpy_variant(*data, np.float64),
+                "NumPy float32": numpy_variant(*data, np.float32),
+                "TensorFlow float64": tensorflow_variant(*data, np.float64),
+                "TensorFlow float32": tensorflow_variant(*data, np.float32)}
     rates = interleaved(variants, args.rounds)
     print(f"\nOne SGD iteration of a {X.shape[1]}-{args.hidden}-10 MLP, batch {args.batch_size}, "
-          f"{args.rounds} "
-          f"interleaved rounds of {args.iterations} iterations")
+          f"{args.rounds} interleaved rounds of {args.iterations} iterations")
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "NumPy float64 (reference)", "iterations/s"))
 

@@ -29,88 +29,98 @@ from common import classic_cnn, interleaved, machine_summary, mini_batches_dir, 
 TARGET = 1.1
 
 
+def build(kind: str):
+    """The default CNN with the fused batch norm ("fused") or Keras' own ("keras_bn"), or the classic CNN."""
+    import keras
+
+    import cnn
+    import train
+    from plumbing import fused_batch_norm, options
+
+    if kind == "classic":
+        return classic_cnn()
+    config = options.resolve({}, train.DEFAULTS)
+    if kind == "keras_bn":  # the same architecture with stock Keras batch norm
+        fused = cnn.FusedBatchNorm
+        cnn.FusedBatchNorm = lambda name: keras.layers.BatchNormalization(
+            momentum=fused_batch_norm.BATCH_NORM_MOMENTUM, epsilon=fused_batch_norm.BATCH_NORM_EPSILON,
+            name=name)
+        try:
+            return train.build_model(config, (32, 32, 3))
+        finally:
+            cnn.FusedBatchNorm = fused
+    return train.build_model(config, (32, 32, 3))
+
+
+def loss_fn():
+    import keras
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+
+
+def with_fit(kind: str, batches: list):
+    """A timed block of model.fit over the batches (compiled first, outside the timing)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = build(kind)
+    model.compile(keras.optimizers.Adam(1e-3), loss_fn())
+    images = tf.concat([x for x, _ in batches], 0)
+    labels = tf.one_hot(tf.concat([y for _, y in batches], 0), 10)
+    batch_size = len(batches[0][1])
+    model.fit(images[:2 * batch_size], labels[:2 * batch_size], batch_size=batch_size, verbose=0)
+
+    def run() -> float:
+        start = time.perf_counter()
+        model.fit(images, labels, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        return len(images) / (time.perf_counter() - start)
+    return run
+
+
+def with_train_step(kind: str, batches: list, policy: str = "float32"):
+    """A timed block of train.py's step over the batches, in float32 or under a mixed-precision policy."""
+    import keras
+
+    import train
+
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(policy)
+    model = build(kind)
+    keras.mixed_precision.set_global_policy("float32")
+    optimizer = keras.optimizers.Adam(1e-3)
+    if policy != "float32":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    step = train.make_train_step(model, optimizer, loss_fn())
+    step(*batches[0])
+
+    def run() -> float:
+        start = time.perf_counter()
+        for x, y in batches:
+            loss, _ = step(x, y)
+        float(loss)  # wait for the last step
+        return sum(len(y) for _, y in batches) / (time.perf_counter() - start)
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30, help="training steps per timed block")
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
+    from plumbing import machine
 
-    import keras
-    import tensorflow as tf
-
-    import cnn
-    import train
-    from plumbing import fused_batch_norm, machine, options
-
-    batches_dir = mini_batches_dir()
-    dataset = cifar10_input.make_dataset(batches_dir, "train", batch_size=args.batch_size, flip=True, crop=4,
-                                         repeat=True, drop_remainder=True).take(args.steps)
-    batches = list(dataset)
-    images = tf.concat([x for x, _ in batches], 0)
-    labels = tf.concat([y for _, y in batches], 0)
-    config = options.resolve({}, train.DEFAULTS)
-    num_images = args.steps * args.batch_size
-
-    def build(kind: str):
-        if kind == "classic":
-            return classic_cnn()
-        if kind == "keras_bn":  # the same architecture with stock Keras batch norm
-            fused = cnn.FusedBatchNorm
-            cnn.FusedBatchNorm = lambda name: keras.layers.BatchNormalization(
-                momentum=fused_batch_norm.BATCH_NORM_MOMENTUM, epsilon=fused_batch_norm.BATCH_NORM_EPSILON,
-                name=name)
-            try:
-                return train.build_model(config, (32, 32, 3))
-            finally:
-                cnn.FusedBatchNorm = fused
-        return train.build_model(config, (32, 32, 3))
-
-    def loss_fn():
-        smoothing = config["label_smoothing"]
-        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)
-
-    def with_fit(kind: str):
-        keras.utils.set_random_seed(0)
-        model = build(kind)
-        model.compile(keras.optimizers.Adam(config["lr"]), loss_fn())
-        one_hot = tf.one_hot(labels, 10)
-        model.fit(images[:2 * args.batch_size], one_hot[:2 * args.batch_size], batch_size=args.batch_size,
-                  verbose=0)  # compile the step outside the timing
-
-        def run() -> float:
-            start = time.perf_counter()
-            model.fit(images, one_hot, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
-            return num_images / (time.perf_counter() - start)
-        return run
-
-    def with_train_step(kind: str, policy: str = "float32"):
-        keras.utils.set_random_seed(0)
-        keras.mixed_precision.set_global_policy(policy)
-        model = build(kind)
-        keras.mixed_precision.set_global_policy("float32")
-        optimizer = keras.optimizers.Adam(config["lr"])
-        if policy != "float32":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        step = train.make_train_step(model, optimizer, loss_fn())
-        step(*batches[0])
-
-        def run() -> float:
-            start = time.perf_counter()
-            for x, y in batches:
-                loss, _ = step(x, y)
-            float(loss)  # wait for the last step
-            return num_images / (time.perf_counter() - start)
-        return run
-
+    dataset = cifar10_input.make_dataset(mini_batches_dir(), "train", batch_size=args.batch_size, flip=True,
+                                         crop=4, repeat=True, drop_remainder=True)
+    batches = list(dataset.take(args.steps))
     variants = {
-        "fit, Keras BN (reference)": with_fit("keras_bn"),
-        "fit, fused BN": with_fit("fused"),
-        "train.py step, Keras BN": with_train_step("keras_bn"),
-        "train.py step, fused BN (train.py)": with_train_step("fused"),
-        "classic CNN, fit": with_fit("classic"),
-        "classic CNN, train.py step": with_train_step("classic"),
-        "train.py step, fused BN, bfloat16": with_train_step("fused", "mixed_bfloat16"),
+        "fit, Keras BN (reference)": with_fit("keras_bn", batches),
+        "fit, fused BN": with_fit("fused", batches),
+        "train.py step, Keras BN": with_train_step("keras_bn", batches),
+        "train.py step, fused BN (train.py)": with_train_step("fused", batches),
+        "classic CNN, fit": with_fit("classic", batches),
+        "classic CNN, train.py step": with_train_step("classic", batches),
+        "train.py step, fused BN, bfloat16": with_train_step("fused", batches, "mixed_bfloat16"),
     }
     rates = interleaved(variants, args.rounds)
     print(f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), "

@@ -263,41 +263,13 @@ def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, 
             checked for structure before it is trusted (every file, whole records, complete gzip).
         md5: the expected MD5 when known (overrides `official`).
     """
-    local = source_path(url)
-    target = data_dir / folder
-
-    def whole_records(path: Path) -> str | None:
-        for name in files:
-            size = (path / name).stat().st_size if (path / name).is_file() else None
-            if size is None:
-                return f"{path / name} is missing"
-            if size == 0 or size % record_bytes:
-                return f"{path / name} has {size:,} bytes, not a whole number of {record_bytes}-byte records"
-        return None
-
-    def check_archive(archive: Path) -> None:
-        with open(archive, "rb") as f:
-            head = f.read(64).lstrip().lower()
-        if head.startswith((b"<!doctype html", b"<html")):
-            raise DataError(f"{archive} is a web page, not an archive (an error or login page?)")
-        if head[:2] == b"\x1f\x8b":  # gzip
-            read_whole_gzip(archive)
-        try:
-            members = tar_members(archive, set(files))
-        except ARCHIVE_ERRORS as err:
-            raise DataError(f"{archive} is not a readable tar archive ({str(err).splitlines()[0]})") from None
-        for name in files:
-            if name not in members:
-                raise DataError(f"{archive} lacks {folder}/{name}: it is not the expected archive")
-            if members[name].size == 0 or members[name].size % record_bytes:
-                raise DataError(f"{archive}: {name} has {members[name].size:,} bytes, not a whole number of "
-                                f"{record_bytes}-byte records")
-
-    if target.is_dir() and not whole_records(target):
+    local, target = source_path(url), data_dir / folder
+    spec = dict(files=files, record_bytes=record_bytes)
+    if target.is_dir() and not whole_records(target, **spec):
         return target
     with data_folder(data_dir):
         if target.exists():
-            if problem := whole_records(target):
+            if problem := whole_records(target, **spec):
                 raise DataError(f"{problem}; delete {target} and run again to extract it afresh")
             return target  # another job extracted it while we waited
         name = PurePosixPath(urllib.parse.urlparse(url).path).name
@@ -312,13 +284,46 @@ def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, 
                 raise DataError(f"{archive} is damaged or not the official archive (MD5 {actual}, expected "
                                 f"{expected_md5}); {fix}")
             try:
-                check_archive(archive)
+                check_tar_archive(archive, folder=folder, **spec)
             except DataError as err:
                 raise DataError(f"{err}; {fix}") from None
         else:
             print(f"Downloading {url} to {archive}", file=sys.stderr)
-            fetch(url, archive, md5=expected_md5, verify=check_archive, **download_options)
-        return extract_members(archive, tar_members(archive, set(files)), target, whole_records)
+            fetch(url, archive, md5=expected_md5, **download_options,
+                  verify=lambda path: check_tar_archive(path, folder=folder, **spec))
+        return extract_members(archive, tar_members(archive, set(files)), target,
+                               lambda path: whole_records(path, **spec))
+
+
+def whole_records(path: Path, files: tuple[str, ...], record_bytes: int) -> str | None:
+    """What is wrong with an extracted folder, or None when every file is a whole number of records."""
+    for name in files:
+        size = (path / name).stat().st_size if (path / name).is_file() else None
+        if size is None:
+            return f"{path / name} is missing"
+        if size == 0 or size % record_bytes:
+            return f"{path / name} has {size:,} bytes, not a whole number of {record_bytes}-byte records"
+    return None
+
+
+def check_tar_archive(archive: Path, *, folder: str, files: tuple[str, ...], record_bytes: int) -> None:
+    """Raises DataError unless `archive` is a complete tar archive holding every file as whole records."""
+    with open(archive, "rb") as f:
+        head = f.read(64).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        raise DataError(f"{archive} is a web page, not an archive (an error or login page?)")
+    if head[:2] == b"\x1f\x8b":  # gzip
+        read_whole_gzip(archive)
+    try:
+        members = tar_members(archive, set(files))
+    except ARCHIVE_ERRORS as err:
+        raise DataError(f"{archive} is not a readable tar archive ({str(err).splitlines()[0]})") from None
+    for name in files:
+        if name not in members:
+            raise DataError(f"{archive} lacks {folder}/{name}: it is not the expected archive")
+        if members[name].size == 0 or members[name].size % record_bytes:
+            raise DataError(f"{archive}: {name} has {members[name].size:,} bytes, not a whole number of "
+                            f"{record_bytes}-byte records")
 
 
 # ----------------------------------------------------------------------------- a dataset in separate files

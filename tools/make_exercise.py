@@ -140,26 +140,9 @@ def _string_literal(text: str) -> str:
     return f'"{text}"' if '"' not in text and "\\" not in text else repr(text)
 
 
-def make_exercise_source(source: str, path: str,
-                         solved: frozenset[str] = frozenset()) -> tuple[str, list[Region]]:
-    """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
-
-    Raises:
-        ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
-            function body, a solution or an exercise version that does not parse.
-    """
-    try:  # every Python file is parsed, with or without regions: the output must parse too
-        tree = ast.parse(source, path)
-    except SyntaxError as err:
-        raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
-    markers = _markers(source, path)
-    if not markers:
-        return source, []
-    lines = source.splitlines(keepends=True)
-    functions = _functions(tree, lines)
-    output, errors, copied_up_to, regions = [], [], 0, []
-    starts = []  # (exercise line, solution line) where each replacement begins
-    region = None  # (begin line, hint, indentation, function, stubs, stage) while inside one
+def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]]:
+    """The regions as (begin line, end line, hint, indentation, function, stubs, stage), and the errors."""
+    regions, errors, region = [], [], None  # region: the one being read
     for line, kind, text, indent, stage in markers:
         if kind == "begin":
             if region:
@@ -177,30 +160,50 @@ def make_exercise_source(source: str, path: str,
                 errors.append(f"{path}:{line}: stray {STUB} outside a solution region")
                 continue
             region[4].append(indent + text)
+        elif not region:
+            errors.append(f"{path}:{line}: stray {END} without a # BEGIN SOLUTION")
         else:
-            if not region:
-                errors.append(f"{path}:{line}: stray {END} without a # BEGIN SOLUTION")
-                continue
-            begin, hint, region_indent, function, stubs, stage = region
-            if _enclosing(functions, line) != function:
+            if _enclosing(functions, line) != region[3]:
                 errors.append(f"{path}:{line}: {END} is not in the function its region opened in "
-                              f"(line {begin})")
-            regions.append(Region(path, begin, stage, f"{path}::{function[3]}"))
+                              f"(line {region[0]})")
+            regions.append((region[0], line, *region[1:]))
             region = None
-            if stage in solved:
-                continue
-            newline = lines[begin - 1][len(lines[begin - 1].rstrip("\r\n")):] or "\n"
-            output += lines[copied_up_to:begin - 1]
-            starts.append((len(output) + 1, begin))
-            output.append(f"{region_indent}# TODO [{stage}]: {hint}{newline}")
-            output += [stub + newline for stub in stubs]
-            message = f"{path}::{function[3]}: {hint}"
-            output.append(f"{region_indent}raise NotImplementedError({_string_literal(message)}){newline}")
-            copied_up_to = line
     if region:
         errors.append(f"{path}:{region[0]}: # BEGIN SOLUTION is never closed by {END}")
+    return regions, errors
+
+
+def make_exercise_source(source: str, path: str,
+                         solved: frozenset[str] = frozenset()) -> tuple[str, list[Region]]:
+    """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
+
+    Raises:
+        ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
+            function body, a solution or an exercise version that does not parse.
+    """
+    try:  # every Python file is parsed, with or without regions: the output must parse too
+        tree = ast.parse(source, path)
+    except SyntaxError as err:
+        raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
+    markers = _markers(source, path)
+    if not markers:
+        return source, []
+    lines = source.splitlines(keepends=True)
+    regions, errors = _pair_markers(markers, _functions(tree, lines), path)
     if errors:
         raise ExerciseError("\n".join(errors))
+    output, copied_up_to, starts = [], 0, []  # starts: (exercise line, solution line) of each replacement
+    for begin, end, hint, indent, function, stubs, stage in regions:
+        if stage in solved:
+            continue
+        newline = lines[begin - 1][len(lines[begin - 1].rstrip("\r\n")):] or "\n"
+        output += lines[copied_up_to:begin - 1]
+        starts.append((len(output) + 1, begin))
+        output.append(f"{indent}# TODO [{stage}]: {hint}{newline}")
+        output += [stub + newline for stub in stubs]
+        message = f"{path}::{function[3]}: {hint}"
+        output.append(f"{indent}raise NotImplementedError({_string_literal(message)}){newline}")
+        copied_up_to = end
     exercise = "".join(output + lines[copied_up_to:])
     try:
         compile(exercise, path, "exec")
@@ -209,7 +212,8 @@ def make_exercise_source(source: str, path: str,
         raise ExerciseError(f"{path}:{begin}: the exercise version of this region does not parse "
                             f"({err.msg} at its line {err.lineno}); end the region with whole statements"
                             ) from None
-    return exercise, regions
+    return exercise, [Region(path, begin, stage, f"{path}::{function[3]}")
+                      for begin, _, _, _, function, _, stage in regions]
 
 
 # ----------------------------------------------------------------------------- one Markdown file
