@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import classic_cnn, machine_summary, mean_std, mini_batches_dir  # first: the path
+
+# isort: split
 import cifar10_input
-from common import classic_cnn, machine_summary, mean_std, mini_batches_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

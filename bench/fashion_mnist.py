@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import machine_summary, mean_std  # first: puts the repository on the path
+
+# isort: split
 import mnist_input
-from common import machine_summary, mean_std
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "/usr/share/datasets/fashion-mnist"  # apt-get install dataset-fashion-mnist

@@ -12,8 +12,10 @@ import statistics
 
 import numpy as np
 
+from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed  # first
+
+# isort: split
 import cifar10_input
-from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed
 
 TARGET_IMAGES_PER_S = 30_000
 

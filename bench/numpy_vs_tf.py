@@ -11,8 +11,10 @@ import argparse
 
 import numpy as np
 
+from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed  # first
+
+# isort: split
 import numpy_mlp
-from common import interleaved, machine_summary, mini_batches_dir, ratio_table, timed
 
 REG, LEARNING_RATE = 1e-3, 1e-3
 

@@ -23,8 +23,10 @@ import time
 
 import numpy as np
 
+from common import classic_cnn, interleaved, machine_summary, mini_batches_dir, ratio_table  # first: the path
+
+# isort: split
 import cifar10_input
-from common import classic_cnn, interleaved, machine_summary, mini_batches_dir, ratio_table
 
 TARGET = 1.1
 
