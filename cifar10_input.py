@@ -143,7 +143,8 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- augmentation
 # Each takes a normalised float32 batch [B, H, W, C] (so 0 is the mean colour) and a shape [2] integer
 # seed, and draws its randomness per image with tf.random.stateless_*: the same seed gives the same
-# batch, which is what lets an interrupted run resume bit for bit.
+# batch, which is what lets an interrupted run resume bit for bit. (TensorFlow is imported in the
+# functions that use it: the file format, the NumPy track and `python cifar10_input.py` run without it.)
 def random_flip(images, seed):
     """Mirrors each image left-right with probability 1/2."""
     import tensorflow as tf

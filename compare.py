@@ -59,7 +59,7 @@ def label(run: dict, keys: list[str]) -> str:
 
 def step_losses(folder: Path) -> tuple[list[int], list[float]]:
     """The per-step training loss from a run's TensorBoard logs (tb/train), or nothing."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # slow to import
     from tensorboard.util.tensor_util import make_ndarray
 
     events = EventAccumulator(str(folder / "tb" / "train"), size_guidance={"tensors": 0}).Reload()

@@ -141,7 +141,7 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
     Yields None (and says so) for a finished run. A new folder is removed again if the run fails
     before its first checkpoint: it never started, and a usage error must leave nothing behind.
     """
-    from plumbing import machine
+    from plumbing import machine  # here, not at the top: compare.py reads run folders without TensorFlow
 
     run_dir = Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
     with lock(run_dir):
@@ -179,7 +179,7 @@ def summary(run_dir: Path) -> str:
 
 def load_model(path: Path):
     """keras.models.load_model, with one line for a file that is missing, damaged or not .keras."""
-    import keras
+    import keras  # here, not at the top: compare.py reads run folders without TensorFlow
 
     if not Path(path).is_file():
         raise UsageError(f"--eval-only {path}: no such file; pass a run's best.keras")
