@@ -1,11 +1,13 @@
 """The README's stage table: each course stage's command, trained on the mini archive, over seeds.
 
-    python bench/stages.py [--seeds 0 1 2] [--stages linear mlp ...]
+    python bench/stages.py [--seeds 0 1 2] [--stages linear mlp ...] [--dataset mnist --data-url FOLDER]
 
 For each stage, the command the README gives a student (with --num-train-examples 4500, what the mini
 archive holds after the validation split), run as a subprocess, once per seed: best validation and test
 accuracy (mean +- std over the seeds), the training time and images/s (median of the epochs after the
 first), and the projected time of the same command on this machine with all 45,000 training images.
+With --dataset mnist (and --data-url, e.g. the course's mini MNIST: 4,000 + 1,000 digits), the same
+commands train on every training digit not held out for validation.
 """
 
 import argparse
@@ -34,11 +36,10 @@ COMMANDS = {  # stage: the README's command (train.py flags)
 }
 
 
-def run(batches_dir: Path, flags: list[str], seed: int) -> dict:
+def run(data: list[str], flags: list[str], seed: int) -> dict:
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([sys.executable, str(REPO / "train.py"), *flags, *SUBSET, "--seed", str(seed),
-                        "--data-dir", str(batches_dir.parent), "--run-dir", runs, "--name", "run"],
-                       check=True, capture_output=True)
+        subprocess.run([sys.executable, str(REPO / "train.py"), *flags, *data, "--seed", str(seed),
+                        "--run-dir", runs, "--name", "run"], check=True, capture_output=True)
         results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
         rows = list(csv.DictReader(open(Path(runs) / "run" / "metrics.csv")))
     results["images_per_second"] = statistics.median(float(r["images_per_second"]) for r in rows[1:] or rows)
@@ -49,18 +50,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--stages", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "mnist", "fashion-mnist"))
+    parser.add_argument("--data-url", help="for --dataset mnist or fashion-mnist: the folder of its files")
     args = parser.parse_args()
-    batches_dir = mini_batches_dir()
+    data = (["--data-dir", str(mini_batches_dir().parent), *SUBSET] if args.dataset == "cifar10" else
+            ["--dataset", args.dataset, "--data-dir", tempfile.mkdtemp(), "--data-url", args.data_url])
     results = {stage: [] for stage in args.stages}
     for seed in args.seeds:  # seed by seed, so that a change in machine speed hits every stage alike
         for stage in args.stages:
-            results[stage].append(run(batches_dir, COMMANDS[stage], seed))
+            flags = COMMANDS[stage] if args.dataset == "cifar10" else [  # the dataset's own augmentation
+                f for f in COMMANDS[stage] if f not in ("--flip", "--crop", "4")]
+            results[stage].append(run(data, flags, seed))
             r = results[stage][-1]
             print(f"  seed {seed} {stage}: test {100 * r['test_accuracy']:.1f}%, "
                   f"val {100 * r['best_val_accuracy']:.1f}%"
                   f" in {r['train_seconds']:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"\nCourse stages on the mini archive (4,500 training images), seeds {args.seeds}, mean +- std")
+    print(f"\nCourse stages on {args.dataset} ({' '.join(data[2:])}), seeds {args.seeds}, mean +- std")
     print(f"Machine: {machine_summary()}\n")
     print("| stage | command (add `--num-train-examples 4500`) | best validation accuracy (%) | "
           "test accuracy (%) | training time (s) | images/s | all 45,000 images, same epochs (projected) |\n"
