@@ -30,12 +30,12 @@ EXPERIMENTS = {  # name: (the question, the handout it comes from, train.py flag
     "optimizer": ("Which optimizer?", "001", [*MLP, "--sweep", "optimizer=sgd,momentum,adam,rmsprop"]),
     "mlp-depth": ("Do more hidden layers help an MLP?", "002",
                   [*MLP, "--sweep", "hidden-units=512,512:512,512:512:512,512:512:512:512"]),
+    "data-size": ("How much does more data help?", "000", ["--preset", "cnn-bn", "--epochs", "10", "--sweep",
+                                                           "num-train-examples=500,1000,2000,4500"]),
     "batch-norm": ("Does batch norm help the CNN?", "000, 003",
                    ["--preset", "cnn", *CNN, "--sweep", "batch-norm=false,true"]),
     "strided": ("Pooling or strided convolutions?", "000",
                 ["--preset", "cnn-bn", *CNN, "--sweep", "downsample=pool,stride"]),
-    "data-size": ("How much does more data help?", "000", ["--preset", "cnn-bn", "--epochs", "10", "--sweep",
-                                                           "num-train-examples=500,1000,2000,4500"]),
 }
 
 
