@@ -138,6 +138,10 @@ def test_dataset_defaults_where_they_must_differ():
     assert (mnist["flip"], mnist["tta"], mnist["crop"]) == (False, False, 2), "digits are not mirrored"
     fashion = options.resolve({"dataset": "fashion-mnist"}, train.DEFAULTS)
     assert (fashion["flip"], fashion["tta"], fashion["crop"]) == (True, True, 2)
+    assert (fashion["convs_per_stage"], fashion["epochs"]) == (1, 10), "the 28x28 tuned recipe"
+    cnn_stage = options.resolve({"dataset": "fashion-mnist", "preset": "cnn"}, train.DEFAULTS)
+    assert "convs_per_stage" not in cnn_stage, "the stage presets keep their networks"
+    assert options.resolve({"dataset": "fashion-mnist", "epochs": 3}, train.DEFAULTS)["epochs"] == 3
     assert options.resolve({"dataset": "mnist", "flip": True}, train.DEFAULTS)["flip"], "a flag given stays"
     assert options.resolve({"dataset": "mnist", "preset": "cnn"}, train.DEFAULTS)["crop"] == 0, "off stays"
 
