@@ -92,8 +92,8 @@ def data_folder(data_dir: Path):
 
 # ----------------------------------------------------------------------------- download
 def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Path], None] | None = None,
-          retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 30.0,
-          show_progress: bool = True) -> Path:
+          retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 30.0, show_progress: bool = True,
+          offline: str | None = None) -> Path:
     """Downloads `url` to `dest`, atomically: into `dest.part`, renamed only once verified.
 
     Transient errors (dropped connections, time-outs, 5xx) are retried with exponential back-off,
@@ -109,24 +109,26 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
         retries, backoff_s, timeout_s: how often to retry, the first wait (doubled each time), and the
             socket time-out for connecting and for each read.
         show_progress: a progress bar (bytes, percent, rate) on stderr.
+        offline: what to do without a network, for the messages (default: get the file elsewhere).
 
     Raises:
         DataError: with the URL, the reason and the ways out.
     """
     part = dest.with_name(dest.name + ".part")
     resumed = part.exists() and part.stat().st_size > 0
+    offline = offline or way_out(dest)
     for attempt in range(retries + 1):
         try:
             _fetch_once(url, part, timeout_s, show_progress)
             break
         except urllib.error.HTTPError as err:
             if err.code < 500 and err.code != 429:
-                raise DataError(f"could not download {url}: HTTP {err.code} {err.reason}. "
-                                f"{way_out(dest)}") from None
+                raise DataError(f"could not download {url}: HTTP {err.code} {err.reason}. {offline}"
+                                ) from None
             reason = f"HTTP {err.code}"
         except urllib.error.URLError as err:
             if not isinstance(err.reason, TRANSIENT) or isinstance(err.reason, ssl.SSLError):
-                raise DataError(f"could not download {url}: {err.reason}. {way_out(dest)}") from None
+                raise DataError(f"could not download {url}: {err.reason}. {offline}") from None
             reason = str(err.reason)
         except TRANSIENT as err:
             reason = str(err) or type(err).__name__
@@ -134,7 +136,7 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
             raise DataError(f"could not write {part} ({err.strerror or err}); free some space or choose "
                             f"another --data-dir, then run again: the download resumes") from None
         if attempt == retries:
-            raise DataError(f"could not download {url} after {retries + 1} tries ({reason}). {way_out(dest)}")
+            raise DataError(f"could not download {url} after {retries + 1} tries ({reason}). {offline}")
         wait = backoff_s * 2 ** attempt
         print(f"  download interrupted ({reason}); retrying in {wait:.0f} s", file=sys.stderr)
         time.sleep(wait)
@@ -146,7 +148,7 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
             print("  the resumed download failed its check; downloading it again from the start",
                   file=sys.stderr)
             return fetch(url, dest, md5=md5, verify=verify, retries=retries, backoff_s=backoff_s,
-                         timeout_s=timeout_s, show_progress=show_progress)
+                         timeout_s=timeout_s, show_progress=show_progress, offline=offline)
         raise DataError(f"{err}; the damaged file was deleted. Run again, or use another mirror with "
                         f"--data-url.") from None
     os.replace(part, dest)
@@ -346,8 +348,10 @@ def prepare_files(target: Path, base: str, *, names: tuple[str, ...], verify: Ca
                 continue
             if local is None:
                 print(f"Downloading {base.rstrip('/')}/{name} to {dest}", file=sys.stderr)
+                offline = (f"Either download the four files elsewhere and pass --data-url with their folder, "
+                           f"or place them in {target}/ and run again.")
                 fetch(f"{base.rstrip('/')}/{name}", dest, verify=lambda path, name=name: verify(path, name),
-                      **download_options)
+                      offline=offline, **download_options)
                 continue
             if not (local / name).is_file():
                 raise DataError(f"{local} has no {name}: --data-url must name the folder holding "

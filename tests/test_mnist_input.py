@@ -169,3 +169,14 @@ def test_mini_mnist_trains_end_to_end(mnist_mini, tmp_path):
     assert set(results["per_class_accuracy"]) == {str(d) for d in range(10)}
     header = (run_dir / "confusion_matrix.csv").read_text().splitlines()[0]
     assert header == "true\\predicted," + ",".join(str(d) for d in range(10))
+
+
+def test_offline_the_message_says_where_the_four_files_go(tiny_dataset, tmp_path):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DataError) as info:
+        mi.maybe_download(tmp_path, "tiny", f"http://127.0.0.1:{port}/", **FAST)
+    assert "download the four files elsewhere and pass --data-url with their folder" in str(info.value)
+    assert f"place them in {tmp_path / 'tiny'}/" in str(info.value) and "\n" not in str(info.value)
