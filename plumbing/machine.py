@@ -26,7 +26,7 @@ def select_device(choice: str) -> str:
         return "CPU"
     if not gpus:
         raise UsageError("--device gpu, but TensorFlow sees no GPU; use --device cpu, or see the README's "
-                         "GPU notes (pip install 'tensorflow[and-cuda]' on Linux)")
+                         "GPU notes (pip install 'tensorflow[and-cuda]==2.21.0' on Linux)")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)  # share the GPU politely
     return "GPU"
@@ -54,8 +54,9 @@ def mixed_precision_policy(device: str) -> str:
 def start(config: dict) -> str:
     """Chooses the device, 16-bit compute and determinism as asked, and says so. Returns the device."""
     device = select_device(config["device"])
-    if config["mixed_precision"]:
-        keras.mixed_precision.set_global_policy(mixed_precision_policy(device))
+    # set every time: a sweep trains several runs in one process
+    keras.mixed_precision.set_global_policy(mixed_precision_policy(device) if config["mixed_precision"]
+                                            else "float32")
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     policy = f" ({keras.mixed_precision.global_policy().name})" if config["mixed_precision"] else ""

@@ -31,6 +31,9 @@ def parse(texts: list[str], parse_flags) -> dict[str, list]:
             raise UsageError(f"--sweep {key} is given twice; list all its values in one --sweep")
         if key in ("resume", "eval_only", "name", "run_dir", "list_presets", "sweep"):
             raise UsageError(f"--sweep {key}: that option cannot vary in a sweep")
+        if key in ("device", "deterministic"):  # TensorFlow sets them once per process
+            raise UsageError(f"--sweep {key}: that option cannot vary in a sweep; give it as --{key} "
+                             f"(or run one sweep per value)")
         sweeps[key] = [_value(key, value.replace(":", ","), parse_flags) for value in values.split(",")]
     return sweeps
 
@@ -71,7 +74,8 @@ def folder(run_root: str, name: str | None, preset: str, sweeps: dict[str, list]
 def claim(sweep_dir: Path, command: dict) -> None:
     """Makes `sweep_dir` this sweep's folder (sweep.json holds its flags), or checks that it is."""
     record = sweep_dir / "sweep.json"
-    if sweep_dir.exists() and not record.is_file() and any(sweep_dir.iterdir()):
+    others = sweep_dir.exists() and any(not f.name.startswith(".") for f in sweep_dir.iterdir())
+    if others and not record.is_file():  # hidden files: another job's locks and temporaries
         raise UsageError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
     if record.is_file():
         try:
@@ -88,18 +92,31 @@ def claim(sweep_dir: Path, command: dict) -> None:
 
 def run(plan: dict, train_one, compare) -> int:
     """Trains each point of the plan not yet finished (train_one(config, resume) -> exit code) and compares
-    the runs at the end (compare(argv)); stops at a run that does not end with 0 and says how to continue."""
+    the runs at the end (compare(argv)); stops at a run that does not end with 0 and says how to continue.
+
+    The same command started in several terminals shares the work: each job takes the next point no other
+    job holds (a lock per point), and the job that finishes last draws the comparison."""
     sweep_dir, grid = plan["folder"], plan["grid"]
     claim(sweep_dir, plan["command"])
     for number, (point, config) in enumerate(grid, start=1):
         run_dir = sweep_dir / point_name(point)
         print(f"\n=== sweep {sweep_dir.name}: run {number}/{len(grid)}: {point_name(point)}", flush=True)
-        if runs.finished(run_dir):
-            print(f"{run_dir} is finished: {runs.summary(run_dir)}")
+        try:
+            with files.locked(sweep_dir / f".{point_name(point)}.lock", wait=False):
+                if runs.finished(run_dir):
+                    print(f"{run_dir} is finished: {runs.summary(run_dir)}")
+                    continue
+                resume = run_dir if (run_dir / "config.json").is_file() else None
+                code = train_one({**config, "run_dir": str(sweep_dir), "name": point_name(point)}, resume)
+        except files.BusyError:
+            print(f"{run_dir} is being trained by another job: on to the next run")
             continue
-        resume = run_dir if (run_dir / "config.json").is_file() else None
-        code = train_one({**config, "run_dir": str(sweep_dir), "name": point_name(point)}, resume)
         if code != 0:
             print(f"the sweep stopped at {run_dir}; run the same command again to continue it")
             return code
+    busy = [p for p, _ in grid if not runs.finished(sweep_dir / point_name(p))]
+    if busy:
+        print(f"\n{len(busy)} run(s) of {sweep_dir} were taken by another job; the last job to finish draws "
+              f"the comparison (if that job stopped, run the same command again to continue)")
+        return 0
     return compare([str(sweep_dir), "--out", str(sweep_dir / "comparison.png")])

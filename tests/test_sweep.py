@@ -11,7 +11,7 @@ import compare
 import forking
 import train
 from conftest import REPO_ROOT, check_run_folder
-from plumbing import runs
+from plumbing import files, runs
 
 TINY = ["--model", "mlp", "--hidden-units", "32", "--num-train-examples", "100", "--val-size", "50",
         "--batch-size", "50", "--epochs", "1"]
@@ -53,12 +53,31 @@ def test_an_interrupted_sweep_continues_with_the_same_command(sample_dir, tmp_pa
     assert (tmp_path / "sweep-mlp-seed" / "comparison.md").is_file()
 
 
+def test_two_jobs_share_a_sweep_and_the_last_one_compares(sample_dir, tmp_path, capsys):
+    argv = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY,
+            "--sweep", "lr=0.0001,0.01"]
+    sweep_dir = tmp_path / "sweep-mlp-lr"
+    sweep_dir.mkdir()
+    with files.locked(sweep_dir / ".lr=0.0001.lock"):  # another job is training the first point
+        assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "lr=0.0001 is being trained by another job" in out and "1 run(s)" in out
+    assert not (sweep_dir / "lr=0.0001").exists(), "the other job's point is left alone"
+    check_run_folder(sweep_dir / "lr=0.01", epochs=1)
+    assert not (sweep_dir / "comparison.png").exists(), "only the job that finishes last compares"
+    assert train.main(argv) == 0  # the other job stopped: the same command finishes the sweep
+    check_run_folder(sweep_dir / "lr=0.0001", epochs=1)
+    assert "lr=0.01 is finished" in capsys.readouterr().out
+    assert (sweep_dir / "comparison.png").is_file()
+
+
 @pytest.mark.parametrize("sweep,message", [
     ("lr=0.1,x", "--sweep lr=x: argument --lr: invalid float value"),
     ("no_such_key=1,2", "--sweep no_such_key=1: unrecognized arguments"),
     ("lr", "--sweep 'lr': write KEY=V1,V2"),
     ("optimizer=adam,bogus", "argument --optimizer: invalid choice"),
     ("dropout=0.5,1.5", "--dropout must be in [0, 1)"),
+    ("deterministic=true,false", "--sweep deterministic: that option cannot vary in a sweep"),
 ])
 def test_bad_sweeps_are_usage_errors_before_anything_runs(sweep, message, tmp_path, capsys):
     assert train.main(["--run-dir", str(tmp_path), *TINY, "--sweep", sweep]) == 2
@@ -78,6 +97,8 @@ def test_compare_draws_the_data_size_curve_and_averages_seeds(sample_dir, tmp_pa
     tests = [json.loads((tmp_path / "size" / f"num-train-examples=50_seed={s}" / "metrics.json").read_text())
              ["test_accuracy"] for s in (0, 1)]
     assert rows[0]["test accuracy (%)"].startswith(f"{50 * (tests[0] + tests[1]):.1f}")
+    results = json.loads((tmp_path / "size" / "num-train-examples=50_seed=0" / "metrics.json").read_text())
+    assert results["train_examples"] == 50, "the curve's x: the images the run trained on"
 
 
 def test_compare_rejects_a_folder_that_is_not_a_run(tmp_path, capsys):
