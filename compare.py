@@ -125,8 +125,9 @@ def draw(all_runs: list[dict], keys: list[str], metric: str, out: Path) -> None:
     axes[0].xaxis.get_major_locator().set_params(integer=True)
     axes[1].set(xlabel="step", ylabel="training loss", title="training loss per step")
     if sizes:  # accuracy against the amount of data
-        done = sorted(((run["options"]["num_train_examples"] or 0, run["results"]) for run in all_runs
-                       if run["results"]), key=lambda pair: pair[0])
+        sized = [(run["results"].get("train_examples") or run["options"]["num_train_examples"],
+                  run["results"]) for run in all_runs if run["results"]]
+        done = sorted((pair for pair in sized if pair[0]), key=lambda pair: pair[0])
         for key, marker in (("best_val_accuracy", "o"), ("test_accuracy", "s")):
             axes[2].plot([n for n, _ in done], [100 * r[key] for _, r in done], marker=marker,
                          label=key.replace("_", " "))

@@ -281,10 +281,11 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     per_class = np.diag(matrix) / np.maximum(matrix.sum(1), 1)
     results = dict(test_accuracy=test_accuracy, test_loss=test_loss, test_time_flip=config["tta"],
                    best_epoch=best["epoch"], best_val_accuracy=best["val_accuracy"], epochs_run=len(rows),
-                   train_seconds=round(sum(r["seconds"] for r in rows), 1),
+                   train_seconds=round(sum(r["seconds"] for r in rows), 1), train_examples=data["num_train"],
                    parameters=state.model.count_params(),
                    per_class_accuracy=dict(zip(names, per_class.round(4).tolist())))
     board.results(len(rows), results)
+    board.close()  # flushed now: a sweep's compare.py reads these logs next
     plots.save_all(run_dir, rows, matrix, names, data["test_images"], labels, probabilities)
     runs.write_results(run_dir, results)  # last: a run folder with metrics.json is finished
     return results
