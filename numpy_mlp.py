@@ -6,9 +6,10 @@ This is what TensorFlow automates. Read it before the model files:
   NumpyMLP.train:    minibatch SGD with momentum and learning-rate decay
 Convolution and pooling by hand are in numpy_conv.py.
 
-    python numpy_mlp.py [--data-dir D] [--plot numpy_mlp.png]
+    python numpy_mlp.py [--dataset D] [--data-dir D] [--plot numpy_mlp.png] [--iterations N]
 
-trains the handout's two-layer network on CIFAR-10 with its defaults and with a tuned setting.
+checks the loss and gradients on the handout's toy problem, then trains the handout's two-layer network
+on CIFAR-10 with its defaults and with a tuned setting.
 Dense weights are W [fan_in, fan_out], as in Keras, so every result here can be compared with it.
 """
 
@@ -181,6 +182,27 @@ def min_abs_preactivation(net: NumpyMLP, X: np.ndarray) -> float:
     return closest
 
 
+def handout_toy():
+    """The handout's toy problem, drawn exactly as it does: (net 4-10-3, X [5, 4], y [5])."""
+    np.random.seed(0)
+    params = {"W1": 0.1 * np.random.randn(4, 10), "b1": np.zeros(10),
+              "W2": 0.1 * np.random.randn(10, 3), "b2": np.zeros(3)}
+    np.random.seed(1)
+    X = 10 * np.random.randn(5, 4)
+    return NumpyMLP.from_params(params), X, np.array([0, 1, 2, 2, 1])
+
+
+def check_on_the_toy_problem() -> None:
+    """Prints the toy loss (the handout's: 1.30378789133) and each gradient's relative error."""
+    net, X, y = handout_toy()
+    loss, grads = net.loss(X, y, reg=0.05)
+    print(f"toy problem: loss {loss:.11f} (the handout's: 1.30378789133)")
+    for key, param in net.params.items():
+        numeric = numerical_gradient(lambda: net.loss(X, y, reg=0.05)[0], param)
+        print(f"  {key}: relative error of the gradient {relative_error(grads[key], numeric):.2e} "
+              f"(below 1e-8 when right)")
+
+
 # ----------------------------------------------------------------------------- on real images
 def load_flat(folder, seed: int = 0):
     """Training, validation and test sets as float64 [N, H * W * C] rows, normalised like the rest of the
@@ -208,7 +230,8 @@ def train_setting(data, setting: dict, seed: int = 0, verbose: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python numpy_mlp.py: the handout's defaults, then the tuned setting; curves in numpy_mlp.png."""
+    """python numpy_mlp.py: the toy check, then the handout's defaults and the tuned setting on real
+    images; curves in numpy_mlp.png."""
     parser = OneLineParser(prog="numpy_mlp.py", description="Train the two-layer NumPy network.")
     parser.add_argument("--dataset", choices=("cifar10", "mnist", "fashion-mnist"), default="cifar10",
                         help="(default: cifar10)")
@@ -217,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default="numpy_mlp.png", help="the curves' file (default: numpy_mlp.png)")
     parser.add_argument("--iterations", type=int, default=None, help="override num_iters of both settings")
     args = parser.parse_args(argv)
+    check_on_the_toy_problem()
     data = load_flat(cifar10_input.prepare(args.dataset, args.data_dir, args.data_url))
     fig, (loss_ax, acc_ax) = plots.plt.subplots(1, 2, figsize=(11, 4))
     settings = (("handout defaults", HANDOUT_DEFAULTS, "C0"), ("tuned", TUNED, "C1"))

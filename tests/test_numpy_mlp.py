@@ -10,17 +10,6 @@ import numpy_mlp as nm
 STAGE = "NumPy net"
 
 
-def handout_toy():
-    """The handout's toy problem, drawn exactly as it does."""
-    np.random.seed(0)
-    params = {"W1": 0.1 * np.random.randn(4, 10), "b1": np.zeros(10),
-              "W2": 0.1 * np.random.randn(10, 3), "b2": np.zeros(3)}
-    np.random.seed(1)
-    X = 10 * np.random.randn(5, 4)
-    y = np.array([0, 1, 2, 2, 1])
-    return nm.NumpyMLP.from_params(params), X, y
-
-
 def tf_loss_and_grads(params: dict, X, y, reg: float):
     """The same network written with TensorFlow ops in float64, differentiated by GradientTape."""
     variables = {k: tf.Variable(v, dtype=tf.float64) for k, v in params.items()}
@@ -39,7 +28,7 @@ def tf_loss_and_grads(params: dict, X, y, reg: float):
 
 @pytest.mark.points(2)
 def test_handout_toy_loss():
-    net, X, y = handout_toy()
+    net, X, y = nm.handout_toy()
     loss, _ = net.loss(X, y, reg=0.05)
     assert abs(loss - 1.30378789133) < 1e-10, f"loss {loss!r}, the handout says 1.30378789133"
     scores, tf_loss, _ = tf_loss_and_grads(net.params, X, y, reg=0.05)
@@ -52,7 +41,7 @@ def test_handout_toy_loss():
                          ids=["1 hidden", "2 hidden", "3 hidden"])
 @pytest.mark.parametrize("reg", [0.0, 0.05])
 def test_gradients_match_numerical_ones(sizes, reg):
-    _, X, y = handout_toy()
+    _, X, y = nm.handout_toy()
     net = nm.NumpyMLP(sizes, weight_scale=None, seed=3)  # He scaling: gradients do not vanish with depth
     assert nm.min_abs_preactivation(net, X) > 1e-4, "central differences need pre-activations away from 0"
     _, grads = net.loss(X, y, reg=reg)
@@ -65,7 +54,7 @@ def test_gradients_match_numerical_ones(sizes, reg):
 @pytest.mark.points(1)
 @pytest.mark.parametrize("sizes", [[4, 10, 3], [4, 10, 8, 3]])
 def test_same_loss_and_gradients_as_tensorflow(sizes):
-    _, X, y = handout_toy()
+    _, X, y = nm.handout_toy()
     net = nm.NumpyMLP(sizes, weight_scale=0.1, seed=5)
     loss, grads = net.loss(X, y, reg=0.1)
     _, tf_loss, tf_grads = tf_loss_and_grads(net.params, X, y, reg=0.1)
@@ -77,7 +66,7 @@ def test_same_loss_and_gradients_as_tensorflow(sizes):
 @pytest.mark.points(1)
 def test_relative_error_can_fail():
     assert nm.relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.001])) > 1e-4
-    net, X, y = handout_toy()
+    net, X, y = nm.handout_toy()
     _, grads = net.loss(X, y, reg=0.05)
     wrong = net.params["W2"].copy()  # forget the regulariser's gradient: the check must notice
     numeric = nm.numerical_gradient(lambda: net.loss(X, y, reg=0.05)[0], net.params["W2"])
@@ -86,7 +75,7 @@ def test_relative_error_can_fail():
 
 @pytest.mark.points(2)
 def test_sgd_fits_the_toy_problem():
-    net, X, y = handout_toy()
+    net, X, y = nm.handout_toy()
     history = net.train(X, y, X, y, learning_rate=1e-1, reg=5e-6, num_iters=100, batch_size=200)
     assert history["loss_history"][-1] <= 0.02, f"final training loss {history['loss_history'][-1]:.4f}"
     assert history["loss_history"][0] > 1.0
