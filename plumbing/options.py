@@ -77,7 +77,8 @@ UNSET_TYPES = {"data_dir": str, "data_url": str, "name": str, "num_train_example
                "image_size": int, "steps": int}  # flags whose default is None (decided at run time)
 DEFAULT_TEXT = {"data_dir": "$CIFAR10_DATA_DIR or ./data", "data_url": "the official source",
                 "num_train_examples": "all", "val_size": "10%% of the training files",
-                "image_size": "the dataset's own", "name": "PRESET-DATE-TIME-ID"}
+                "image_size": "the dataset's own", "name": "PRESET-MMDD-HHMMSS",
+                "epochs": f"30; the tuned CNN on MNIST and Fashion-MNIST: {TUNED_28X28['epochs']}"}
 
 
 # ----------------------------------------------------------------------------- the model files, read as text
@@ -176,8 +177,7 @@ def make_parser(defaults: dict) -> argparse.ArgumentParser:
 
 
 def _add_model_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
-    group = p.add_argument_group("model options (from the model files; each applies to the models whose "
-                                 "builder takes it)")
+    group = p.add_argument_group("model options (each for the models it names)")
     files = model_files()
     names = sorted({name for info in files.values() for name in info["options"]} - set(defaults),
                    key=lambda name: [m for m in MODEL_FILES if name in files[m]["options"]] + [name])
@@ -186,10 +186,12 @@ def _add_model_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
         values = {m: files[m]["options"][name] for m in models}
         shown = (_show(values[models[0]]) if len(set(map(repr, values.values()))) == 1
                  else ", ".join(f"{m} {_show(v)}" for m, v in values.items()))
-        text = files[models[0]]["help"].get(name, "").rstrip(".").replace("%", "%%")
+        texts = {m: files[m]["help"].get(name, "").rstrip(".").replace("%", "%%") for m in models}
+        text = ("/".join(models) + ": " + texts[models[0]] if len(set(texts.values())) == 1
+                else "; ".join(f"{m}: {texts[m]}" for m in models))
         choices = next((files[m]["choices"][name] for m in models if name in files[m]["choices"]), None)
         group.add_argument("--" + name.replace("_", "-"), choices=choices, **_flag_kwargs(values[models[0]]),
-                           help=f"{'/'.join(models)}: {text} (default: {shown})")
+                           help=f"{text} (default: {shown})")
 
 
 # ----------------------------------------------------------------------------- presets and checks
