@@ -16,7 +16,8 @@ The exercise version replaces each region, at the region's indentation, with `# 
 the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")`. In Markdown files,
 `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out, and the lines between
 `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the solution keeps them hidden in a
-comment). Every other byte is copied unchanged, so `git diff exercise solution` shows exactly that.
+comment). Every other byte is copied unchanged, so `git diff exercise main` shows exactly that
+(besides the files left out).
 Files git does not track, and those matching tools/exercise_exclude.txt (hidden tests, the instructor
 guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree.
 
@@ -252,6 +253,15 @@ def repository_files(root: Path) -> list[str]:
     return sorted(n for n in names if (root / n).is_file() and not (root / n).is_symlink())
 
 
+def uncommitted(root: Path) -> list[str]:
+    """Tracked files whose working copy differs from the last commit (the exercise is made from them)."""
+    try:
+        return subprocess.run(["git", "-C", str(root), "diff", "--name-only", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+
+
 def exclude_patterns(root: Path) -> list[str]:
     """Patterns from the exclude list: one per line, '#' starts a comment, 'dir/' means everything in it."""
     path = root / EXCLUDE_LIST
@@ -368,6 +378,10 @@ def run_command(argv: list[str] | None) -> int:
     print(f"wrote {len(files)} files to {args.out}: {len(replaced)} solution regions in "
           f"{len({r.path for r in replaced})} files replaced by stubs; left out {len(excluded)}: "
           f"{', '.join(excluded) or 'none'}")
+    changed = [name for name in uncommitted(args.source) if name in files]
+    if changed:
+        print(f"note: {len(changed)} file(s) differ from the last commit and went in as they are: "
+              f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; commit before publishing")
     return 0
 
 
