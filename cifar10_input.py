@@ -82,7 +82,7 @@ def maybe_download_and_extract(data_dir: str | os.PathLike, url: str | None = No
 def read_records(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Parses one CIFAR-10 .bin file into (uint8 images [N, 32, 32, 3], int32 labels [N])."""
     if not path.is_file():
-        raise DataError(f"{path} is missing; run `python cifar10_input.py` to download and extract the data")
+        raise DataError(f"{path} is missing; delete its folder and run again: the data is extracted anew")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD_BYTES:
         raise DataError(f"{path} has {raw.size:,} bytes, not a whole number of {RECORD_BYTES}-byte "

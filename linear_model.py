@@ -1,4 +1,4 @@
-"""Stage 1 (given, ready to run): a linear classifier, q(x) = W x + b, on the flattened image.
+"""Stage 0 (given, ready to run): a linear classifier, q(x) = W x + b, on the flattened image.
 
 Every later model ends with this same classifier: the MLP puts hidden layers in front of it, the
 CNN puts convolutional features in front of it. So `classifier_head` and `weight_penalty` live here.

@@ -28,7 +28,7 @@ class DataError(Exception):
 
 
 class Stopped(BaseException):
-    """Raised by Ctrl-C or SIGTERM outside the training loop (see plumbing.runs.stop_requests)."""
+    """Raised by Ctrl-C or SIGTERM outside the training loop (see plumbing.signals.StopRequests)."""
 
     def __init__(self, signum: int):
         super().__init__(signal_name(signum))

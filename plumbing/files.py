@@ -77,7 +77,7 @@ def locked(lock_path: Path, *, wait: bool = True, on_wait: Callable[[], None] | 
     """Holds an exclusive lock on `lock_path` (created if missing) for the duration of the block.
 
     Args:
-        wait: block until the lock is free; with False, raise Busy at once if another process holds it.
+        wait: block until the lock is free; with False, raise BusyError at once if another process holds it.
         on_wait: called once if the lock is busy and we are about to wait (to say so).
     """
     lock_path = Path(lock_path)

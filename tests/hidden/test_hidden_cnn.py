@@ -1,5 +1,5 @@
 """Hidden grading tests (an example): left out of the exercise version by tools/exercise_exclude.txt
-and added to a student's checkout only when grading (README, "For instructors and graders").
+and added to a student's checkout only when grading (docs/instructors.md, "Points and grading").
 
 They check what the visible tests leave open, so a conv block written only for the defaults fails.
 """
