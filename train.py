@@ -34,8 +34,7 @@ DEFAULTS = dict(
     optimizer="momentum",  # SGD with Nesterov momentum; or sgd, adam, adamw, rmsprop, adagrad, adadelta
     lr=0.1, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7,
     lr_schedule="onecycle", warmup_epochs=0.0,  # onecycle | cosine | step | constant
-    weight_decay=5e-4,  # L2 on every kernel (decoupled with adamw)
-    label_smoothing=0.1,
+    weight_decay=5e-4, label_smoothing=0.1,  # L2 on every kernel (decoupled with adamw); soft targets
     batch_size=128, epochs=30, steps=None,  # steps: stop after this many steps instead
     tta=True,  # test-time flip: average the predictions for each image and its mirror
     device="auto", mixed_precision=False, xla=False, seed=0, deterministic=False,
@@ -75,7 +74,8 @@ def build_model(config: dict, input_shape: tuple[int, int, int], num_classes: in
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear up to the peak over the first 25% of the steps, then linearly down to 0.1% of it."""
+    """From 0.1% of the peak linearly up to it over the first 25% of the steps (a warm-up of its own),
+    then linearly down to 0.1% of it."""
 
     def __init__(self, peak: float, total_steps: int):
         self.peak, self.total_steps = peak, max(total_steps, 1)
@@ -117,22 +117,26 @@ def make_optimizer(config: dict, schedule):
     """The optimizer named by --optimizer, with its hyper-parameters."""
     c, opt = config, keras.optimizers
     adam_like = dict(beta_1=c["beta1"], beta_2=c["beta2"], epsilon=c["epsilon"])
-    return {"sgd": lambda: opt.SGD(schedule),
-            "momentum": lambda: opt.SGD(schedule, momentum=c["momentum"], nesterov=True),
-            "adam": lambda: opt.Adam(schedule, **adam_like),
-            "adamw": lambda: opt.AdamW(schedule, weight_decay=c["weight_decay"], **adam_like),
-            "rmsprop": lambda: opt.RMSprop(schedule, momentum=c["momentum"], epsilon=c["epsilon"]),
-            "adagrad": lambda: opt.Adagrad(schedule, epsilon=c["epsilon"]),
-            "adadelta": lambda: opt.Adadelta(schedule, epsilon=c["epsilon"])}[c["optimizer"]]()
+    optimizer = {"sgd": lambda: opt.SGD(schedule),
+                 "momentum": lambda: opt.SGD(schedule, momentum=c["momentum"], nesterov=True),
+                 "adam": lambda: opt.Adam(schedule, **adam_like),
+                 "adamw": lambda: opt.AdamW(schedule, weight_decay=c["weight_decay"], **adam_like),
+                 "rmsprop": lambda: opt.RMSprop(schedule, momentum=c["momentum"], epsilon=c["epsilon"]),
+                 "adagrad": lambda: opt.Adagrad(schedule, epsilon=c["epsilon"]),
+                 "adadelta": lambda: opt.Adadelta(schedule, epsilon=c["epsilon"])}[c["optimizer"]]()
+    if c["optimizer"] == "adamw":  # decay the kernels only, as the other optimizers' L2 does
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
 
 
 # ----------------------------------------------------------------------------- the training step
 def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
-    """One optimisation step as a compiled tf.function: returns (mean loss, number correct).
+    """One optimisation step as a compiled tf.function: returns (mean cross-entropy, number correct).
 
     A custom step rather than model.fit (bench/train_speed.py measures both on the same model). The
     loss takes one-hot labels (for label smoothing); the weight penalties in model.losses are added;
-    optimizer.scale_loss makes it work with mixed precision's loss scaling too.
+    optimizer.scale_loss makes it work with mixed precision's loss scaling too. The cross-entropy it
+    returns is without label smoothing, as evaluate() measures it, so the two curves compare.
     """
     @tf.function(jit_compile=xla, reduce_retracing=True)
     def train_step(images, labels):
@@ -144,7 +148,8 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         predictions = tf.argmax(logits, 1, output_type=tf.int32)
-        return loss, tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+        correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)), correct
 
     return train_step
 
@@ -247,6 +252,7 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
         images, labels = next(run.batches)
         step_t0 = time.perf_counter()
         loss, correct = run.train_step(images, labels)
+        step_ms = 1000 * (time.perf_counter() - step_t0)  # the step itself (it returns when done)
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + batch_size
         global_step = epoch * run.steps_per_epoch + step
         if global_step == 1 or progress.due(step) or run.stop.requested:
@@ -254,7 +260,7 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
             check_loss(float(loss_sum) / (seen / batch_size), epoch, step, run.config, state)
             progress.update(step, float(loss_sum) / (seen / batch_size), float(correct_sum) / seen)
             run.board.step(global_step, loss=loss, learning_rate=run.schedule(run.optimizer.iterations),
-                           step_time_ms=1000 * (time.perf_counter() - step_t0),
+                           step_time_ms=step_ms,
                            weight_penalty=weight_penalty(run.model),
                            images=images[:8] if global_step == 1 else None)
         if run.stop.requested:  # save where we are, with the epoch's sums so far
@@ -327,9 +333,8 @@ def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequest
 
 def evaluate_saved_model(model_path: Path, given: dict) -> int:
     """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it."""
-    saved = (model_path.parent / "config.json").is_file()
-    config = options.for_resume(runs.read_config(model_path.parent), given) if saved \
-        else options.resolve(given, DEFAULTS)
+    config = (options.for_resume(runs.read_config(model_path.parent), given)
+              if (model_path.parent / "config.json").is_file() else options.resolve(given, DEFAULTS))
     model, data = runs.load_model(model_path), cifar10_input.training_data(config)
     _, accuracy, logits, labels = evaluate(make_predict(model, config["tta"]), data["test"])
     correct, flip = int(np.sum(logits.argmax(1) == labels)), " with test-time flip" if config["tta"] else ""

@@ -252,6 +252,9 @@ def check(config: dict, given: dict) -> None:
         (config["epochs"] > 0, "--epochs must be positive"),
         (config["steps"] is None or config["steps"] > 0, "--steps must be positive"),
         (config["warmup_epochs"] >= 0, "--warmup-epochs must be >= 0"),
+        (not (config["warmup_epochs"] and config["lr_schedule"] == "onecycle"),
+         "--warmup-epochs: the one-cycle schedule warms up by itself (its first 25%); add --lr-schedule "
+         "cosine, step or constant"),
         (0 <= config["seed"] < 2**31, "--seed must be between 0 and 2147483647"),
         (config["num_train_examples"] is None or config["num_train_examples"] > 0,
          "--num-train-examples must be positive"),

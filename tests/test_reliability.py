@@ -261,6 +261,7 @@ def test_7_a_stale_partial_file_is_fetched_again_from_the_start(sample_archive, 
 @pytest.mark.parametrize("argv,message", [
     (["--image-size", "1000"], "--image-size must be between 8 and 128"),
     (["--warmup-epochs", "inf"], "--warmup-epochs must be a finite number"),
+    (["--warmup-epochs", "1"], "the one-cycle schedule warms up by itself"),
     (["--lr", "inf"], "--lr must be a finite number"),
     (["--momentum", "nan"], "--momentum must be a finite number"),
     (["--seed", "-1"], "--seed must be between 0 and"),

@@ -28,17 +28,17 @@ def test_one_training_step_is_one_sgd_step_on_loss_plus_penalty():
     model = keras.Model(inputs, outputs)
     images = tf.random.stateless_normal((8, 6), [0, 1])
     labels = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
-    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
+    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
     before = [w.numpy() for w in model.trainable_weights]
     logits = model(images).numpy()
-    expected_loss = float(loss_fn(tf.one_hot(labels, 3), logits))
-    with tf.GradientTape() as tape:  # the step must descend on the loss plus the L2 penalty
+    expected_loss = np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    with tf.GradientTape() as tape:  # the step must descend on the smoothed loss plus the L2 penalty
         total = loss_fn(tf.one_hot(labels, 3), model(images)) + tf.add_n(model.losses)
     grads = [g.numpy() for g in tape.gradient(total, model.trainable_weights)]
 
     step = train.make_train_step(model, keras.optimizers.SGD(0.5), loss_fn)
     loss, correct = step(images, labels)
-    assert float(loss) == pytest.approx(expected_loss, rel=1e-5), "return the mean loss, without the penalty"
+    assert float(loss) == pytest.approx(expected_loss, rel=1e-5), "the plain cross-entropy, as validation's"
     assert int(correct) == int(np.sum(np.argmax(logits, 1) == labels.numpy())), "count correct predictions"
     for weight, old, grad in zip(model.trainable_weights, before, grads):
         np.testing.assert_allclose(weight.numpy(), old - 0.5 * grad, rtol=1e-5, atol=1e-6,
@@ -88,6 +88,12 @@ def test_adamw_moves_weight_decay_from_the_loss_to_the_optimizer():
         model = train.build_model(config, (32, 32, 3))
         model(tf.zeros((1, 32, 32, 3)))
         assert bool(model.losses) is has_l2, f"{optimizer}: L2 terms in the loss: {bool(model.losses)}"
+    config = options.resolve({"model": "mlp", "optimizer": "adamw", "hidden_units": (4,)}, train.DEFAULTS)
+    model = train.build_model(config, (2, 2, 1))
+    optimizer = train.make_optimizer(config, 0.01)
+    optimizer.build(model.trainable_variables)
+    decayed = [v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)]
+    assert decayed and all(path.endswith("kernel") for path in decayed), decayed
 
 
 # ----------------------------------------------------------------------------- whole runs on the sample
