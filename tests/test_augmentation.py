@@ -72,10 +72,15 @@ def test_contrast_scales_each_image_about_its_mean():
 def test_cutout_blanks_one_square_per_image():
     out = ci.random_cutout(tf.constant(_images(16)), tf.constant([0, 3]), 8).numpy()
     zeroed = (out == 0).all(axis=-1)  # [16, 32, 32]
+    inside = 0
     for hole in zeroed:
         rows, cols = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
         assert 0 < len(rows) <= 8 and 0 < len(cols) <= 8, "at most an 8x8 square, and never nothing"
         assert hole.sum() == len(rows) * len(cols), "the blanked pixels form one rectangle"
+        if 0 < rows.min() and rows.max() < 31 and 0 < cols.min() and cols.max() < 31:
+            assert len(rows) == len(cols) == 8, "away from the edges, the square is exactly 8x8"
+            inside += 1
+    assert inside > 3, "most squares lie inside the image"
     assert len({tuple(np.argwhere(h)[0]) for h in zeroed}) > 5, "the square moves from image to image"
 
 
