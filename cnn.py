@@ -31,8 +31,9 @@ def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_
                activation: str = "relu", weight_decay: float = 0.0, name: str = "conv"):
     """Convolution -> (batch norm) -> activation, with 'same' padding.
 
-    With batch norm the convolution has no bias: batch norm subtracts the mean anyway and its own
-    offset (beta) plays the bias's role.
+    The kernel starts He-normal (right for ReLU) and carries the L2 penalty. With batch norm the
+    convolution has no bias: batch norm subtracts the mean anyway and its own offset (beta) plays the
+    bias's role.
 
     Args:
         x: input feature map [B, H, W, C].
@@ -142,8 +143,8 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
 
 def dense_head(x, num_classes: int, *, head: str, dense_units: int, dropout: float, activation: str,
                weight_decay: float, regularize_bias: bool):
-    """From the last feature map to the logits: "gap" (global average pooling) or "flatten", then an
-    optional dense layer (with dropout after it, if asked), then the linear classifier."""
+    """From the last feature map to the logits: "gap" (global average pooling), or "flatten" and then
+    an optional dense layer (with dropout after it, if asked); then the linear classifier."""
     if head == "gap":
         x = layers.GlobalAveragePooling2D(name="global_avg_pool")(x)
     else:

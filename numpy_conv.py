@@ -9,8 +9,9 @@ images NHWC [N, H, W, C], kernels [KH, KW, C_in, C_out].
 
     python numpy_conv.py
 
-checks each backward pass against central differences (numpy_mlp.numerical_gradient) and prints the
-relative errors: below 1e-8 when a backward pass is right.
+checks each backward pass's gradient with respect to its input (dx) against central differences
+(numpy_mlp.numerical_gradient) and prints the relative errors: below 1e-8 when a backward pass is right.
+The tests also check the weight and bias gradients and compare everything with TensorFlow.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def max_pool_forward_naive(x, size: int = 2, stride: int = 2):
 
 
 def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
-    """The gradient flows only to each window's maximum (the first one, on ties, as TensorFlow does)."""
+    """The gradient flows only to each window's maximum (the first one, on ties, as TensorFlow does).
+    Windows may overlap (stride < size): an input then adds up the gradients of every window it is in."""
     dx = np.zeros_like(x)
     # BEGIN SOLUTION [NumPy conv]: for each window, route d_out to the position of its first maximum
     for i in range(d_out.shape[1]):
@@ -156,7 +158,8 @@ def avg_pool_forward_naive(x, size: int = 2, stride: int = 2):
 
 
 def avg_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
-    """Each input in a window receives d_out / (size * size)."""
+    """Each input in a window receives d_out / (size * size); where windows overlap (stride < size),
+    an input adds up what it receives from each of them."""
     dx = np.zeros_like(x)
     # BEGIN SOLUTION [NumPy conv]: spread each d_out entry evenly over its window
     for i in range(d_out.shape[1]):
@@ -201,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                             lambda d_out, x: conv2d_backward(d_out, x, w, 2, 1)[0]),
         "max_pool_backward_naive": (max_pool_forward_naive, max_pool_backward_naive),
         "avg_pool_backward_naive": (avg_pool_forward_naive, avg_pool_backward_naive),
+        "max_pool_backward": (max_pool_forward, max_pool_backward),
+        "avg_pool_backward": (avg_pool_forward, avg_pool_backward),
     }
     print(f"{'backward pass':<26} relative error of dx (below 1e-8 when right)")
     for name, (forward, backward) in passes.items():

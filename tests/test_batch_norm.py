@@ -41,7 +41,7 @@ def test_conv_block_with_batch_norm_has_no_bias_and_a_named_batch_norm_layer():
     assert out.shape == (4, 4, 4, 5) and out.min() >= 0, "then the activation"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_batch_norm_normalises_each_channel_in_training():
     probe, _ = _bn_model()
     _, normalised = probe(random_images((8, 8, 3), batch=32) * 3 + 1, training=True)
@@ -50,7 +50,7 @@ def test_batch_norm_normalises_each_channel_in_training():
     np.testing.assert_allclose(per_channel.var(axis=0), 1, atol=2e-3)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_batch_norm_moving_statistics_change_only_in_training():
     probe, bn = _bn_model()
     x = random_images((8, 8, 3), batch=16) * 2 + 5
@@ -63,7 +63,7 @@ def test_batch_norm_moving_statistics_change_only_in_training():
     assert (bn.moving_variance.numpy() != 1).all()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_batch_norm_inference_treats_examples_independently():
     probe, _ = _bn_model()
     for _ in range(3):  # move the statistics away from their initial values
