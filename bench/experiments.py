@@ -1,6 +1,6 @@
 """The course's questions as commands: each handout experiment as one sweep, measured on the mini archive.
 
-    python bench/experiments.py [--only NAME ...] [--runs DIR] > table.md
+    python bench/experiments.py [--only NAME ...] [--seeds 0,1,2] [--runs DIR] > table.md
 
 Each experiment is the train.py sweep a student runs (with the seeds as one more axis, for the spread);
 here it runs on the mini archive (5,085 real CIFAR-10 images, of which 4,500 train). The output is the
@@ -16,7 +16,6 @@ from pathlib import Path
 from common import machine_summary, mini_batches_dir
 
 REPO = Path(__file__).resolve().parent.parent
-SEEDS = ["--sweep", "seed=0,1,2"]
 MLP = ["--model", "mlp", "--epochs", "20", "--num-train-examples", "4500"]
 CNN = ["--epochs", "10", "--num-train-examples", "4500"]
 EXPERIMENTS = {  # name: (the question, the handout it comes from, train.py flags)
@@ -42,20 +41,21 @@ EXPERIMENTS = {  # name: (the question, the handout it comes from, train.py flag
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    parser.add_argument("--seeds", default="0,1,2", help="the seed axis of every sweep (default: 0,1,2)")
     parser.add_argument("--runs", type=Path, default=Path("runs-experiments"), help="where the sweeps go")
     args = parser.parse_args()
     data = ["--data-dir", str(mini_batches_dir().parent)]
     print(f"Machine: {machine_summary()}\n")
     for name in args.only:
         question, handouts, flags = EXPERIMENTS[name]
-        command = [*flags, *SEEDS, "--run-dir", str(args.runs), "--name", name]
+        command = [*flags, "--sweep", f"seed={args.seeds}", "--run-dir", str(args.runs), "--name", name]
         result = subprocess.run([sys.executable, str(REPO / "train.py"), *data, *command],
                                 capture_output=True,
                                 text=True)
         if result.returncode != 0:
             sys.exit(f"{name} failed ({result.returncode}):\n{result.stderr[-3000:]}")
         shown = " ".join(f"'{f}'" if ":" in f else f for f in flags)
-        print(f"### {question}\n\nHandouts {handouts}. `python train.py {shown} --sweep seed=0,1,2`\n")
+        print(f"### {question}\n\nHandouts {handouts}. `python train.py {shown} --sweep seed={args.seeds}`\n")
         print((args.runs / name / "comparison.md").read_text())
         print(file=sys.stderr, flush=True)
 

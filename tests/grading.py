@@ -103,6 +103,9 @@ class GradingPlugin:
             if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
                 raise collector.CollectError(f"{where}: write points(n) with one positive number n, not "
                                              f"points{marker.args!r}")
+            if item.get_closest_marker("slow"):
+                raise collector.CollectError(f"{where}: a grading test cannot be slow (pytest leaves slow "
+                                             f"tests out); make it faster")
         return result
 
     def pytest_collectreport(self, report):

@@ -221,11 +221,21 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
             def test_x():
                 pass
             ''',
+        "test_slow_points.py": '''
+            import pytest
+
+            STAGE = "MLP"
+
+            @pytest.mark.slow
+            @pytest.mark.points(1)
+            def test_x():
+                pass
+            ''',
     })
     result = run_pytest(root)
     out = result.stdout
     assert result.returncode == 2, out[-3000:]
-    assert "5 errors during collection" in out, out[-3000:]
+    assert "6 errors during collection" in out, out[-3000:]
     assert ("tests/test_no_points.py::test_forgotten is a grading test (STAGE = 'MLP') without points; "
             "add @pytest.mark.points(n)") in out
     assert ("tests/test_bad_stage.py: STAGE = 'cnn' is not one of augmentation, MLP, CNN, batch norm, "
@@ -233,6 +243,7 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
     assert ("tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no "
             "STAGE") in out
     assert "tests/test_bad_points.py::test_x: write points(n) with one positive number n" in out
+    assert "tests/test_slow_points.py::test_x: a grading test cannot be slow" in out
     assert "'point' not found in `markers` configuration option" in out, "--strict-markers catches typos"
 
 

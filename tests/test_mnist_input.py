@@ -157,6 +157,7 @@ def test_kernel_size_and_the_bias_penalty_reach_the_model():
     assert len(model.losses) == 2 + 2 + 2, "L2 on 2 conv, the dense and classifier kernels, and 2 biases"
 
 
+@pytest.mark.slow
 def test_mini_mnist_trains_end_to_end(mnist_mini, tmp_path):
     images, labels = mi.load_split(mnist_mini, "train")
     assert images.shape == (4000, 28, 28, 1) and labels[:5].tolist() == [4, 2, 0, 9, 6]

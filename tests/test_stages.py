@@ -38,6 +38,7 @@ STAGES = {
     "NumPy net": ((), "test_numpy_mlp.py", [["numpy_mlp", "--iterations", "20", "--plot", "curves.png"]]),
     "NumPy conv": ((), "test_numpy_conv.py", [["numpy_conv"]]),
 }
+pytestmark = pytest.mark.slow  # about 2.5 minutes: pytest -m slow
 GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
 
 

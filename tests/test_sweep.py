@@ -86,6 +86,7 @@ def test_bad_sweeps_are_usage_errors_before_anything_runs(sweep, message, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_compare_draws_the_data_size_curve_and_averages_seeds(sample_dir, tmp_path, capsys):
     assert train.main(["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY[:4], *TINY[6:],
                        "--sweep", "num-train-examples=50,100", "--sweep", "seed=0,1", "--name", "size"]) == 0
