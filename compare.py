@@ -19,6 +19,7 @@ from pathlib import Path
 import plots
 from plumbing import files, runs, signals
 from plumbing.errors import OneLineParser, UsageError, report
+from plumbing.quiet import tensorflow_start_up
 
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss", "learning_rate", "weight_penalty")
 IGNORED = {"name", "run_dir", "data_dir", "data_url", "data_folder"}  # where, not what: never "differs"
@@ -62,7 +63,8 @@ def step_losses(folder: Path) -> tuple[list[int], list[float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # slow to import
     from tensorboard.util.tensor_util import make_ndarray
 
-    events = EventAccumulator(str(folder / "tb" / "train"), size_guidance={"tensors": 0}).Reload()
+    with tensorflow_start_up():  # reading loads TensorFlow, which is noisy at first
+        events = EventAccumulator(str(folder / "tb" / "train"), size_guidance={"tensors": 0}).Reload()
     if "step/loss" not in events.Tags().get("tensors", []):
         return [], []
     losses = {event.step: float(make_ndarray(event.tensor_proto)) for event in events.Tensors("step/loss")}

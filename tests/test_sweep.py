@@ -3,6 +3,8 @@ sweep, the picture and the tables, the data-size curve, TensorBoard's HParams. N
 
 import csv
 import json
+import subprocess
+import sys
 
 import matplotlib.image
 import pytest
@@ -36,6 +38,10 @@ def test_a_two_run_sweep_leaves_both_runs_the_picture_and_true_tables(sample_dir
         assert row["parameters"] == f"{results['parameters']:,}"
     assert "| lr=0.01 | lr=0.01 |" in (sweep_dir / "comparison.md").read_text()
     assert "compared 2 runs" in capsys.readouterr().out
+    result = subprocess.run([sys.executable, "compare.py", str(sweep_dir), "--out", str(tmp_path / "c.png")],
+                            cwd=REPO_ROOT, capture_output=True, text=True)  # as a student runs it
+    assert (result.returncode, result.stderr) == (0, ""), "TensorFlow's start-up noise must not show"
+    assert (tmp_path / "c.md").read_text() == (sweep_dir / "comparison.md").read_text()
 
 
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
