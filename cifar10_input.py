@@ -31,8 +31,7 @@ BATCHES_DIRNAME = "cifar-10-batches-bin"  # the folder inside the archive
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
 
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 32
 NUM_CHANNELS = 3
@@ -69,8 +68,7 @@ def maybe_download_and_extract(data_dir: str | os.PathLike, url: str | None = No
         md5: the archive's expected MD5, when known (overrides the rule above).
         **download_options: passed to plumbing.download.fetch (retries, backoff_s, timeout_s, show_progress).
 
-    Raises:
-        DataError: one line saying what went wrong and what to do.
+    Raises DataError: one line saying what went wrong and what to do.
     """
     return download.prepare_archive(Path(data_dir), url or os.environ.get("CIFAR10_URL") or DATA_URL,
                                     folder=BATCHES_DIRNAME, files=TRAIN_FILES + TEST_FILES,
@@ -98,7 +96,7 @@ def load_split(batches_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, 
     """Loads a split as NumPy arrays.
 
     Args:
-        batches_dir: the folder returned by `maybe_download_and_extract`.
+        batches_dir: the folder returned by `maybe_download_and_extract` (or `prepare`).
         split: "train" (the five data batches, in order) or "test".
 
     Returns:
@@ -147,10 +145,9 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- augmentation
-# Each takes a normalised float32 batch [B, H, W, C] (so 0 is the mean colour) and a shape [2] integer
-# seed, and draws its randomness per image with tf.random.stateless_*: the same seed gives the same
-# batch, which is what lets an interrupted run resume bit for bit. (TensorFlow is imported in the
-# functions that use it: the file format, the NumPy track and `python cifar10_input.py` run without it.)
+# Each takes a normalised float32 batch [B, H, W, C] (0 is the mean colour) and a shape [2] integer seed,
+# and draws its randomness per image with tf.random.stateless_*: the same seed, the same batch, so a
+# resumed run continues bit for bit. (TensorFlow is imported inside: the NumPy track runs without it.)
 def random_flip(images, seed):
     """Mirrors each image left-right with probability 1/2."""
     import tensorflow as tf
@@ -298,27 +295,20 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
     Images are normalised with the per-channel mean and std of the training examples used, so every
     split sees the same transform. The uint8 arrays stay in memory (that is the cache); each batch is
     gathered by index, converted and augmented as a whole, and prefetched while the model trains.
-
     Training order and augmentation are a pure function of (seed, epoch, batch number), with no hidden
     random state: any epoch, or any batch of it (`.skip(n)`), can be reproduced on its own. That is
     what lets an interrupted run resume exactly where it stopped.
 
     Args:
-        batches_dir: the folder returned by `maybe_download_and_extract`.
-        split: "train" (shuffled, augmented), "validation" (held out from the training files) or
-            "test" (the test file).
-        batch_size: examples per batch.
+        batches_dir: the folder `prepare` returned. split: "train" (shuffled, augmented), "validation"
+            (held out from the training files) or "test" (the test file).
+        batch_size: examples per batch; drop_remainder: drop a last batch smaller than that.
         num_train_examples: use only this many training examples (None: all but the validation set).
         val_size: how many training-file examples to hold out for validation.
         image_size: resize images to this side length (bilinear); None keeps their size.
         flip, crop, brightness, contrast, cutout: augmentation of training batches; see `augment_batch`.
         seed: chooses the validation set, the shuffle orders and the augmentation.
-        epoch: the (first) epoch to produce.
-        repeat: "train" only: after that epoch, continue with the next ones, each in a new order, forever.
-        drop_remainder: drop a last batch smaller than batch_size.
-
-    Returns:
-        A `tf.data.Dataset`.
+        epoch: the (first) epoch to produce; repeat ("train" only): go on with the next epochs, forever.
     """
     import tensorflow as tf
 

@@ -102,17 +102,14 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
     partial file from an earlier run is fetched once more from the start.
 
     Args:
-        url: http(s) URL of the file.
-        dest: final path; its folder must exist (and be locked by the caller: see data_folder).
-        md5: expected MD5 hex digest, or None when unknown.
-        verify: called with the downloaded file; raises DataError when it is not what was expected.
+        url, dest: the http(s) URL, and the final path (its folder exists, locked by the caller).
+        md5: the expected MD5 hex digest, or None; verify: called with the file, raises DataError if wrong.
         retries, backoff_s, timeout_s: how often to retry, the first wait (doubled each time), and the
             socket time-out for connecting and for each read.
         show_progress: a progress bar (bytes, percent, rate) on stderr.
         offline: what to do without a network, for the messages (default: get the file elsewhere).
 
-    Raises:
-        DataError: with the URL, the reason and the ways out.
+    Raises DataError with the URL, the reason and the ways out.
     """
     part = dest.with_name(dest.name + ".part")
     resumed = part.exists() and part.stat().st_size > 0
