@@ -33,6 +33,7 @@ class Stopped(BaseException):
     def __init__(self, signum: int):
         super().__init__(signal_name(signum))
         self.signum = signum
+        self.resume_command: str | None = None  # set when a run folder can go on (plumbing.runs.open_run)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -84,6 +85,7 @@ def report(main, argv: list[str] | None = None) -> int:
         print(f"error: {disk_problem(err)}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Stopped) as err:
-        signum = getattr(err, "signum", signal.SIGINT)
-        print(f"\n{signal_name(signum)}: stopped", file=sys.stderr)
+        signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
+        print(f"\n{signal_name(signum)}: stopped" + (f"; continue with: {command}" if command else ""),
+              file=sys.stderr)
         return 128 + signum

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from plumbing import files
-from plumbing.errors import DataError, UsageError
+from plumbing.errors import DataError, Stopped, UsageError
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
                   "seconds", "images_per_second", "weight_penalty"]
@@ -153,9 +153,11 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
             write_config(run_dir, config, device=device, data_folder=data_folder, versions=machine.versions())
         try:
             yield run_dir
-        except BaseException:
+        except BaseException as err:
             if not resume and not (run_dir / "checkpoints").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
+            elif isinstance(err, Stopped):  # stopped outside the loop (e.g. while plotting): say how to go on
+                err.resume_command = f"python train.py --resume {shlex.quote(str(run_dir))}"
             raise
 
 

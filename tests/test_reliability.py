@@ -22,10 +22,11 @@ import tensorflow as tf
 
 import cifar10_input as ci
 import forking
+import plots
 import train
 from conftest import check_run_folder, run_train
 from plumbing import download, files, options, runs
-from plumbing.errors import DataError
+from plumbing.errors import DataError, Stopped
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
@@ -124,6 +125,18 @@ def test_2_ctrl_c_and_sigterm_stop_a_stalled_download_at_once(serve, sample_arch
                               signal.SIGTERM)
     assert result.returncode == 128 + signal.SIGTERM and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "SIGTERM: stopped"
+
+
+def test_10_stopped_after_training_says_how_to_continue(sample_dir, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise Stopped(signal.SIGINT)  # Ctrl-C while the plots are drawn, after the last checkpoint
+    monkeypatch.setattr(plots, "save_all", interrupted)
+    code, run_dir = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "1")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (code, last) == (130, f"SIGINT: stopped; continue with: python train.py --resume {run_dir}")
+    monkeypatch.undo()
+    assert train.main(["--resume", str(run_dir)]) == 0
+    check_run_folder(run_dir, epochs=1)
 
 
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
