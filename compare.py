@@ -131,9 +131,16 @@ def draw(all_runs: list[dict], keys: list[str], metric: str, out: Path) -> None:
                   run["results"]) for run in all_runs if run["results"]]
         done = sorted((pair for pair in sized if pair[0]), key=lambda pair: pair[0])
         for key, marker in (("best_val_accuracy", "o"), ("test_accuracy", "s")):
-            axes[2].plot([n for n, _ in done], [100 * r[key] for _, r in done], marker=marker,
-                         label=key.replace("_", " "))
+            by_size = {}  # the line goes through the mean over seeds; the dots are the runs
+            for n, results in done:
+                by_size.setdefault(n, []).append(100 * results[key])
+            line, = axes[2].plot(list(by_size), [statistics.mean(v) for v in by_size.values()], marker=marker,
+                                 label=key.replace("_", " "))
+            axes[2].scatter([n for n, _ in done], [100 * r[key] for _, r in done], s=12, alpha=0.5,
+                            color=line.get_color())
         axes[2].set(xscale="log", xlabel="training examples", ylabel="accuracy (%)", title="more data")
+        axes[2].set_xticks(list(by_size), [f"{n:,}" for n in by_size])
+        axes[2].minorticks_off()
         axes[2].legend(fontsize=8)
     axes[0].legend(fontsize=8)
     for ax in axes:
