@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import cifar10_input as ci
-from conftest import known_images
+from helpers import known_images
 
 STAGE = "augmentation"
 

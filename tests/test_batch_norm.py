@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from cnn import build_cnn, conv_block
-from conftest import (
+from helpers import (
     check_initial_loss,
     check_logits,
     check_overfits,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cifar10_input as ci
-from conftest import known_images
+from helpers import known_images
 from plumbing import download
 from plumbing.errors import DataError
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cnn import build_cnn, conv_block, pool_block
-from conftest import (
+from helpers import (
     check_initial_loss,
     check_logits,
     check_overfits,

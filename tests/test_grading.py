@@ -92,7 +92,7 @@ def make_suite(root: Path, files: dict[str, str]) -> Path:
     """A project in `root` with this repository's pytest set-up and the given test files."""
     tests = root / "tests"
     tests.mkdir(parents=True)
-    for name in ("conftest.py", "grading.py"):
+    for name in ("conftest.py", "grading.py", "helpers.py"):
         (tests / name).write_text((REPO / "tests" / name).read_text())
     ini = (REPO / "pytest.ini").read_text().replace("pythonpath = .", f"pythonpath = {REPO}")
     (root / "pytest.ini").write_text(ini)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import check_initial_loss, check_logits, check_overfits
+from helpers import check_initial_loss, check_logits, check_overfits
 from linear_model import build_linear_model
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import check_initial_loss, check_logits, check_overfits, random_images
+from helpers import check_initial_loss, check_logits, check_overfits, random_images
 from mlp import build_mlp
 
 STAGE = "MLP"

@@ -12,7 +12,7 @@ import pytest
 import cifar10_input as ci
 import mnist_input as mi
 import train
-from conftest import run_train
+from helpers import run_train
 from plumbing import options
 from plumbing.errors import DataError
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import random_images
+from helpers import random_images
 from linear_model import make_regularizer
 from mlp import build_mlp, make_initializer
 from plumbing.fused_batch_norm import FusedBatchNorm

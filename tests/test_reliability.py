@@ -24,7 +24,7 @@ import cifar10_input as ci
 import forking
 import plots
 import train
-from conftest import check_run_folder, run_train
+from helpers import check_run_folder, run_train
 from plumbing import download, files, options, runs
 from plumbing.errors import DataError, Stopped
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import forking
-from conftest import check_run_folder
+from helpers import check_run_folder
 from tools import make_exercise as mx
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnn import build_cnn, conv_stride
-from conftest import check_initial_loss, check_logits, check_overfits, cnn_count, preset_builder
+from helpers import check_initial_loss, check_logits, check_overfits, cnn_count, preset_builder
 
 STAGE = "strided & dropout"
 

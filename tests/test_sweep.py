@@ -12,7 +12,7 @@ import pytest
 import compare
 import forking
 import train
-from conftest import REPO_ROOT, check_run_folder
+from helpers import REPO_ROOT, check_run_folder
 from plumbing import files, runs
 
 TINY = ["--model", "mlp", "--hidden-units", "32", "--num-train-examples", "100", "--val-size", "50",

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import forking
 import train
-from conftest import check_run_folder, run_train
+from helpers import check_run_folder, run_train
 from plumbing import options
 
 REPO = Path(__file__).resolve().parent.parent

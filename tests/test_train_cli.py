@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import train
-from conftest import run_train
+from helpers import run_train
 from plumbing import machine, options
 from plumbing.errors import UsageError
 

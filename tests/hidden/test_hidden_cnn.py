@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnn import conv_block
-from conftest import random_images
+from helpers import random_images
 
 STAGE = "CNN"
 

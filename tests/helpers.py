@@ -1,0 +1,169 @@
+"""Helpers the tests call: known pixels, CIFAR-10 records, model checks, whole runs on the sample.
+
+Student files (cifar10_input, cnn, train, ...) are imported inside the functions that need them, so a
+test module importing this one does not depend on every student file importing.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
+
+
+def known_images(num_images: int, first_id: int = 0) -> np.ndarray:
+    """uint8 [N, 3, 32, 32] (CHW, as stored on disk) whose pixels differ by image, channel, row, column."""
+    image = np.arange(first_id, first_id + num_images)[:, None, None, None]
+    channel = np.arange(3)[None, :, None, None]
+    row = np.arange(32)[None, None, :, None]
+    col = np.arange(32)[None, None, None, :]
+    return ((image * 37 + channel * 101 + row * 7 + col * 3) % 256).astype(np.uint8)
+
+
+def write_records(path: Path, labels: np.ndarray, images_chw: np.ndarray) -> None:
+    """Writes CIFAR-10 binary records: one label byte, then 3,072 pixel bytes in CHW order."""
+    records = np.concatenate([np.asarray(labels, np.uint8)[:, None],
+                              images_chw.reshape(len(labels), -1)], axis=1)
+    path.write_bytes(records.tobytes())
+
+
+def random_images(shape, batch: int = 4, seed: int = 0):
+    """A batch of standard-normal images [batch, *shape], the same for the same seed."""
+    import tensorflow as tf
+    return tf.random.stateless_normal((batch, *shape), [seed, 0])
+
+
+def check_logits(model, input_shape) -> None:
+    """The model maps a batch of images to float32 logits [B, 10] (not probabilities)."""
+    import tensorflow as tf
+    logits = model(random_images(input_shape, batch=3), training=False)
+    assert tuple(logits.shape) == (3, 10) and logits.dtype == tf.float32, f"got {logits.shape} {logits.dtype}"
+    assert not np.allclose(np.sum(np.exp(logits.numpy()), axis=1), 1.0), "outputs must be logits, not softmax"
+
+
+def check_initial_loss(build, real_images) -> None:
+    """Before training, the mean cross-entropy on real images is ln(10): no class is favoured."""
+    import keras
+    keras.utils.set_random_seed(0)
+    x, y = real_images
+    logits = build((32, 32, 3), 10)(x, training=False)
+    loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits))
+    assert abs(loss - np.log(10)) < 0.05, f"initial loss {loss:.3f}, expected about ln(10) = 2.303"
+
+
+def check_overfits(build, real_images, learning_rate: float, steps: int, num_images: int = 64) -> None:
+    """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps."""
+    import keras
+    keras.utils.set_random_seed(0)
+    x, y = real_images[0][:num_images], real_images[1][:num_images]
+    model = build((32, 32, 3), 10)
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    accuracy = np.mean(np.argmax(model.predict_on_batch(x), axis=1) == y)
+    assert accuracy == 1.0, f"{model.name} reached {accuracy:.0%} on {num_images} images after {steps} steps"
+
+
+def preset_builder(preset: str):
+    """build_cnn with the model options of one of the course's presets (python train.py --list-presets)."""
+    from cnn import build_cnn
+    from plumbing.options import PRESETS, builder_options
+
+    options = {k: v for k, v in PRESETS[preset].items() if k in builder_options("cnn")}
+    return lambda input_shape, num_classes: build_cnn(input_shape, num_classes, **options)
+
+
+def cnn_count(in_channels, widths, convs, batch_norm, head_inputs, dense_units=0, classes=10, kernel=3):
+    """build_cnn's parameter count from the formula: kernels, biases or batch norm, dense, classifier."""
+    count, c_in = 0, in_channels
+    for width in widths:
+        for _ in range(convs):
+            # batch norm: gamma, beta and two moving statistics per channel, instead of a bias
+            count += kernel * kernel * c_in * width + (4 * width if batch_norm else width)
+            c_in = width
+    if dense_units:
+        count += head_inputs * dense_units + dense_units
+        head_inputs = dense_units
+    return count + head_inputs * classes + classes
+
+
+def check_run_folder(run_dir: Path, epochs: int) -> dict:
+    """A finished run on the sample (tests/data): every file is there, and the rows, the confusion matrix
+    and test_accuracy agree with each other and with best.keras. Returns metrics.json."""
+    import csv
+    import json
+    import math
+
+    import keras
+    import tensorflow as tf
+
+    import cifar10_input
+    expected = ["config.json", "metrics.csv", "metrics.json", "best.keras", "learning_curves.png",
+                "confusion_matrix.png", "confusion_matrix.csv", "per_class_accuracy.png",
+                "confident_mistakes.png"]
+    missing = [f for f in expected if not (run_dir / f).is_file()]
+    assert not missing, f"run folder lacks {missing}"
+    assert list((run_dir / "tb" / "train").glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert (run_dir / "checkpoints" / "checkpoint").is_file(), "no checkpoint for --resume"
+    assert not list(run_dir.glob("*.tmp-*")), "a temporary file was left behind"
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["versions"]["tensorflow"] == tf.__version__ and "git_commit" in config
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1)), "one metrics.csv row per epoch"
+    for row in rows:
+        assert 0 <= float(row["train_accuracy"]) <= 1 and math.isfinite(float(row["train_loss"]))
+        assert float(row["weight_penalty"]) > 0 and float(row["images_per_second"]) > 0
+
+    with open(run_dir / "confusion_matrix.csv") as f:
+        matrix = np.array([[int(v) for v in line.split(",")[1:]] for line in list(f)[1:]])
+    assert matrix.shape == (10, 10) and matrix.sum() == 100, "the confusion matrix covers the 100 test images"
+
+    # test_accuracy must equal a recomputation from the saved model (with the same test-time flip).
+    results = json.loads((run_dir / "metrics.json").read_text())
+    best_row = max(rows, key=lambda r: float(r["val_accuracy"]))
+    assert results["best_epoch"] == int(best_row["epoch"]), "metrics.json names the best validation epoch"
+    option = config["options"]
+    model = keras.models.load_model(run_dir / "best.keras")
+    val_size = 50 if option["val_size"] is None else option["val_size"]  # None: 10% of the 500
+    test = cifar10_input.make_dataset(Path(config["data_folder"]), "test", batch_size=50, val_size=val_size,
+                                      num_train_examples=option["num_train_examples"], seed=option["seed"])
+    correct = 0
+    for images, labels in test:
+        logits = model(images, training=False)
+        if option["tta"]:
+            logits = (logits + model(tf.reverse(images, axis=[2]), training=False)) / 2
+        correct += int(np.sum(np.argmax(logits, 1) == labels.numpy()))
+    assert abs(results["test_accuracy"] - correct / 100) <= 1 / 100, "at most one near-tie may differ"
+    assert np.trace(matrix) == round(results["test_accuracy"] * 100)
+    return results
+
+
+def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> tuple[int, Path]:
+    """train.main on the data in `data_dir` (a folder holding cifar-10-batches-bin), returning
+    (exit code, run folder).
+
+    On the exercise version train.py exits 2 with 'NOT IMPLEMENTED: file::function: hint'; that is
+    raised as NotImplementedError, so the test is reported as the missing piece like every other test.
+    """
+    import contextlib
+    import io
+    import sys
+
+    import train
+    argv = ["--data-dir", str(data_dir), "--run-dir", str(run_root), "--name", name, *args]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = train.main(argv)
+    sys.stderr.write(err.getvalue())
+    raise_if_not_implemented(code, err.getvalue())
+    return code, run_root / name
+
+
+def raise_if_not_implemented(exit_code: int, stderr: str) -> None:
+    """Turns train.py's exit 2 with 'NOT IMPLEMENTED: file::function: hint' back into NotImplementedError."""
+    missing = [line for line in stderr.splitlines() if line.startswith("NOT IMPLEMENTED: ")]
+    if exit_code == 2 and missing:
+        raise NotImplementedError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
