@@ -1031,7 +1031,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("give at least one SUBMISSION (or --autograder ZIP)")
     if args.submissions and args.results is None:
         parser.error("--results DIR_OR_FILE is required (results go outside the submission)")
-    if args.jobs < 1 or args.timeout_factor <= 0 or (args.timeout or 1) <= 0:
+    if args.jobs < 1 or args.timeout_factor <= 0 or (args.timeout is not None and args.timeout <= 0):
         parser.error("--jobs, --timeout and --timeout-factor must be positive")
     return args
 

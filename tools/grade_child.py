@@ -15,6 +15,7 @@ hidden tests, the message alone: never their source or traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -124,6 +125,8 @@ def _not_implemented(error: BaseException) -> str | None:
 
 
 def _clip(text: str) -> str:
+    """At most MAX_LINES lines, without memory addresses (the same work gets the same feedback)."""
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", text)
     lines = text.strip().splitlines()[:MAX_LINES]
     return "\n".join(lines)[:MAX_CHARS]
 
@@ -176,6 +179,9 @@ class Reporter:
         self.student_files = set(setup.get("student_files", []))
         self.channel = os.fdopen(int(setup["fd"]), "w", buffering=1)
         self.watch = Watch()
+        for name in WATCHED:  # imported now (numpy.testing is loaded lazily), then snapshotted
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
         self.watch.take(WATCHED)
         for name in setup.get("preload", []):  # imported now, so that student code cannot replace
             importlib.import_module(name)  # their functions before the snapshot
