@@ -34,12 +34,8 @@ for _name in (MINI_ARCHIVE_ENV, MNIST_MINI_ENV):  # relative to where pytest sta
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import grading  # noqa: E402  (tests/grading.py: points, the summary table, --grades-json)
+import grading  # noqa: E402  (tests/grading.py: points and the summary table)
 from helpers import SAMPLE_DIR, known_images, write_records  # noqa: E402
-
-
-def pytest_addoption(parser):
-    grading.add_options(parser)
 
 
 def pytest_configure(config):

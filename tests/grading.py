@@ -1,15 +1,13 @@
-"""Points for the grading tests: the points(n) marker, a per-stage summary, and a Gradescope results file.
+"""Points for the grading tests: the points(n) marker and a per-stage summary.
 
 A test module that sets `STAGE` (one of STAGES) is a grading module: every test in it needs
 `@pytest.mark.points(n)`, or its collection fails with a message naming the test. At the end of the run
 a table shows `scored / possible` per stage, where possible counts every graded test collected: a test
 that fails, errors or is skipped scores 0 instead of vanishing from the total.
 
-`pytest --grades-json PATH` also writes the results in Gradescope's format (score, max_score, and
-tests with name, score, max_score, status, output). The file is written once collection is done
-(every test "not run", scoring 0) and rewritten, atomically, after each test: a run that is killed
-still leaves the score of the tests it finished. With it, pytest goes on past a module that fails to
-import (--continue-on-collection-errors), so one broken file costs only its own tests.
+The table is for students checking their own work. Grades are made by tools/grade.py, which runs
+each stage in a process of its own and takes the points from a manifest of the solution's tests, so
+nothing a student's code does in this process can change them.
 
 A failure caused by NotImplementedError (an exercise stub) is reported in one line,
 `NOT IMPLEMENTED: file::function`, instead of a traceback. A graded test never skips: a skip (a
@@ -18,10 +16,7 @@ missing file, say) is reported as a failure naming the reason, so a score cannot
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -29,11 +24,6 @@ import pytest
 # The student stages, in course order (the linear model is given, ready to run, and earns no points).
 STAGES = ("augmentation", "MLP", "CNN", "batch norm", "strided & dropout", "NumPy net", "NumPy conv")
 STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+): ")  # "<file>::<function>: " from tools/make_exercise.py
-
-
-def add_options(parser) -> None:
-    parser.addoption("--grades-json", metavar="PATH", default=None,
-                     help="write Gradescope-style results (score, max_score, tests) to PATH after each test")
 
 
 # ----------------------------------------------------------------------------- NotImplementedError
@@ -68,12 +58,8 @@ def not_implemented_where(excinfo) -> str | None:
 # ----------------------------------------------------------------------------- the plugin
 class GradingPlugin:
     def __init__(self, config):
-        self.json_path = config.getoption("grades_json")
-        if self.json_path:
-            config.option.continue_on_collection_errors = True
         self.tests: dict[str, dict] = {}  # nodeid -> stage, points, status, output
         self.collection_errors: list[str] = []
-        self.started = time.time()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_pycollect_makeitem(self, collector, name, obj):
@@ -119,7 +105,6 @@ class GradingPlugin:
                 self.tests[item.nodeid] = dict(stage=item.module.STAGE, points=marker.args[0],
                                                status="not run",
                                                output="not run")
-        self.write_json()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -143,8 +128,6 @@ class GradingPlugin:
             test["status"], test["output"] = "failed", phase + _first_line(report)
         elif report.when == "call":
             test["status"], test["output"] = "passed", ""
-        if report.when == "teardown":
-            self.write_json()
 
     # ------------------------------------------------------------------------- results
     def score(self, test: dict) -> float:
@@ -168,30 +151,12 @@ class GradingPlugin:
         rows += [f"could not collect {node}: its tests are not counted" for node in self.collection_errors]
         return rows
 
-    def write_json(self) -> None:
-        if not self.json_path:
-            return
-        tests = [dict(name=nodeid, score=self.score(t), max_score=t["points"],
-                      status="passed" if t["status"] == "passed" else "failed", output=t["output"],
-                      tags=[t["stage"]]) for nodeid, t in self.tests.items()]
-        results = dict(score=sum(t["score"] for t in tests), max_score=sum(t["max_score"] for t in tests),
-                       execution_time=round(time.time() - self.started, 1),
-                       output="\n".join(self.table()) if self.tests else "no grading tests collected",
-                       tests=tests)
-        path = Path(self.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(json.dumps(results, indent=1) + "\n")
-        os.replace(partial, path)  # atomic: a reader never sees half a file
-
     def pytest_terminal_summary(self, terminalreporter):
         if not self.tests:
             return
         terminalreporter.write_sep("=", "points")
         for row in self.table():
             terminalreporter.write_line(row)
-        if self.json_path:
-            terminalreporter.write_line(f"grades written to {self.json_path}")
 
 
 def _number(value: float) -> str:

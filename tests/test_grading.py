@@ -1,10 +1,9 @@
-"""Tests for tests/grading.py: points, the per-stage table, --grades-json, and NOT IMPLEMENTED reports.
+"""Tests for tests/grading.py: points, the per-stage table, and NOT IMPLEMENTED reports.
 
 Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py and
 pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -107,10 +106,10 @@ def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
 
 
-def test_scores_per_stage_and_the_grades_file(tmp_path):
+def test_scores_per_stage_and_one_line_for_stubs(tmp_path):
     root = make_suite(tmp_path, {"test_cnn_part.py": GRADED_CNN, "test_mlp_part.py": GRADED_MLP,
                                  "test_other.py": UNGRADED})
-    result = run_pytest(root, "--grades-json", str(tmp_path / "out" / "results.json"))
+    result = run_pytest(root)
     assert result.returncode == 1, result.stdout[-3000:]
     out = result.stdout
 
@@ -127,56 +126,7 @@ def test_scores_per_stage_and_the_grades_file(tmp_path):
     assert 'raise NotImplementedError("cnn.py' not in out, "a stub's failure must not print its traceback"
     assert "assert (1 + 1) == 3" in out, "other failures keep pytest's full report"
 
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert not (tmp_path / "out" / "results.json.part").exists()
-    assert (results["score"], results["max_score"]) == (4.5, 20.5)
-    assert len(results["tests"]) == 10 and not [t for t in results["tests"] if "test_not_graded" in t["name"]]
-    tests = {t["name"].split("::")[1]: t for t in results["tests"] if "test_cnn_part" in t["name"]}
-    for test in results["tests"]:
-        assert set(test) >= {"name", "score", "max_score", "status", "output"}
-        assert test["status"] in ("passed", "failed"), "Gradescope knows only passed and failed"
-        assert test["score"] == (test["max_score"] if test["status"] == "passed" else 0)
-    assert tests["test_passes"] == dict(name="tests/test_cnn_part.py::test_passes", score=2, max_score=2,
-                                        status="passed", output="", tags=["CNN"])
-    assert tests["test_fails"]["output"].startswith("AssertionError: arithmetic")
-    assert tests["test_skipped"]["output"] == "graded tests cannot skip: no data"
     assert "FAILED tests/test_cnn_part.py::test_skipped - graded tests cannot skip: no data" in out
-    assert tests["test_errors_in_setup"]["output"] == "error in setup: RuntimeError: fixture broke"
-    assert tests["test_stub"]["output"] == "NOT IMPLEMENTED: cnn.py::conv_block"
-    assert [tests[f"test_each_parameter_counts[{n}]"]["score"] for n in (1, 2)] == [1, 0]
-    assert "total                  4.5 / 20.5" in results["output"]
-
-
-def test_a_killed_run_leaves_the_finished_tests_scored(tmp_path):
-    root = make_suite(tmp_path, {"test_killed.py": '''
-        import os
-        import signal
-
-        import pytest
-
-        STAGE = "NumPy net"
-
-
-        @pytest.mark.points(2)
-        def test_first():
-            pass
-
-
-        @pytest.mark.points(3)
-        def test_killed():
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-        @pytest.mark.points(4)
-        def test_never_run():
-            pass
-        '''})
-    result = run_pytest(root, "--grades-json", "results.json")
-    assert result.returncode < 0, "the run was killed"
-    results = json.loads((root / "results.json").read_text())
-    assert (results["score"], results["max_score"]) == (2, 9)
-    assert [(t["score"], t["status"], t["output"]) for t in results["tests"]] == [
-        (2, "passed", ""), (0, "failed", "not run"), (0, "failed", "not run")]
 
 
 def test_grading_tests_without_points_are_collection_errors(tmp_path):
@@ -253,13 +203,10 @@ def test_no_table_without_grading_tests(tmp_path):
     assert result.returncode == 0 and "points" not in result.stdout and "1 passed" in result.stdout
 
 
-def test_with_a_grades_file_a_broken_module_costs_only_its_own_tests(tmp_path):
+def test_a_module_that_does_not_import_is_named_under_the_table(tmp_path):
     root = make_suite(tmp_path, {"test_mlp_part.py": GRADED_MLP,
                                  "test_broken.py": 'STAGE = "MLP"\nimport no_such_module_here\n'})
-    result = run_pytest(root, "--grades-json", "results.json")
-    assert result.returncode == 1, result.stdout[-3000:]  # tests ran: not interrupted by the collection error
+    result = run_pytest(root, "--continue-on-collection-errors")
+    assert result.returncode == 1, result.stdout[-3000:]
     assert "could not collect tests/test_broken.py: its tests are not counted" in result.stdout
-    results = json.loads((root / "results.json").read_text())
-    assert (results["score"], results["max_score"]) == (1.5, 1.5)
-    assert "could not collect tests/test_broken.py" in results["output"]
-    assert run_pytest(root).returncode == 2, "without --grades-json a broken module stops the run, as usual"
+    assert "total                  1.5 / 1.5" in result.stdout
