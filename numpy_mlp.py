@@ -20,8 +20,6 @@ import textwrap
 
 import numpy as np
 
-import cifar10_input
-import plots
 from plumbing import signals
 from plumbing.errors import OneLineParser, report
 
@@ -209,6 +207,8 @@ def load_flat(folder, seed: int = 0):
     """Training, validation and test sets as float32 [N, H * W * C] rows, normalised like the rest of the
     course (the training set's per-channel mean and std); 10% of the training files held out. Float32
     halves the memory (CIFAR-10's training rows take 0.55 GB); each batch meets float64 weights."""
+    import cifar10_input  # here, not at the top: the network itself needs nothing but NumPy
+
     images, labels = cifar10_input.load_any(folder, "train")
     train_idx, val_idx = cifar10_input.split_indices(len(labels), val_size=len(labels) // 10,
                                                      num_train_examples=None, seed=seed)
@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default="numpy_mlp.png", help="the curves' file (default: numpy_mlp.png)")
     parser.add_argument("--iterations", type=int, default=None, help="override num_iters of both settings")
     args = parser.parse_args(argv)
+    import cifar10_input  # the data and the pictures: only for this command, not for the network
+    import plots
+
     check_on_the_toy_problem()
     data = load_flat(cifar10_input.prepare(args.dataset, args.data_dir, args.data_url))
     fig, (loss_ax, acc_ax) = plots.plt.subplots(1, 2, figsize=(11, 4))
