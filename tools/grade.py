@@ -50,7 +50,7 @@ from plumbing.errors import DataError, OneLineParser, UsageError, report  # noqa
 KIT_MANIFEST = "manifest.json"
 CACHE = ".grading-cache"  # in the solution checkout (git-ignored): the manifest, remade when files change
 TIMEOUT_FACTOR = 10.0  # a test may take this many times the solution's own time ...
-MIN_TIMEOUT = 20.0  # ... but never less than this many seconds
+MIN_TIMEOUT = 10.0  # ... but never less than this many seconds
 MIN_COLLECT_TIMEOUT = 90.0  # importing the tests (TensorFlow, Keras) before the first one starts
 MAX_FILE_BYTES = 1_000_000  # a student file larger than this is not taken
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
@@ -367,33 +367,31 @@ class StageRun:
             str(scratch / "tree"),
             *self.paths,
         ]
-        log = open(scratch / "child.log", "ab")
         child = subprocess.Popen(
             command,
             cwd=scratch / "tree",
             stdin=subprocess.PIPE,
-            stdout=log,
+            stdout=subprocess.DEVNULL,  # never read: a student's print cannot pass for a result
             stderr=subprocess.STDOUT,
             pass_fds=(write_end,),
             start_new_session=True,
             env=child_environment(scratch / "home"),
         )
         os.close(write_end)
-        log.close()
         try:
             child.stdin.write((json.dumps(setup) + "\n").encode())
             child.stdin.close()
         except BrokenPipeError:
             pass
         try:
-            return self.follow(child, read_end, token, scratch / "child.log")
+            return self.follow(child, read_end, token)
         finally:
             os.close(read_end)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)  # and whatever the student's code started
             child.wait()
 
-    def follow(self, child, read_end: int, token: str, log: Path) -> bool:
+    def follow(self, child, read_end: int, token: str) -> bool:
         """Reads the child's events until it ends, is done, or misses a deadline."""
         started, current, buffer = time.monotonic(), None, b""
         deadline = started + self.collect_timeout
@@ -406,7 +404,7 @@ class StageRun:
             chunk = os.read(read_end, 65536)
             if not chunk:  # the child closed the pipe: it ended
                 child.wait()
-                self.ended(current, child.returncode, log)
+                self.ended(current, child.returncode)
                 return False
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
@@ -477,7 +475,7 @@ class StageRun:
                 0.0,
             )
 
-    def ended(self, current, code: int, log: Path) -> None:
+    def ended(self, current, code: int) -> None:
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         if current is not None:
             self.finish(current, "failed", f"the test process ended during this test ({how})", 0.0)
