@@ -204,7 +204,8 @@ class Reporter:
         if report.failed:
             error = getattr(report, "longrepr", None)
             text = str(error).strip().splitlines()
-            self.send("collect_error", path=report.nodeid, message=text[-1][:300] if text else "")
+            last = text[-1].removeprefix("E").strip() if text else ""  # pytest's "E   NameError: ..."
+            self.send("collect_error", path=report.nodeid, message=last[:300])
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config, items):
