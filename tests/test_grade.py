@@ -394,7 +394,9 @@ def test_bad_commands_are_one_line_usage_errors(course, tmp_path):
     for args, expected in [([str(folder)], "--results DIR_OR_FILE is required"),
                            ([str(folder), "--results", str(folder / "r.json")], "inside the submission"),
                            ([str(folder), "--results", "x.json", "--timeout", "0"], "must be positive"),
-                           ([str(folder), str(folder), "--results", "x.json"], "give a folder")]:
+                           ([str(folder), str(folder), "--results", "x.json"], "give a folder"),
+                           ([str(tmp_path / "nobody"), "--results", "x.json"], "no such file or folder"),
+                           ([str(course / "calc.py"), "--results", "x.json"], "not a folder, a .zip")]:
         result = run_grade(course, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr

@@ -1034,6 +1034,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_source(source: str) -> None:
+    """A submission that is not there is the grader's typo: said before anything is graded."""
+    path = Path(source)
+    if source.startswith(("file://", "http://", "https://", "ssh://", "git@")):
+        return
+    if not path.exists():
+        raise UsageError(f"{source}: no such file or folder; give a student's folder, .zip or git "
+                         f"repository")
+    if not path.is_dir() and not zipfile.is_zipfile(path):
+        raise UsageError(f"{source}: not a folder, a .zip or a git repository")
+
+
 def run_command(argv: list[str] | None) -> int:
     args = parse(argv)
     kit = Kit.load(args.kit) if args.kit else kit_from_solution(args.solution.resolve(), args.jobs)
@@ -1052,6 +1064,7 @@ def run_command(argv: list[str] | None) -> int:
             f"give a folder"
         )
     for source in args.submissions:
+        check_source(source)
         inside = Path(source).resolve()
         if args.results.resolve().is_relative_to(inside):
             raise UsageError(
