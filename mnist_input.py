@@ -170,5 +170,5 @@ def check_looks_like(path: Path, images: np.ndarray, dataset: str) -> None:
     nearest = min(means, key=lambda key: abs(means[key] - mean))
     if nearest != dataset:
         raise DataError(f"{path} holds {nearest} images, not {dataset} ones (mean pixel {mean:.0f}: "
-                        f"{nearest}'s is {means[nearest]:.0f}, {dataset}'s {means[dataset]:.0f}); check "
-                        f"--dataset and the files")
+                        f"{nearest}'s is {means[nearest]:.0f}, {dataset}'s {means[dataset]:.0f}): check "
+                        f"--dataset")

@@ -191,7 +191,7 @@ def check(path: Path, *, md5: str | None, verify: Callable[[Path], None] | None,
 def bad_reply(err: Exception) -> str:
     """What was wrong with a reply, in a few words: http.client's messages are terse or very long."""
     if isinstance(err, http.client.BadStatusLine):
-        return f"its first line is {one_line(err)[:60]}, not 'HTTP/1.1 <status> <reason>'"
+        return f"its first line is {one_line(err)[:60]!r}, not 'HTTP/1.1 <status> <reason>'"
     return one_line(err)[:120] or type(err).__name__
 
 
@@ -243,7 +243,7 @@ def read_whole_gzip(path: Path) -> None:
 def tar_reason(err: Exception) -> str:
     """Why tarfile could not read an archive, in one line (its own message lists every method it tried)."""
     if "could not be opened successfully" in str(err):
-        return "it is not a tar archive, compressed or not"
+        return "neither a plain tar file nor a gzip-, bzip2- or xz-compressed one"
     return one_line(err) or type(err).__name__
 
 
@@ -311,7 +311,7 @@ def extract_members(archive: Path, members: dict[str, tarfile.TarInfo], target: 
     except OSError as err:  # the archive was readable: this is the disk (full, read-only)
         size = sum(member.size for member in members.values())
         raise DataError(f"could not extract {archive} into {target.parent} ({err.strerror or err}): free "
-                        f"some space (the data takes {size / 1e6:,.0f} MB) or choose another {where}, then "
+                        f"some space (the data takes {size / 1e6:,.1f} MB) or choose another {where}, then "
                         f"run the same command again") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
