@@ -159,7 +159,7 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
 def retry_reason(err: Exception, url: str, part: Path, offline: str) -> str:
     """Why a download attempt failed, when another try may succeed; else raises DataError in one line."""
     if isinstance(err, urllib.error.HTTPError):
-        if err.code in REDIRECTS:  # urllib gives up on a loop, or after 10 redirects
+        if err.code in REDIRECTS and "infinite loop" in str(err.reason):  # a loop, or over 10 redirects
             raise DataError(f"could not download {url}: the server redirects in a loop (HTTP {err.code}). "
                             f"{offline}") from None
         if err.code < 500 and err.code != 429:

@@ -182,9 +182,10 @@ BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says
 }
 
 
-def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 30.0):
+def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 30.0, stall_s: float = 0.0):
     """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not be
-    HTTP, then hanging up. Returns (base URL, requests: the first line of each request received).
+    HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the first
+    line of each request received).
 
     Bounded: its thread stops by itself after `max_connections` connections or `lifetime_s` seconds,
     whichever comes first (a daemon thread: it never holds up the end of the tests)."""
@@ -208,6 +209,7 @@ def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 3
                     received += chunk
                 requests.append(received.split(b"\r\n", 1)[0].decode("latin-1"))
                 connection.sendall(reply)
+                time.sleep(stall_s)  # a server that stops sending: the client's time-out ends this
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:  # the client hung up first: what some replies make it do
                 pass
