@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import http.client
@@ -310,9 +311,11 @@ def extract_members(archive: Path, members: dict[str, tarfile.TarInfo], target: 
                         f"archive; {fix}") from None
     except OSError as err:  # the archive was readable: this is the disk (full, read-only)
         size = sum(member.size for member in members.values())
-        raise DataError(f"could not extract {archive} into {target.parent} ({err.strerror or err}): free "
-                        f"some space (the data takes {size / 1e6:,.1f} MB) or choose another {where}, then "
-                        f"run the same command again") from None
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        advice = (f"free some space (the data takes {size / 1e6:,.1f} MB) or choose another {where}" if full
+                  else f"choose another {where} you can write to")
+        raise DataError(f"could not extract {archive} into {target.parent} ({err.strerror or err}): "
+                        f"{advice}, then run the same command again") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -422,6 +425,7 @@ def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, 
         stat = archive.stat()
         record = dict(source=source, md5=expected_md5 or file_md5(archive), size=stat.st_size,
                       mtime_ns=stat.st_mtime_ns)
+
         def problem(path: Path) -> str | None:
             return whole_records(path, **spec) or (check_content(path) if check_content else None)
         return extract_members(archive, tar_members(archive, folder, files), target, problem,
