@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -277,17 +278,21 @@ def test_environment_variables_are_named_in_their_errors(tmp_path, monkeypatch, 
 
 
 # ----------------------------------------------------------------------------- 22: a full disk, extracting
-def test_a_full_disk_while_extracting_names_the_path_and_what_works(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("error,advice", [
+    (errno.ENOSPC, "free some space (the data takes 0.3 MB) or choose another --data-dir"),
+    (errno.EACCES, "choose another --data-dir you can write to"),
+], ids=["full", "no permission"])
+def test_a_full_disk_while_extracting_names_the_path_and_what_works(error, advice, tmp_path, monkeypatch,
+                                                                    capsys):
     archive = cifar_archive(tmp_path / "x.tar.gz")
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(tarfile, "copyfileobj", full)  # what tarfile writes each member with
-    monkeypatch.setattr(shutil, "copyfileobj", full)  # (before Python 3.11.4)
+    def failing(*args, **kwargs):
+        raise OSError(error, os.strerror(error))
+    monkeypatch.setattr(tarfile, "copyfileobj", failing)  # what tarfile writes each member with
+    monkeypatch.setattr(shutil, "copyfileobj", failing)  # (before Python 3.11.4)
     code = report(ci.main, ["--data-dir", str(tmp_path / "data"), "--data-url", str(archive)])
-    one_line(capsys, code, 1, f"error: could not extract {archive} into {tmp_path / 'data'} (No space left "
-                              f"on device): free some space (the data takes 0.3 MB) or choose another "
-                              f"--data-dir, then run the same command again")
+    one_line(capsys, code, 1, f"error: could not extract {archive} into {tmp_path / 'data'} "
+                              f"({os.strerror(error)}): {advice}, then run the same command again")
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".lock"], "nothing half-extracted"
 
 
