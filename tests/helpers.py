@@ -182,7 +182,7 @@ BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says
 }
 
 
-def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 30.0, stall_s: float = 0.0):
+def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 15.0, stall_s: float = 0.0):
     """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not be
     HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the first
     line of each request received).
