@@ -44,12 +44,13 @@ def prepare(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
     """Makes a dataset available and returns its folder, for make_dataset: the one place that decides where
     data lives (data_dir, else $CIFAR10_DATA_DIR, else ./data) and where it comes from (data_url, else the
     official source)."""
+    where = "--data-dir" if data_dir or not os.environ.get("CIFAR10_DATA_DIR") else "$CIFAR10_DATA_DIR"
     data_dir = Path(data_dir or os.environ.get("CIFAR10_DATA_DIR") or "data")
     if dataset in mnist_input.DATASETS:  # MNIST and Fashion-MNIST: the IDX format (mnist_input.py)
-        return mnist_input.maybe_download(data_dir, dataset, data_url)
+        return mnist_input.maybe_download(data_dir, dataset, data_url, where=where)
     if dataset != "cifar10":
         raise ValueError(f"unknown dataset {dataset!r}")
-    return maybe_download_and_extract(data_dir, data_url)
+    return maybe_download_and_extract(data_dir, data_url, where=where)
 
 
 # ----------------------------------------------------------------------------- making the data available
@@ -59,21 +60,25 @@ def maybe_download_and_extract(data_dir: str | os.PathLike, url: str | None = No
 
     A second call with the data in place touches neither the network nor the archive. The archive is
     verified before it is trusted: one named `cifar-10-binary.tar.gz` must have the official MD5, any
-    other is checked for structure. Download, checks, safe extraction, locks: plumbing/download.py.
+    other is checked for structure, and every label must be a class id. The folder remembers its
+    archive: a call naming another one is refused (a UsageError) instead of using the wrong data.
+    Download, checks, safe extraction, locks: plumbing/download.py.
 
     Args:
         data_dir: folder for the archive and the extracted files; created when missing.
         url: an http(s) URL, a file:// URL or a path to a local archive (classrooms, offline use);
-            None: $CIFAR10_URL, else the official URL.
+            None: $CIFAR10_URL, else the official URL (and then whatever the folder holds is used).
         md5: the archive's expected MD5, when known (overrides the rule above).
         **download_options: passed to plumbing.download.fetch (retries, backoff_s, timeout_s, show_progress).
 
     Raises DataError: one line saying what went wrong and what to do.
     """
-    return download.prepare_archive(Path(data_dir), url or os.environ.get("CIFAR10_URL") or DATA_URL,
+    what = "--data-url" if url or not os.environ.get("CIFAR10_URL") else "$CIFAR10_URL"
+    url = url or os.environ.get("CIFAR10_URL")
+    return download.prepare_archive(Path(data_dir), url or DATA_URL, named=url is not None, what=what,
                                     folder=BATCHES_DIRNAME, files=TRAIN_FILES + TEST_FILES,
                                     record_bytes=RECORD_BYTES, official=(ARCHIVE_NAME, DATA_MD5), md5=md5,
-                                    **download_options)
+                                    check_content=labels_problem, **download_options)
 
 
 # ----------------------------------------------------------------------------- parse
@@ -87,9 +92,29 @@ def read_records(path: Path) -> tuple[np.ndarray, np.ndarray]:
                         f"records; the file is truncated or damaged: delete its folder and run again")
     records = raw.reshape(-1, RECORD_BYTES)
     labels = records[:, 0].astype(np.int32)
+    if problem := label_problem(path, labels):
+        raise DataError(f"{problem}; delete its folder and run again: the data is extracted anew")
     # Each image is stored channel by channel (CHW); models want height, width, channel (HWC).
     images = records[:, 1:].reshape(-1, NUM_CHANNELS, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
+
+
+def label_problem(path: str | os.PathLike, labels: np.ndarray) -> str | None:
+    """What is wrong with a file's labels (a value that is no class id), or None when all are class ids."""
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if bad.size == 0:
+        return None
+    return (f"{path} has label {labels[bad[0]]} in record {bad[0] + 1:,}, but CIFAR-10's labels are 0 to "
+            f"{NUM_CLASSES - 1} (the file is damaged or not CIFAR-10)")
+
+
+def labels_problem(folder: Path) -> str | None:
+    """For the extraction: the first file in `folder` holding a label that is no class id, or None."""
+    for name in TRAIN_FILES + TEST_FILES:
+        labels = np.fromfile(folder / name, dtype=np.uint8).reshape(-1, RECORD_BYTES)[:, 0]
+        if problem := label_problem(name, labels):
+            return problem
+    return None
 
 
 def load_split(batches_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:

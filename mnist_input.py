@@ -23,17 +23,19 @@ import numpy as np
 from plumbing import download
 from plumbing.errors import DataError
 
+NUM_CLASSES = 10  # both datasets: labels 0 to 9
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
-# Each dataset: its classes, where to get it, its sizes, and for each file the MD5 of the official .gz and
-# that of its content (a re-compressed copy, such as Debian's dataset-fashion-mnist, is accepted by it).
+# Each dataset: its classes, where to get it, its sizes, its mean pixel (0-255, of the training images: how
+# a subset shows which dataset it comes from), and for each file the MD5 of the official .gz and that of its
+# content (a re-compressed copy, such as Debian's dataset-fashion-mnist, is accepted by it).
 DATASETS = {
     "mnist": dict(
         class_names=tuple(str(digit) for digit in range(10)),
         url="https://ossci-datasets.s3.amazonaws.com/mnist/",  # a mirror: the original host refuses scripts
-        counts={"train": 60_000, "test": 10_000},
+        counts={"train": 60_000, "test": 10_000}, mean_pixel=33.3,
         md5={"train-images-idx3-ubyte.gz": ("f68b3c2dcbeaaa9fbdd348bbdeb94873",
                                             "6bbc9ace898e44ae57da46a324031adb"),
              "train-labels-idx1-ubyte.gz": ("d53e105ee54ea40749a09fcbcd1e9432",
@@ -46,7 +48,7 @@ DATASETS = {
         class_names=("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
                      "bag", "ankle boot"),
         url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        counts={"train": 60_000, "test": 10_000},
+        counts={"train": 60_000, "test": 10_000}, mean_pixel=72.9,
         md5={"train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                                             "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
              "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe",
@@ -96,7 +98,18 @@ def load_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.nd
         raise DataError(f"{folder}: {images_file} must hold images and {labels_file} labels")
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images):,} images but {len(labels):,} labels in the {split} split")
+    if problem := label_problem(Path(folder) / labels_file, labels):
+        raise DataError(f"{problem}; delete {folder} and run again: the files are copied or downloaded anew")
     return images, labels
+
+
+def label_problem(path: Path, labels: np.ndarray) -> str | None:
+    """What is wrong with a labels file (a value that is no class id), or None when all are class ids."""
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if bad.size == 0:
+        return None
+    return (f"{path} has label {labels[bad[0]]} at position {bad[0] + 1:,}, but the labels are 0 to "
+            f"{NUM_CLASSES - 1} (the file is damaged or not MNIST or Fashion-MNIST)")
 
 
 def is_idx_folder(folder: str | os.PathLike) -> bool:
@@ -112,27 +125,50 @@ def maybe_download(data_dir: str | os.PathLike, dataset: str, url: str | None = 
         data_dir: the data folder.
         dataset: "mnist" or "fashion-mnist".
         url: a folder or base URL holding the four files (http(s)://, file:// or a plain path); None: the
-            official source. Files from elsewhere are copied in.
+            official source (and then whatever the folder holds is used). Files from elsewhere are copied
+            in; the folder remembers its source, and a call naming other files is refused.
         **download_options: passed to plumbing.download.fetch.
 
     Each file is accepted when its MD5, or that of its content, is the official one; a file with other
-    counts than the official ones (a subset, such as the course's mini set) is checked for structure.
+    counts than the official ones (a subset, such as the course's mini set) is checked for structure,
+    labels and (images) its mean pixel, which tells MNIST from Fashion-MNIST.
     """
     info = DATASETS[dataset]
     names = FILES["train"] + FILES["test"]
+    official = (info["url"], {name: content_md5 for name, (_, content_md5) in info["md5"].items()})
     return download.prepare_files(Path(data_dir) / dataset, url or info["url"], names=names,
-                                  verify=lambda path, name: check_file(path, name, info),
-                                  **download_options)
+                                  verify=lambda path, name: check_file(path, name, dataset),
+                                  named=url is not None, official=official, **download_options)
 
 
-def check_file(path: Path, name: str, info: dict) -> None:
-    """Raises DataError unless `path` (for the file `name`) is official, by its MD5 or its content's, or a
-    whole IDX file of another size (a subset, such as the course's mini set)."""
+def check_file(path: Path, name: str, dataset: str) -> None:
+    """Raises DataError unless `path` (for the file `name` of `dataset`) is official, by its MD5 or its
+    content's, or a whole IDX file of another size (a subset, such as the course's mini set) whose labels
+    are class ids and whose images look like the dataset's."""
+    info = DATASETS[dataset]
     md5, content_md5 = info["md5"][name]
     if download.file_md5(path) == md5:
         return
     values = read_idx(path)  # the structure; and a full-size file must have the official content
-    if len(values) == info["counts"]["train" if name.startswith("train") else "test"] and \
-            (actual := download.file_md5(path, gunzip=True)) != content_md5:
-        raise DataError(f"{path} has the size of the official {name} but not its content (MD5 {actual}, "
-                        f"expected {content_md5}): it is damaged or modified")
+    if values.ndim == 1 and (problem := label_problem(path, values)):
+        raise DataError(problem)
+    if len(values) == info["counts"]["train" if name.startswith("train") else "test"]:
+        if (actual := download.file_md5(path, gunzip=True)) != content_md5:
+            other = [key for key, d in DATASETS.items() if d["md5"].get(name, (0, 0))[1] == actual]
+            what = f"it is {other[0]}'s" if other else "it is damaged or modified"
+            raise DataError(f"{path} has the size of the official {dataset} {name} but not its content (MD5 "
+                            f"{actual}, expected {content_md5}): {what}")
+    elif values.ndim == 4 and len(values) >= 100 and "mean_pixel" in info:
+        check_looks_like(path, values, dataset)
+
+
+def check_looks_like(path: Path, images: np.ndarray, dataset: str) -> None:
+    """Raises DataError when a subset's images are nearer another dataset's mean pixel than their own
+    (MNIST's digits are mostly black: 33 of 255; Fashion-MNIST's clothes 73): the wrong --dataset."""
+    mean = float(images.mean())
+    means = {key: d["mean_pixel"] for key, d in DATASETS.items() if "mean_pixel" in d}
+    nearest = min(means, key=lambda key: abs(means[key] - mean))
+    if nearest != dataset:
+        raise DataError(f"{path} holds {nearest} images, not {dataset} ones (mean pixel {mean:.0f}: "
+                        f"{nearest}'s is {means[nearest]:.0f}, {dataset}'s {means[dataset]:.0f}): check "
+                        f"--dataset")

@@ -167,3 +167,65 @@ def raise_if_not_implemented(exit_code: int, stderr: str) -> None:
     missing = [line for line in stderr.splitlines() if line.startswith("NOT IMPLEMENTED: ")]
     if exit_code == 2 and missing:
         raise NotImplementedError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
+
+
+# ----------------------------------------------------------------------------- a raw server (any bytes)
+BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says about each
+    "not HTTP at all": (b"SSH-2.0-OpenSSH_9.6\r\n", "its first line is 'SSH-2.0-OpenSSH_9.6"),
+    "a bad status line": (b"HTTP/1.1 two hundred OK\r\n\r\n", "its first line is 'HTTP/1.1 two hundred OK"),
+    "a 70 KB header line": (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+                            "got more than 65536 bytes when reading header line"),
+    "over 100 headers": (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+                         "got more than 100 headers"),
+    "Content-Length: abc": (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nbody",
+                            "Content-Length 'abc' is not a number of bytes"),
+}
+
+
+def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 15.0, stall_s: float = 0.0):
+    """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not be
+    HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the first
+    line of each request received).
+
+    Bounded: its thread stops by itself after `max_connections` connections or `lifetime_s` seconds,
+    whichever comes first (a daemon thread: it never holds up the end of the tests)."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    requests: list[str] = []
+    deadline = time.monotonic() + lifetime_s
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(2.0)
+            received = b""
+            try:
+                while b"\r\n\r\n" not in received and len(received) < 65536:
+                    if not (chunk := connection.recv(4096)):
+                        break
+                    received += chunk
+                requests.append(received.split(b"\r\n", 1)[0].decode("latin-1"))
+                connection.sendall(reply)
+                time.sleep(stall_s)  # a server that stops sending: the client's time-out ends this
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the client hung up first: what some replies make it do
+                pass
+
+    def serve() -> None:
+        with listener:
+            for _ in range(max_connections):
+                while time.monotonic() < deadline:
+                    try:
+                        connection, _ = listener.accept()
+                        break
+                    except TimeoutError:
+                        continue
+                else:
+                    return
+                answer(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", requests
