@@ -13,13 +13,16 @@ Inside a function body, the solution marks what students write with whole-line c
     # END SOLUTION
 
 The exercise version replaces each region, at the region's indentation, with `# TODO [stage]: <hint>`,
-the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")`. In Markdown files,
-`<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out, and the lines between
-`<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the solution keeps them hidden in a
-comment). Every other byte is copied unchanged, so `git diff exercise main` shows exactly that
-(besides the files left out).
+the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")` (wrapped to ruff.toml's
+line length). In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left
+out, and the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the
+solution keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding stubs
+(see exercise_ruff_config), so the exercise passes its own `ruff check .`. Every other byte is copied
+unchanged, so `git diff exercise main` shows exactly that (besides the files left out).
 Files git does not track, and those matching tools/exercise_exclude.txt (hidden tests, the instructor
-guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree.
+guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree
+(what the tree's .gitignore ignores, such as runs/ and data/, is not compared; each differing file is
+shown as a short diff).
 
 Standard library only (plumbing/errors.py is too): instructors can run it before installing anything.
 """
