@@ -154,12 +154,12 @@ def _string_literal(text: str) -> str:
     return f'"{text}"' if '"' not in text and "\\" not in text else repr(text)
 
 
-def _raise_lines(indent: str, where: str, hint: str, width: int) -> list[str]:
+def _raise_lines(indent: str, where: str, hint: str, width: int | None) -> list[str]:
     """`raise NotImplementedError("<where>: <hint>")` in lines of at most `width` characters: one line,
     else the hint on a line of its own, else split at spaces (Python joins adjacent strings into one)."""
     opening, message = f"{indent}raise NotImplementedError(", f"{where}: {hint}"
     continued = " " * len(opening)
-    if len(opening + _string_literal(message)) + 1 <= width:
+    if width is None or len(opening + _string_literal(message)) + 1 <= width:
         return [opening + _string_literal(message) + ")"]
     if len(continued + _string_literal(hint)) + 1 <= width:
         return [opening + _string_literal(f"{where}: "), continued + _string_literal(hint) + ")"]
@@ -206,10 +206,10 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
 
 
 def make_exercise_source(source: str, path: str, solved: frozenset[str] = frozenset(),
-                         line_length: int = RUFF_LINE_LENGTH) -> tuple[str, list[Region]]:
+                         line_length: int | None = None) -> tuple[str, list[Region]]:
     """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
 
-    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml).
+    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml); None: one line.
 
     Raises:
         ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
@@ -406,10 +406,13 @@ def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
     if not paths:
         return set()
     with tempfile.TemporaryDirectory() as scratch:
-        subprocess.run(["git", "init", "-q", "--bare", scratch], check=True, capture_output=True)
         git = ["git", "--git-dir", scratch, "--work-tree", str(tree), "-c", f"core.excludesFile={os.devnull}"]
-        found = subprocess.run([*git, "check-ignore", "--no-index", "--stdin", "-z"],
-                               input="\0".join(paths).encode(), capture_output=True)
+        try:
+            subprocess.run(["git", "init", "-q", "--bare", scratch], check=True, capture_output=True)
+            found = subprocess.run([*git, "check-ignore", "--no-index", "--stdin", "-z"],
+                                   input="\0".join(paths).encode(), capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise UsageError(f"--check {tree}: git is needed to read its .gitignore ({err})") from None
     if found.returncode not in (0, 1):  # 1: none ignored
         raise UsageError(f"--check {tree}: git check-ignore failed ({found.stderr.decode().strip()})")
     return {name for name in found.stdout.decode().split("\0") if name}
