@@ -76,6 +76,7 @@ class NumpyMLP:
         activations = [X]
         last = self.num_layers
         # BEGIN SOLUTION [NumPy net]: hidden layers relu(h @ W + b), each appended to activations; then scores
+        # STUB: scores = None  # [N, C]: the last layer's h @ W + b, without the ReLU
         for layer in range(1, self.num_layers):
             hidden = activations[-1] @ self.params[f"W{layer}"] + self.params[f"b{layer}"]
             activations.append(np.maximum(hidden, 0))  # ReLU
@@ -87,7 +88,7 @@ class NumpyMLP:
         # Softmax cross-entropy, stable: subtracting the row maximum does not change the softmax.
         num_examples = X.shape[0]
         # BEGIN SOLUTION [NumPy net]: mean softmax cross-entropy + reg * sum ||W||^2; backprop into grads
-        # STUB: grads = {}
+        # STUB: data_loss, reg_loss, grads = 0.0, 0.0, {}
         shifted = scores - scores.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         data_loss = -log_probs[np.arange(num_examples), y].mean()

@@ -1,6 +1,6 @@
 """Tests of train.py's given code (not graded): the training step, the schedules and optimizers, and
 whole runs on the real sample in tests/data: the run folder, the divergence guard, an exact resume after
-a signal, --eval-only. (Every preset's run is checked by tests/test_stages.py.)"""
+a signal, --eval-only. (Every preset's run is checked too, on the solution, by the instructors' tests.)"""
 
 import csv
 import signal

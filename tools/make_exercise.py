@@ -13,13 +13,16 @@ Inside a function body, the solution marks what students write with whole-line c
     # END SOLUTION
 
 The exercise version replaces each region, at the region's indentation, with `# TODO [stage]: <hint>`,
-the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")`. In Markdown files,
-`<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out, and the lines between
-`<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the solution keeps them hidden in a
-comment). Every other byte is copied unchanged, so `git diff exercise main` shows exactly that
-(besides the files left out).
+the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")` (wrapped to ruff.toml's
+line length). In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left
+out, and the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the
+solution keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding stubs
+(see exercise_ruff_config), so the exercise passes its own `ruff check .`. Every other byte is copied
+unchanged, so `git diff exercise main` shows exactly that (besides the files left out).
 Files git does not track, and those matching tools/exercise_exclude.txt (hidden tests, the instructor
-guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree.
+guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree
+(what the tree's .gitignore ignores, such as runs/ and data/, is not compared; each differing file is
+shown as a short diff).
 
 Standard library only (plumbing/errors.py is too): instructors can run it before installing anything.
 """
@@ -27,13 +30,17 @@ Standard library only (plumbing/errors.py is too): instructors can run it before
 from __future__ import annotations
 
 import ast
+import difflib
 import fnmatch
 import io
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import tokenize
+import tomllib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,7 +54,13 @@ END, STUB = "# END SOLUTION", "# STUB:"
 MARKDOWN = {"<!-- BEGIN SOLUTION ONLY -->": "solution", "<!-- END SOLUTION ONLY -->": "end solution",
             "<!-- BEGIN EXERCISE ONLY": "exercise", "END EXERCISE ONLY -->": "end exercise"}
 DEFAULT_HINT = "write this part (see the docstring)"
-SKIPPED_IN_CHECK = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}  # never part of a tree's content
+RUFF_CONFIG, RUFF_LINE_LENGTH = "ruff.toml", 88  # ruff's own default, when ruff.toml sets none
+STUB_IGNORES = ("F401", "F841", "B007")  # unused import, variable, loop variable: see exercise_ruff_config
+STUB_IGNORES_NOTE = """\
+# The exercise version only: until you write a stage, names its solution uses are unused (imports,
+# variables and loop variables of the code around a TODO), so the files with TODOs skip those three
+# checks (and `ruff check --fix` keeps their imports). Delete these lines once every stage is written."""
+DIFF_LINES = 20  # --check shows at most this many diff lines per file
 
 
 class ExerciseError(DataError):
@@ -141,6 +154,24 @@ def _string_literal(text: str) -> str:
     return f'"{text}"' if '"' not in text and "\\" not in text else repr(text)
 
 
+def _raise_lines(indent: str, where: str, hint: str, width: int | None) -> list[str]:
+    """`raise NotImplementedError("<where>: <hint>")` in lines of at most `width` characters: one line,
+    else the hint on a line of its own, else split at spaces (Python joins adjacent strings into one)."""
+    opening, message = f"{indent}raise NotImplementedError(", f"{where}: {hint}"
+    continued = " " * len(opening)
+    if width is None or len(opening + _string_literal(message)) + 1 <= width:
+        return [opening + _string_literal(message) + ")"]
+    if len(continued + _string_literal(hint)) + 1 <= width:
+        return [opening + _string_literal(f"{where}: "), continued + _string_literal(hint) + ")"]
+    lines, piece = [], ""
+    for word in re.findall(r"\S+\s*", message):
+        if piece and len(continued + _string_literal(piece + word)) + 1 > width:
+            lines.append((continued if lines else opening) + _string_literal(piece))
+            piece = ""
+        piece += word
+    return lines + [(continued if lines else opening) + _string_literal(piece) + ")"]
+
+
 def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]]:
     """The regions as (begin line, end line, hint, indentation, function, stubs, stage), and the errors."""
     regions, errors, region = [], [], None  # region: the one being read
@@ -174,9 +205,11 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
     return regions, errors
 
 
-def make_exercise_source(source: str, path: str,
-                         solved: frozenset[str] = frozenset()) -> tuple[str, list[Region]]:
+def make_exercise_source(source: str, path: str, solved: frozenset[str] = frozenset(),
+                         line_length: int | None = None) -> tuple[str, list[Region]]:
     """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
+
+    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml); None: one line.
 
     Raises:
         ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
@@ -202,8 +235,8 @@ def make_exercise_source(source: str, path: str,
         starts.append((len(output) + 1, begin))
         output.append(f"{indent}# TODO [{stage}]: {hint}{newline}")
         output += [stub + newline for stub in stubs]
-        message = f"{path}::{function[3]}: {hint}"
-        output.append(f"{indent}raise NotImplementedError({_string_literal(message)}){newline}")
+        raise_lines = _raise_lines(indent, f"{path}::{function[3]}", hint, line_length)
+        output += [line + newline for line in raise_lines]
         copied_up_to = end
     exercise = "".join(output + lines[copied_up_to:])
     try:
@@ -275,12 +308,51 @@ def is_excluded(path: str, patterns: list[str]) -> bool:
     return any(path.startswith(p) if p.endswith("/") else fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
+def ruff_settings(root: Path) -> tuple[str, int]:
+    """The text of the solution's ruff.toml ('' when there is none) and its line length."""
+    path = root / RUFF_CONFIG
+    text = path.read_text() if path.is_file() else ""
+    try:
+        return text, tomllib.loads(text).get("line-length", RUFF_LINE_LENGTH)
+    except tomllib.TOMLDecodeError as err:
+        raise ExerciseError(f"{RUFF_CONFIG}: not valid TOML ({err})") from None
+
+
+def exercise_ruff_config(text: str, stub_files: list[str]) -> str:
+    """The exercise's ruff.toml: the solution's, plus a per-file ignore of STUB_IGNORES for each file
+    holding stubs, inserted at the top of its [lint.per-file-ignores] table (made if there is none).
+
+    An unwritten region leaves the names its solution uses unused: imports (which `ruff check --fix`
+    would delete), variables and loop variables of the given code around it. Students delete these
+    lines once every stage is written, to get those checks back.
+    """
+    if not stub_files:
+        return text
+    lines = [STUB_IGNORES_NOTE] + [f'"{path}" = {json.dumps(list(STUB_IGNORES))}' for path in stub_files]
+    table = re.search(r"^\[lint\.per-file-ignores\][ \t]*(#.*)?\n", text, re.MULTILINE)
+    if table:
+        config = text[:table.end()] + "\n".join(lines) + "\n" + text[table.end():]
+    else:
+        config = text + ("\n" if text and not text.endswith("\n") else "") + "\n[lint.per-file-ignores]\n" + \
+            "\n".join(lines) + "\n"
+    try:
+        ignores = tomllib.loads(config).get("lint", {}).get("per-file-ignores", {})
+    except tomllib.TOMLDecodeError as err:  # a file that has per-file ignores already: a duplicate key
+        raise ExerciseError(f"{RUFF_CONFIG}: the exercise's per-file ignores for the stubs do not fit "
+                            f"({err}); give the files holding regions no per-file ignores") from None
+    if any(ignores.get(path) != list(STUB_IGNORES) for path in stub_files):
+        raise ExerciseError(f"{RUFF_CONFIG}: write its per-file ignores as a [lint.per-file-ignores] table, "
+                            f"so the exercise can add the stubs' ones")
+    return config
+
+
 def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
     """The exercise tree in memory: ({path: (content, executable)}, regions, excluded paths).
 
     Every marker problem in every file is collected before raising, so one run lists them all.
     """
     patterns = exclude_patterns(root)
+    ruff_config, line_length = ruff_settings(root)
     files, regions, excluded, errors = {}, [], [], []
     for path in repository_files(root):
         if is_excluded(path, patterns):
@@ -289,7 +361,7 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
         data = (root / path).read_bytes()
         try:
             if path.endswith(".py"):
-                text, found = make_exercise_source(data.decode("utf-8"), path, solved)
+                text, found = make_exercise_source(data.decode("utf-8"), path, solved, line_length)
                 regions += found
                 data = text.encode("utf-8")
             elif path.endswith(".md"):
@@ -304,6 +376,9 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
                       f"{', '.join(dict.fromkeys(r.stage for r in regions))}")
     if errors:
         raise ExerciseError("\n".join(errors))
+    if RUFF_CONFIG in files:
+        stub_files = sorted({r.path for r in regions if r.stage not in solved})
+        files[RUFF_CONFIG] = (exercise_ruff_config(ruff_config, stub_files).encode(), files[RUFF_CONFIG][1])
     return files, regions, excluded
 
 
@@ -324,22 +399,58 @@ def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
             target.chmod(target.stat().st_mode | 0o111)
 
 
+def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
+    """Those of `paths` (relative to `tree`) that the tree's own .gitignore files ignore: run outputs, data,
+    pictures, caches. Asked of git with a scratch repository, so `tree` need not be a checkout and no
+    ignore list of this machine's user counts."""
+    if not paths:
+        return set()
+    with tempfile.TemporaryDirectory() as scratch:
+        git = ["git", "--git-dir", scratch, "--work-tree", str(tree), "-c", f"core.excludesFile={os.devnull}"]
+        try:
+            subprocess.run(["git", "init", "-q", "--bare", scratch], check=True, capture_output=True)
+            found = subprocess.run([*git, "check-ignore", "--no-index", "--stdin", "-z"],
+                                   input="\0".join(paths).encode(), capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise UsageError(f"--check {tree}: git is needed to read its .gitignore ({err})") from None
+    if found.returncode not in (0, 1):  # 1: none ignored
+        raise UsageError(f"--check {tree}: git check-ignore failed ({found.stderr.decode().strip()})")
+    return {name for name in found.stdout.decode().split("\0") if name}
+
+
+def file_diff(expected: bytes, found: bytes, path: str, limit: int = DIFF_LINES) -> list[str]:
+    """How `found` differs from `expected`: a unified diff with one line of context, at most `limit` lines."""
+    try:
+        old, new = expected.decode().splitlines(), found.decode().splitlines()
+    except UnicodeDecodeError:
+        return [f"    (binary: {len(expected)} bytes expected, {len(found)} found)"]
+    lines = list(difflib.unified_diff(old, new, f"{path} (generated)", f"{path} (found)", n=1, lineterm=""))
+    if not lines:  # the same lines: only the line endings or the last newline differ
+        lines = ["(the same lines; the line endings or the final newline differ)"]
+    shown = lines[:limit] + ([f"... {len(lines) - limit} more diff lines"] if len(lines) > limit else [])
+    return ["    " + line for line in shown]
+
+
 def check_tree(files: dict[str, tuple[bytes, bool]], tree: Path) -> list[str]:
-    """Differences between `tree` and the expected files, one line each (empty: identical)."""
+    """Differences between `tree` and the expected files, one problem each (empty: identical); a file whose
+    content differs comes with a short diff on the lines after it. Files the tree's .gitignore ignores
+    (runs, data, pictures, caches) are not part of its content, unless they are expected files."""
     if not tree.is_dir():
         raise UsageError(f"--check {tree}: no such folder; give the exercise tree's path")
     found = set()
     for folder, subfolders, names in os.walk(tree):
-        subfolders[:] = sorted(s for s in subfolders if s not in SKIPPED_IN_CHECK)
+        subfolders[:] = sorted(s for s in subfolders if s != ".git")
         found.update(Path(folder, name).relative_to(tree).as_posix() for name in names)
+    found -= ignored_by_git(tree, sorted(found - set(files)))
     problems = []
     for path in sorted(found | set(files)):
         if path not in files:
             problems.append(f"{path}: not part of the exercise version (left out or removed)")
         elif path not in found:
             problems.append(f"{path}: missing")
-        elif (tree / path).read_bytes() != files[path][0]:
-            problems.append(f"{path}: differs from the generated version")
+        elif (data := (tree / path).read_bytes()) != files[path][0]:
+            problems.append("\n".join([f"{path}: differs from the generated version",
+                                       *file_diff(files[path][0], data, path)]))
         elif os.access(tree / path, os.X_OK) != files[path][1]:
             problems.append(f"{path}: executable bit differs")
     return problems
