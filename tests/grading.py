@@ -5,9 +5,9 @@ A test module that sets `STAGE` (one of STAGES) is a grading module: every test 
 a table shows `scored / possible` per stage, where possible counts every graded test collected: a test
 that fails, errors or is skipped scores 0 instead of vanishing from the total.
 
-The table is for students checking their own work. Grades are made by tools/grade.py, which runs
-each stage in a process of its own and takes the points from a manifest of the solution's tests, so
-nothing a student's code does in this process can change them.
+The table is for students checking their own work. Grades are made by the instructors' grading tool,
+which runs each stage in a process of its own and takes the points from a manifest of the solution's
+tests, so nothing a student's code does in this process can change them.
 
 A failure caused by NotImplementedError (an exercise stub) is reported in one line,
 `NOT IMPLEMENTED: file::function`, instead of a traceback. A graded test never skips: a skip (a
@@ -23,7 +23,7 @@ import pytest
 
 # The student stages, in course order (the linear model is given, ready to run, and earns no points).
 STAGES = ("augmentation", "MLP", "CNN", "batch norm", "strided & dropout", "NumPy net", "NumPy conv")
-STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+): ")  # "<file>::<function>: " from tools/make_exercise.py
+STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+): ")  # "<file>::<function>: ", as an exercise stub says
 
 
 # ----------------------------------------------------------------------------- NotImplementedError

@@ -100,6 +100,7 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
     import tensorflow as tf
 
     import cifar10_input
+    import plumbing.fused_batch_norm  # noqa: F401  (registers the layer a saved batch-norm model uses)
     expected = ["config.json", "metrics.csv", "metrics.json", "best.keras", "learning_curves.png",
                 "confusion_matrix.png", "confusion_matrix.csv", "per_class_accuracy.png",
                 "confident_mistakes.png"]

@@ -374,11 +374,6 @@ def test_the_exercise_passes_its_own_ruff_check_and_fix_changes_nothing(exercise
         (REPO / mx.RUFF_CONFIG).read_text(), sorted({r.path for r in regions}))
 
 
-# A comment outside the part of tests/grading.py this branch may edit (the grading rewrite owns the rest):
-# drop this entry once that comment no longer names the generator.
-NAMED_ELSEWHERE = {("tests/grading.py", "tools/make_exercise.py"), ("tests/grading.py", "make_exercise.py")}
-
-
 def test_the_exercise_names_no_file_it_does_not_ship(exercise_tree):
     _, _, excluded = mx.build_exercise(REPO)
     names = set()
@@ -396,7 +391,7 @@ def test_the_exercise_names_no_file_it_does_not_ship(exercise_tree):
         for number, line in enumerate(text.splitlines(), start=1):
             shipped = path.relative_to(exercise_tree).as_posix()
             found += [f"{shipped}:{number}: {name}" for name in sorted(names)
-                      if name in line and (shipped, name) not in NAMED_ELSEWHERE]
+                      if name in line]
     assert not found, "the exercise names files it does not ship:\n" + "\n".join(found)
 
 
