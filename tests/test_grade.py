@@ -293,6 +293,17 @@ def test_patching_the_test_machinery_withholds_the_stage_and_says_so(course, exe
     assert "CNN: points withheld" in data["output"] and seen in data["output"], data["output"]
 
 
+def test_rewriting_the_tests_while_they_run_withholds_the_stage(course, tmp_path):
+    rewrite = textwrap.dedent('''\
+        import os
+        with open(os.path.join("te" + "sts", "test_shapes.py"), "a") as f:
+            f.write("#")
+        ''')
+    data = graded(course, student(tmp_path, "rewriter", course, shapes=rewrite + SHAPES), tmp_path)
+    assert stage_scores(data) == {"MLP": 5, "CNN": 0}, data["output"]
+    assert "tests/test_shapes.py was changed while the tests ran" in data["output"]
+
+
 def test_shipped_results_tests_and_settings_are_ignored(course, exercise, tmp_path):
     folder = student(tmp_path, "shipper", course, calc=(exercise / "calc.py").read_text())
     (folder / "results.json").write_text(json.dumps({"score": 999, "tests": []}))

@@ -53,6 +53,7 @@ TIMEOUT_FACTOR = 10.0  # a test may take this many times the solution's own time
 MIN_TIMEOUT = 10.0  # ... but never less than this many seconds
 MIN_COLLECT_TIMEOUT = 90.0  # importing the tests (TensorFlow, Keras) before the first one starts
 MAX_FILE_BYTES = 1_000_000  # a student file larger than this is not taken
+MAX_REPORT_LINE = 1_000_000  # bytes: a longer line from a child is not a report
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 SKIPPED_FOLDERS = {".git", "__pycache__", "venv", ".venv", "data", "runs", "node_modules"}
 
@@ -174,7 +175,7 @@ def kit_from_solution(root: Path, jobs: int) -> Kit:
         manifest = measure_solution(files, student_files, solution, jobs)
         cached.parent.mkdir(exist_ok=True)
         (cached.parent / ".gitignore").write_text("*\n")
-        cached.write_text(json.dumps(manifest, indent=1) + "\n")
+        write_results(cached, manifest)  # atomically: two graders may share the checkout
     return Kit(
         files,
         student_files,
@@ -336,6 +337,10 @@ class StageRun:
                 before = len(self.outcomes)
                 if self.run_child(scratch) or len(self.outcomes) == before:
                     break  # finished, or no progress: what is left is reported as not run
+            for path, data in self.files.items():  # the instructor's files, as they were given
+                target = scratch / "tree" / path
+                if path not in self.student_files and (not target.is_file() or target.read_bytes() != data):
+                    self.tampering.append(f"{path} was changed while the tests ran")
         return self
 
     def run_child(self, scratch: Path) -> bool:
@@ -407,6 +412,10 @@ class StageRun:
                 self.ended(current, child.returncode)
                 return False
             buffer += chunk
+            if len(buffer) > MAX_REPORT_LINE:  # no honest report line is this long
+                self.tampering.append("an endless line on the report channel (forged?)")
+                os.killpg(child.pid, signal.SIGKILL)
+                buffer = b""
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 event = self.verified(line, token)
@@ -643,8 +652,8 @@ def compile_problem(path: str, data: bytes) -> str | None:
         compile(data, path, "exec", dont_inherit=True)
     except SyntaxError as err:
         return f"{path} line {err.lineno}: {type(err).__name__}: {err.msg}"
-    except (ValueError, UnicodeDecodeError) as err:
-        return f"{path}: cannot be read as Python ({err})"
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as err:
+        return f"{path}: cannot be read as Python ({type(err).__name__}: {err})"
     return None
 
 
@@ -652,8 +661,8 @@ def suspicious(data: bytes) -> list[tuple[int, str]]:
     """(line, what) for each construct of a file that reaches for the test machinery or other modules."""
     try:
         tree = ast.parse(data)
-    except (SyntaxError, ValueError):
-        return []
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []  # it does not compile: its stages score nothing anyway
     imported = {
         alias.asname or alias.name.split(".")[0]
         for node in ast.walk(tree)
