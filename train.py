@@ -298,7 +298,8 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
 
 
 def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
-    """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays."""
+    """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays.
+    (A sweep records the run as diverged and goes on with the next: plumbing/sweep.py.)"""
     if not loss < EXPLODED:
         kept = (f"the last good checkpoint (end of epoch {int(state.epoch)}) is kept" if int(state.epoch)
                 else "nothing was learnt")

@@ -133,14 +133,16 @@ def done(run_dir: Path) -> bool:
 def run(plan: dict, train_one, compare, check_data=None) -> int:
     """Trains each point of the plan not yet done (train_one(config, resume) -> exit code) and compares
     the runs at the end (compare(argv)); stops at a run that does not end with 0 and says how to continue.
-    check_data(config), if given, checks every point against its data before the first one trains.
+    check_data(config), if given, checks every point still to train against its data before the first
+    one trains.
 
     The same command started in several terminals shares the work: each job takes the next point no other
     job holds (a lock per point), and the job that finishes last draws the comparison."""
     sweep_dir, grid = plan["folder"], plan["grid"]
     names = [point_name(point) for point, _ in grid]
-    for _, config in grid if check_data else []:
-        check_data(config)
+    for (_, config), name in zip(grid, names) if check_data else []:
+        if not done(sweep_dir / name):  # a finished sweep draws its comparison again without the data
+            check_data(config)
     claim(sweep_dir, plan["command"], names)
     for number, ((_, config), name) in enumerate(zip(grid, names), start=1):
         print(f"\n=== sweep {sweep_dir.name}: run {number}/{len(grid)}: {name}", flush=True)

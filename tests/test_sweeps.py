@@ -94,6 +94,15 @@ def test_a_point_the_data_cannot_serve_is_a_usage_error_before_the_first_point_t
     assert not (tmp_path / "runs").exists(), "nothing trained, no sweep folder"
 
 
+def test_only_the_points_still_to_train_are_checked_against_their_data(tmp_path):
+    plan, checked = fake_plan(tmp_path, [0.001, 1e9, 0.01]), []
+    assert sweep.run(plan, fake_train_one([]), lambda argv: 0, check_data=checked.append) == 0
+    assert [config["lr"] for config in checked] == [0.001, 1e9, 0.01], "all of them, before the first trains"
+    checked.clear()
+    assert sweep.run(plan, fake_train_one([]), lambda argv: 0, check_data=checked.append) == 0
+    assert checked == [], "finished and diverged points need no data to be compared again"
+
+
 @pytest.mark.parametrize("key", ["data-url", "data-dir"])
 def test_where_the_data_comes_from_cannot_vary_in_a_sweep(key, tmp_path, capsys):
     argv = ["--run-dir", str(tmp_path), *TINY, "--sweep", f"{key}={tmp_path}/a.tar.gz,{tmp_path}/b.tar.gz"]
