@@ -140,9 +140,10 @@ def run(plan: dict, train_one, compare, check_data=None) -> int:
     job holds (a lock per point), and the job that finishes last draws the comparison."""
     sweep_dir, grid = plan["folder"], plan["grid"]
     names = [point_name(point) for point, _ in grid]
-    for (_, config), name in zip(grid, names) if check_data else []:
-        if not done(sweep_dir / name):  # a finished sweep draws its comparison again without the data
-            check_data(config)
+    if check_data:  # a finished sweep draws its comparison again without the data
+        for (_, config), name in zip(grid, names):
+            if not done(sweep_dir / name):
+                check_data(config)
     claim(sweep_dir, plan["command"], names)
     for number, ((_, config), name) in enumerate(zip(grid, names), start=1):
         print(f"\n=== sweep {sweep_dir.name}: run {number}/{len(grid)}: {name}", flush=True)
