@@ -22,6 +22,7 @@ import numpy as np
 import mnist_input
 from plumbing import download, options, signals
 from plumbing.errors import DataError, OneLineParser, UsageError, report
+from plumbing.files import picture_path
 
 # ----------------------------------------------------------------------------- data source and format
 DATA_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -370,9 +371,10 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
             .prefetch(tf.data.AUTOTUNE))
 
 
-def training_data(config: dict) -> dict:
-    """For train.py: the dataset prepared, split and checked against the options, with the validation and
-    test pipelines built (the training pipeline is built by the run, from its epoch and step)."""
+def check_data(config: dict) -> tuple[Path, int, int, int]:
+    """The dataset of a run's options, prepared and checked against them (sizes that need the data: the
+    validation and training subsets, the batch, the crop); raises UsageError. NumPy only, so that a
+    sweep can check every point before it trains the first. Returns (folder, val_size, num_train, size)."""
     folder = prepare(config["dataset"], config["data_dir"], config["data_url"])
     images = load_any(folder, "train")[0]
     val_size = config["val_size"] if config["val_size"] is not None else len(images) // 10
@@ -384,9 +386,17 @@ def training_data(config: dict) -> dict:
             "num_train_examples", "--num-train-examples")) from None
     size = config["image_size"] or images.shape[1]
     options.check_for_data(config, num_train=len(train_idx), image_size=size)
+    return folder, val_size, len(train_idx), size
+
+
+def training_data(config: dict) -> dict:
+    """For train.py: the dataset prepared, split and checked against the options, with the validation and
+    test pipelines built (the training pipeline is built by the run, from its epoch and step)."""
+    folder, val_size, num_train, size = check_data(config)
+    images = load_any(folder, "train")[0]
     split = dict(batch_size=config["batch_size"], num_train_examples=config["num_train_examples"],
                  val_size=val_size, image_size=size, seed=config["seed"])
-    return dict(folder=folder, options=split, num_train=len(train_idx), shape=(size, size, images.shape[3]),
+    return dict(folder=folder, options=split, num_train=num_train, shape=(size, size, images.shape[3]),
                 augmentation={k: config[k] for k in ("flip", "crop", "brightness", "contrast", "cutout")},
                 val=make_dataset(folder, "validation", **split) if val_size else None,
                 test=make_dataset(folder, "test", **split), test_images=load_any(folder, "test")[0],
@@ -403,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="data folder (default: $CIFAR10_DATA_DIR or ./data)")
     parser.add_argument("--data-url", default=None,
                         help="archive URL, file:// URL or path (default: $CIFAR10_URL or the official URL)")
-    parser.add_argument("--show", metavar="PNG", help="save a grid of sample images per class")
+    parser.add_argument("--show", metavar="PNG", type=picture_path,
+                        help="save a grid of sample images per class")
     args = parser.parse_args(argv)
     folder, names = prepare(args.dataset, args.data_dir, args.data_url), class_names(args.dataset)
     splits = {split: load_any(folder, split) for split in ("train", "test")}

@@ -21,6 +21,8 @@ import sys
 import numpy as np
 
 from numpy_mlp import numerical_gradient, relative_error
+from plumbing import signals
+from plumbing.errors import OneLineParser, report
 
 
 def _pad(x: np.ndarray, pad: int) -> np.ndarray:
@@ -194,7 +196,14 @@ def input_gradient_error(forward, backward, x: np.ndarray, rng: np.random.Genera
 
 
 def main(argv: list[str] | None = None) -> int:
+    """python numpy_conv.py: a mistake or an unwritten stub is one line (plumbing/errors.py)."""
+    return report(check_backward_passes, argv)
+
+
+def check_backward_passes(argv: list[str] | None) -> int:
     """Checks each backward pass (its gradient with respect to the input) against central differences."""
+    OneLineParser(prog="numpy_conv.py", description="Check each backward pass against central "
+                  "differences.").parse_args(argv)
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((2, 7, 6, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
     passes = {  # name: (forward(x), backward(d_out, x) -> dx)
@@ -214,4 +223,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
+        sys.exit(main())

@@ -15,6 +15,7 @@ Dense weights are W [fan_in, fan_out], as in Keras, so every result here can be 
 
 from __future__ import annotations
 
+import argparse
 import sys
 import textwrap
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from plumbing import signals
 from plumbing.errors import OneLineParser, report
+from plumbing.files import picture_path
 
 # The handout's defaults for the two-layer network on CIFAR-10.
 HANDOUT_DEFAULTS = dict(hidden_size=100, weight_scale=1e-4, learning_rate=2e-3, learning_rate_decay=1.0,
@@ -232,16 +234,30 @@ def train_setting(data, setting: dict, seed: int = 0, verbose: bool = False):
     return net, net.train(X, y, X_val, y_val, seed=seed, verbose=verbose, **options)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (--iterations)."""
+    if not text.strip().isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """python numpy_mlp.py: the toy check, then the handout's defaults and the tuned setting on real
-    images; curves in numpy_mlp.png."""
+    images; curves in numpy_mlp.png. A mistake or an unwritten stub is one line (plumbing/errors.py)."""
+    return report(train_and_plot, argv)
+
+
+def train_and_plot(argv: list[str] | None) -> int:
+    """The work of main: the flags (checked first), the toy check, both settings trained, the curves."""
     parser = OneLineParser(prog="numpy_mlp.py", description="Train the two-layer NumPy network.")
     parser.add_argument("--dataset", choices=("cifar10", "mnist", "fashion-mnist"), default="cifar10",
                         help="(default: cifar10)")
     parser.add_argument("--data-dir", default=None, help="(default: $CIFAR10_DATA_DIR or ./data)")
     parser.add_argument("--data-url", default=None, help="where to get the data: URL, file:// or path")
-    parser.add_argument("--plot", default="numpy_mlp.png", help="the curves' file (default: numpy_mlp.png)")
-    parser.add_argument("--iterations", type=int, default=None, help="override num_iters of both settings")
+    parser.add_argument("--plot", type=picture_path, default="numpy_mlp.png",
+                        help="the curves' file (default: numpy_mlp.png)")
+    parser.add_argument("--iterations", type=positive_int, default=None,
+                        help="override num_iters of both settings")
     args = parser.parse_args(argv)
     import cifar10_input  # the data and the pictures: only for this command, not for the network
     import plots
@@ -251,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     fig, (loss_ax, acc_ax) = plots.plt.subplots(1, 2, figsize=(11, 4))
     settings = (("handout defaults", HANDOUT_DEFAULTS, "C0"), ("tuned", TUNED, "C1"))
     for label, setting, colour in settings:  # one colour per setting, in both panels
-        if args.iterations:
+        if args.iterations is not None:
             setting = {**setting, "num_iters": args.iterations}
         print(textwrap.fill(f"-- {label}: " + ", ".join(f"{k} {v}" for k, v in setting.items()), 80,
                             subsequent_indent="   "))
@@ -277,4 +293,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
-        sys.exit(report(main))
+        sys.exit(main())

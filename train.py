@@ -298,13 +298,14 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
 
 
 def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
-    """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays."""
+    """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays.
+    (A sweep records the run as diverged and goes on with the next: plumbing/sweep.py.)"""
     if not loss < EXPLODED:
         kept = (f"the last good checkpoint (end of epoch {int(state.epoch)}) is kept" if int(state.epoch)
                 else "nothing was learnt")
-        raise errors.DataError(f"the loss became {loss:.4g} at epoch {epoch + 1}, step {step}: the learning "
-                               f"rate is too high for this model; start a new run with --lr "
-                               f"{config['lr'] / 10:g} ({kept})")
+        raise sweep.DivergedError(f"the loss became {loss:.4g} at epoch {epoch + 1}, step {step}: the "
+                                  f"learning rate is too high for this model; start a new run with --lr "
+                                  f"{config['lr'] / 10:g} ({kept})", loss=loss, epoch=epoch + 1, step=step)
 
 
 # ----------------------------------------------------------------------------- main
@@ -316,7 +317,8 @@ def run_command(argv: list[str] | None) -> int:
         if resume:
             config = options.for_resume(runs.read_config(Path(resume)), config)
         if config.get("sweep"):  # a grid of runs (plumbing/sweep.py), compared at the end (compare.py)
-            return sweep.run(config["sweep"], lambda one, resume: train_one(one, resume, stop), compare.main)
+            return sweep.run(config["sweep"], lambda one, resume: train_one(one, resume, stop), compare.main,
+                             check_data=cifar10_input.check_data)
         return train_one(config, resume, stop)
 
 

@@ -1,12 +1,14 @@
 """Files that are never half-written, and locks that let parallel jobs share a folder.
 
-Every file the project writes goes to `<name>.tmp-<pid>` first and is renamed into place: a crash, a
-kill -9 or a full disk leaves either the old file or the new one, never a mixture. Locks are advisory
+Every file the project writes goes to `<stem>.tmp-<pid><suffix>` first (best.tmp-123.keras: writers
+that go by the suffix still see it) and is renamed into place: a crash, a kill -9 or a full disk
+leaves either the old file or the new one, never a mixture. Locks are advisory
 locks on a `.lock` file (released by the operating system when the process dies, even by kill -9).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -47,6 +49,18 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def picture_path(text: str) -> Path:
+    """An argparse type for a picture's file (--out, --plot, --show): its suffix must name a format
+    matplotlib writes, checked before any work is done (the figure is saved at the end, to a temporary
+    name that keeps this suffix, and matplotlib goes by it)."""
+    from matplotlib.backend_bases import FigureCanvasBase  # here: only when a picture is asked for
+
+    if Path(text).suffix.lower().removeprefix(".") not in FigureCanvasBase.get_supported_filetypes():
+        raise argparse.ArgumentTypeError(f"{text} is not a picture file name: end it in .png (or .pdf, .svg, "
+                                         f".jpg)")
+    return Path(text)
 
 
 def remove_stale_temporaries(folder: Path) -> None:

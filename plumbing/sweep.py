@@ -4,9 +4,12 @@ combination, one run after another, each a normal run folder inside a sweep fold
     runs/sweep-mlp-lr/lr=0.0001/ ...    runs/sweep-mlp-lr/sweep.json    runs/sweep-mlp-lr/comparison.png
 
 The sweep folder's name comes from the command (preset and keys; or --name), so the same command run
-again continues the sweep: finished runs are skipped, an interrupted one is resumed. Values are parsed
-by the flag's own type and checked, for every point of the grid, before anything runs. A value with
-several numbers (--hidden-units, --widths) is written with ':' between them: hidden-units=512,512:256.
+again continues the sweep: finished runs are skipped, an interrupted one is resumed. A run whose loss
+diverges (a learning rate far too high) is a result, not a failure: it is recorded as diverged
+(diverged.json in its folder), the sweep goes on, and the comparison says "diverged". Values are parsed
+by the flag's own type and checked, for every point of the grid, before anything runs (those checks
+that need the data too). A value with several numbers (--hidden-units, --widths) is written with ':'
+between them: hidden-units=512,512:256.
 """
 
 from __future__ import annotations
@@ -16,7 +19,19 @@ import json
 from pathlib import Path
 
 from plumbing import files, runs
-from plumbing.errors import UsageError
+from plumbing.errors import DataError, UsageError
+
+FIXED = ("resume", "eval_only", "name", "run_dir", "list_presets", "sweep")  # what names the sweep itself
+WHERE = ("data_dir", "data_url")  # where the data is: compare.py compares runs on the same data
+
+
+class DivergedError(DataError):
+    """Raised by train.py's divergence guard: one line for a single run; a sweep records the point as
+    diverged and goes on with the next."""
+
+    def __init__(self, message: str, *, loss: float, epoch: int, step: int):
+        super().__init__(message)
+        self.loss, self.epoch, self.step = loss, epoch, step
 
 
 def parse(texts: list[str], parse_flags) -> dict[str, list]:
@@ -29,8 +44,12 @@ def parse(texts: list[str], parse_flags) -> dict[str, list]:
             raise UsageError(f"--sweep {text!r}: write KEY=V1,V2,..., e.g. --sweep lr=0.001,0.01")
         if key in sweeps:
             raise UsageError(f"--sweep {key} is given twice; list all its values in one --sweep")
-        if key in ("resume", "eval_only", "name", "run_dir", "list_presets", "sweep"):
+        if key in FIXED:
             raise UsageError(f"--sweep {key}: that option cannot vary in a sweep")
+        if key in WHERE:
+            raise UsageError(f"--sweep {key.replace('_', '-')}: where the data comes from cannot vary in a "
+                             f"sweep (its runs would not compare); run one sweep per data source, each with "
+                             f"its own --name")
         if key in ("device", "deterministic"):  # TensorFlow sets them once per process
             raise UsageError(f"--sweep {key}: that option cannot vary in a sweep; give it as --{key} "
                              f"(or run one sweep per value)")
@@ -71,52 +90,98 @@ def folder(run_root: str, name: str | None, preset: str, sweeps: dict[str, list]
     return Path(run_root) / (name or f"sweep-{preset}-{'-'.join(k.replace('_', '-') for k in sweeps)}")
 
 
-def claim(sweep_dir: Path, command: dict) -> None:
-    """Makes `sweep_dir` this sweep's folder (sweep.json holds its flags), or checks that it is."""
+def claim(sweep_dir: Path, command: dict, names: list[str]) -> None:
+    """Makes `sweep_dir` this sweep's folder (sweep.json holds its flags), or checks that it is. A folder
+    without sweep.json that holds only runs of this grid (and their comparison) is taken over."""
     record = sweep_dir / "sweep.json"
-    others = sweep_dir.exists() and any(not f.name.startswith(".") for f in sweep_dir.iterdir())
-    if others and not record.is_file():  # hidden files: another job's locks and temporaries
-        raise UsageError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
     if record.is_file():
         try:
             saved = json.loads(record.read_text())
-        except ValueError:
-            saved = None
+            if not isinstance(saved, dict) or set(saved) != set(command):
+                raise ValueError("not a sweep's record")
+        except (OSError, ValueError):
+            raise DataError(f"{record} is damaged (not the JSON train.py writes); if this folder is this "
+                            f"command's sweep, delete {record.name} and run the command again (it takes the "
+                            f"folder over, keeping its runs); else pass --name for a new sweep") from None
         if saved != json.loads(json.dumps(command, default=str)):
             raise UsageError(f"{sweep_dir} holds a sweep with other options; run that sweep's own command to "
                              f"continue it, or pass --name for a new sweep")
         return
+    ours = {*names, "comparison.png", "comparison.csv", "comparison.md"}
+    others = sweep_dir.exists() and any(not f.name.startswith(".") and f.name not in ours  # hidden: locks
+                                        for f in sweep_dir.iterdir())
+    if others:
+        raise UsageError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     files.write_json(record, command)
 
 
-def run(plan: dict, train_one, compare) -> int:
-    """Trains each point of the plan not yet finished (train_one(config, resume) -> exit code) and compares
+def diverged(run_dir: Path) -> dict | None:
+    """What diverged.json records (loss, epoch, step, message) for a run that diverged, else None."""
+    try:
+        record = json.loads((Path(run_dir) / "diverged.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def done(run_dir: Path) -> bool:
+    """A point is done when its run finished or diverged: the sweep does not train it again."""
+    return runs.finished(run_dir) or diverged(run_dir) is not None
+
+
+def run(plan: dict, train_one, compare, check_data=None) -> int:
+    """Trains each point of the plan not yet done (train_one(config, resume) -> exit code) and compares
     the runs at the end (compare(argv)); stops at a run that does not end with 0 and says how to continue.
+    check_data(config), if given, checks every point still to train against its data before the first
+    one trains.
 
     The same command started in several terminals shares the work: each job takes the next point no other
     job holds (a lock per point), and the job that finishes last draws the comparison."""
     sweep_dir, grid = plan["folder"], plan["grid"]
-    claim(sweep_dir, plan["command"])
-    for number, (point, config) in enumerate(grid, start=1):
-        run_dir = sweep_dir / point_name(point)
-        print(f"\n=== sweep {sweep_dir.name}: run {number}/{len(grid)}: {point_name(point)}", flush=True)
+    names = [point_name(point) for point, _ in grid]
+    if check_data:  # a finished sweep draws its comparison again without the data
+        for (_, config), name in zip(grid, names):
+            if not done(sweep_dir / name):
+                check_data(config)
+    claim(sweep_dir, plan["command"], names)
+    for number, ((_, config), name) in enumerate(zip(grid, names), start=1):
+        print(f"\n=== sweep {sweep_dir.name}: run {number}/{len(grid)}: {name}", flush=True)
         try:
-            with files.locked(sweep_dir / f".{point_name(point)}.lock", wait=False):
-                if runs.finished(run_dir):
-                    print(f"{run_dir} is finished: {runs.summary(run_dir)}")
-                    continue
-                resume = run_dir if (run_dir / "config.json").is_file() else None
-                code = train_one({**config, "run_dir": str(sweep_dir), "name": point_name(point)}, resume)
+            with files.locked(sweep_dir / f".{name}.lock", wait=False):
+                code = _train_point(sweep_dir / name, {**config, "run_dir": str(sweep_dir), "name": name},
+                                    train_one)
         except files.BusyError:
-            print(f"{run_dir} is being trained by another job: on to the next run")
+            print(f"{sweep_dir / name} is being trained by another job: on to the next run")
             continue
         if code != 0:
-            print(f"the sweep stopped at {run_dir}; run the same command again to continue it")
+            print(f"the sweep stopped at {sweep_dir / name}; run the same command again to continue it")
             return code
-    busy = [p for p, _ in grid if not runs.finished(sweep_dir / point_name(p))]
+    busy = [name for name in names if not done(sweep_dir / name)]
     if busy:
         print(f"\n{len(busy)} run(s) of {sweep_dir} were taken by another job; the last job to finish draws "
               f"the comparison (if that job stopped, run the same command again to continue)")
         return 0
+    lost = [name for name in names if diverged(sweep_dir / name)]
+    if lost:
+        print(f"\n{len(lost)} run(s) diverged: {', '.join(lost)} (\"diverged\" in the comparison)")
     return compare([str(sweep_dir), "--out", str(sweep_dir / "comparison.png")])
+
+
+def _train_point(run_dir: Path, config: dict, train_one) -> int:
+    """One point, its lock held: skipped when done, resumed when started, else trained; a divergence is
+    recorded in diverged.json (the run folder keeps its last good checkpoint) and counts as done."""
+    if runs.finished(run_dir):
+        print(f"{run_dir} is finished: {runs.summary(run_dir)}")
+        return 0
+    if diverged(run_dir):
+        print(f"{run_dir} diverged: {diverged(run_dir).get('message')}")
+        return 0
+    try:
+        return train_one(config, run_dir if (run_dir / "config.json").is_file() else None)
+    except DivergedError as err:
+        message = f"the loss became {err.loss:.4g} at epoch {err.epoch}, step {err.step}"
+        files.write_json(run_dir / "diverged.json", dict(loss=f"{err.loss:.4g}", epoch=err.epoch,
+                                                          step=err.step, message=message))
+        print(f"{run_dir} diverged: {message}; recorded as diverged, on to the next run", flush=True)
+        return 0
