@@ -2,7 +2,9 @@
 random_contrast and random_cutout are optional pieces, each tested on its own).
 
 Every augmentation is checked on values: a flipped image is an exact mirror, a cropped one an exact
-window of the padded image, shifts and factors stay in range, and the same seed gives the same batch.
+window of the padded image whose offsets reach both edges of the padding, shifts and factors stay in
+range; flips and crops differ from image to image, the same seed gives the same batch and another seed
+another one.
 """
 
 import numpy as np

@@ -3,7 +3,8 @@
 
 The layer sits after the convolution (which loses its bias); in training it normalises each channel
 with the batch's statistics and updates moving averages; at inference it uses those, so an example's
-output does not depend on its batch. Parameter counts, shapes, initial loss, over-fitting.
+output does not depend on its batch. Parameter counts, shapes, initial loss, over-fitting (scored in
+training mode, so Keras' own BatchNormalization, whose moving averages adapt slowly, passes too).
 """
 
 import keras

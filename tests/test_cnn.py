@@ -2,8 +2,8 @@
 batch norm, as the `cnn` preset trains it.
 
 Shapes and logits, parameter counts from the formula, feature-map sizes after pooling, the blocks'
-layers and values, He-normal kernels, the weight penalty, the initial loss ln(10), and over-fitting 64
-real images.
+layers and values, the activation after every conv block of build_cnn, He-normal kernels, the weight
+penalty, the initial loss ln(10), and over-fitting 32 real images.
 """
 
 import math
