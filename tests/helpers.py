@@ -38,7 +38,8 @@ def check_logits(model, input_shape) -> None:
     """The model maps a batch of images to float32 logits [B, 10] (not probabilities)."""
     import tensorflow as tf
     logits = model(random_images(input_shape, batch=3), training=False)
-    assert tuple(logits.shape) == (3, 10) and logits.dtype == tf.float32, f"got {logits.shape} {logits.dtype}"
+    assert tuple(logits.shape) == (3, 10), f"logits of shape {tuple(logits.shape)}, expected (3, 10)"
+    assert logits.dtype == tf.float32, f"logits of type {logits.dtype.name}, expected float32"
     assert not np.allclose(np.sum(np.exp(logits.numpy()), axis=1), 1.0), "outputs must be logits, not softmax"
 
 
@@ -53,7 +54,12 @@ def check_initial_loss(build, real_images) -> None:
 
 
 def check_overfits(build, real_images, learning_rate: float, steps: int, num_images: int = 64) -> None:
-    """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps."""
+    """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps.
+
+    The accuracy is measured in training mode, as the network was trained: batch norm then normalises
+    with the batch's own statistics. Its moving averages (inference mode) lag far behind after a few
+    steps (Keras' default momentum 0.99 keeps 74% of their initial values after 30), which says nothing
+    about whether the network can fit; the batch-norm tests check inference on their own."""
     import keras
     keras.utils.set_random_seed(0)
     x, y = real_images[0][:num_images], real_images[1][:num_images]
@@ -62,8 +68,9 @@ def check_overfits(build, real_images, learning_rate: float, steps: int, num_ima
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     for _ in range(steps):
         model.train_on_batch(x, y)
-    accuracy = np.mean(np.argmax(model.predict_on_batch(x), axis=1) == y)
-    assert accuracy == 1.0, f"{model.name} reached {accuracy:.0%} on {num_images} images after {steps} steps"
+    accuracy = np.mean(np.argmax(model(x, training=True).numpy(), axis=1) == y)
+    assert accuracy == 1.0, (f"{model.name} reached {accuracy:.0%} training accuracy (training mode) on "
+                             f"{num_images} images after {steps} Adam steps: the network cannot fit them")
 
 
 def preset_builder(preset: str):

@@ -27,7 +27,8 @@ def test_output_is_logits_of_the_right_shape(input_shape):
 def test_parameter_count(hidden):
     sizes = [3072, *hidden, 10]
     expected = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
-    assert build_mlp((32, 32, 3), 10, hidden_units=hidden).count_params() == expected
+    count = build_mlp((32, 32, 3), 10, hidden_units=hidden).count_params()
+    assert count == expected, f"hidden_units={hidden}: {count} parameters; the formula: {expected}"
 
 
 @pytest.mark.points(1)
@@ -50,9 +51,11 @@ def test_chosen_initializer_is_applied(initializer, scale, expected_std, bound):
     options = {"init_scale": scale} if scale else {}
     model = build_mlp((32, 32, 3), 10, hidden_units=(512,), initializer=initializer, **options)
     weights = model.get_layer("hidden1").kernel.numpy()
-    assert abs(weights.std() / expected_std - 1) < 0.01
+    assert abs(weights.std() / expected_std - 1) < 0.01, \
+        f"{initializer}: weight std {weights.std():.4f}, expected {expected_std:.4f}"
     if bound:
-        assert np.abs(weights).max() <= bound
+        assert np.abs(weights).max() <= bound, \
+            f"{initializer}: a weight of {np.abs(weights).max():.4f}, beyond the bound {bound:.4f}"
 
 
 @pytest.mark.points(1)
@@ -61,7 +64,8 @@ def test_weight_decay_adds_the_penalty_of_every_kernel(regularizer, penalty):
     model = build_mlp((8, 8, 3), 10, hidden_units=(16, 12), regularizer=regularizer, weight_decay=0.01)
     model(random_images((8, 8, 3)), training=False)
     by_hand = 0.01 * sum(penalty(w.numpy()).sum() for w in model.weights if w.name == "kernel")
-    assert len([w for w in model.weights if w.name == "kernel"]) == 3
+    kernels = len([w for w in model.weights if w.name == "kernel"])
+    assert kernels == 3, f"{kernels} kernels (named 'kernel'), expected 3: two hidden layers, the classifier"
     assert float(sum(model.losses)) == pytest.approx(by_hand, rel=1e-5), "loss = strength * sum of penalties"
 
 
@@ -71,11 +75,12 @@ def test_dropout_is_identity_at_inference_and_scales_kept_units_in_training():
     model = build_mlp((4, 4, 1), 10, hidden_units=(2000,), dropout=rate)
     dropout = model.get_layer("dropout1")
     h = tf.ones((50, 2000)) * 2.0
-    np.testing.assert_array_equal(dropout(h, training=False), h)
+    np.testing.assert_array_equal(dropout(h, training=False), h, err_msg="dropout off at inference")
     out = dropout(h, training=True).numpy()
     kept = out != 0
     assert abs(kept.mean() - (1 - rate)) < 0.01, f"kept fraction {kept.mean():.3f}, expected {1 - rate}"
-    np.testing.assert_allclose(out[kept], 2.0 / (1 - rate), rtol=1e-6)
+    np.testing.assert_allclose(out[kept], 2.0 / (1 - rate), rtol=1e-6,
+                               err_msg=f"in training, kept units are scaled by 1 / (1 - {rate})")
     names = [layer.name for layer in build_mlp((4, 4, 1), 10).layers]
     assert "dropout1" not in names, "no dropout by default"
 

@@ -1,0 +1,105 @@
+"""Each subtly wrong answer of tests/wrong_answers.py loses points, and its failing test's message names
+the problem; the correct answer there (a stock Keras batch norm) scores full marks.
+
+For each case the repository's tracked files (git ls-files) are copied into a folder of its own, the
+variant is written (wrong_answers.write_variant), and the graded test files of its stage run there in a
+pytest of their own (tests/forking.py: TensorFlow is loaded once, each case runs in a forked child that
+imports its own tree). The points come from --grades-json; the whole failure messages from --junitxml.
+The solution scores every point of every stage (pytest -m points), so "fewer points than the solution"
+is "fewer than the stage's possible points".
+
+Not graded, and left out of the exercise version (tools/exercise_exclude.txt). Two quick cases run by
+default; the others are slow (about 2 minutes: pytest -m slow tests/test_wrong_answers.py).
+"""
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+import forking
+from wrong_answers import CASES, write_variant
+
+REPO = Path(__file__).resolve().parent.parent
+GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
+QUICK = {"naive_convolution_calls_the_vectorised_one", "numpy_net_gradients_from_tensorflow"}
+pytestmark = pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
+
+
+def _cases():
+    return [pytest.param(case, id=case.name, marks=() if case.name in QUICK else pytest.mark.slow)
+            for case in CASES]
+
+
+def _copy_tracked_files(root: Path) -> None:
+    """The repository's tracked files as they are in the working tree (so uncommitted test edits count)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in listed.decode().split("\0"):
+        source = REPO / name
+        if name and source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+
+
+def _failures(junit: Path) -> dict[str, str]:
+    """{test name (with its parameters): the whole failure or error text} from a JUnit XML report."""
+    found = {}
+    for test in ElementTree.parse(junit).iter("testcase"):
+        for problem in (test.find("failure"), test.find("error")):
+            if problem is not None:
+                found[test.get("name")] = f"{problem.get('message', '')}\n{problem.text or ''}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def graded(request, tmp_path_factory):
+    """Grades every selected case once: {case name: (pytest's exit code, grades.json, failures)}."""
+    selected = [item.callspec.params["case"] for item in request.session.items
+                if item.module is request.module and hasattr(item, "callspec")]
+    if not (REPO / ".git").exists():
+        pytest.fail(f"{REPO} is not a git checkout; the cases copy its tracked files (git ls-files)")
+    jobs = []
+    for case in selected:
+        root = tmp_path_factory.mktemp(case.name)
+        _copy_tracked_files(root)
+        write_variant(root, case)
+        argv = [*GRADED, "--grades-json", "grades.json", "--junitxml", "junit.xml", *case.test_files]
+        jobs.append(dict(root=str(root), cwd=str(root), module="pytest", argv=argv))
+    results = {}
+    for case, job, report in zip(selected, jobs, forking.run_jobs(jobs)):
+        root = Path(job["cwd"])
+        grades_file, junit = root / "grades.json", root / "junit.xml"
+        for path in (grades_file, junit):
+            assert path.is_file(), f"{case.name}: no {path.name}\n{report['output'][-3000:]}"
+        results[case.name] = (report["code"], json.loads(grades_file.read_text()), _failures(junit))
+    return results
+
+
+def _stage_points(grades: dict, stage: str) -> tuple[float, float]:
+    tests = [t for t in grades["tests"] if stage in t["tags"]]
+    return sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_a_wrong_answer_loses_points_with_a_message_naming_it_and_a_right_one_scores_all(case, graded):
+    code, grades, failures = graded[case.name]
+    if case.must_fail is None:
+        assert not failures, f"{case.name} is a correct answer, but these tests fail:\n" + "\n".join(
+            f"{name}: {text.strip()[:500]}" for name, text in failures.items())
+        assert code == 0, f"{case.name}: pytest exited {code}"
+        for stage in case.stages:
+            scored, possible = _stage_points(grades, stage)
+            assert possible > 0, f"{case.name}: no graded test of stage {stage!r} ran"
+            assert scored == possible, f"{case.name}: {stage} {scored} / {possible}"
+        return
+    scored, possible = _stage_points(grades, case.stage)
+    assert possible > 0, f"{case.name}: no graded test of stage {case.stage!r} ran"
+    assert scored < possible, f"{case.name} scores full marks for {case.stage} ({scored} / {possible})"
+    assert case.must_fail in failures, (f"{case.name}: {case.must_fail} passed; the failing tests are "
+                                        f"{sorted(failures)}")
+    assert case.says in failures[case.must_fail], (
+        f"{case.name}: the message of {case.must_fail} does not say {case.says!r}:\n"
+        f"{failures[case.must_fail]}")
