@@ -1,8 +1,9 @@
 """tools/grade.py on this repository's own course: a class of made-up submissions (slow: pytest -m slow).
 
 One grading run, as a grader would make it, of: the fresh exercise, the solution, one stage written,
-a syntax error in cifar10_input.py, an endless loop in random_crop, and three cheats (patching the
-points plugin, shipping a results.json, os._exit at import). Each must get what its work deserves.
+a syntax error in cifar10_input.py, an endless loop in random_crop, three cheats (patching the points
+plugin, shipping a results.json, os._exit at import), and every case of tests/wrong_answers.py (the
+subtly wrong answers, and a stock Keras batch norm that is right). Each must get what its work deserves.
 """
 
 import csv
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from wrong_answers import CASES, write_variant
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENT_FILES = ["cifar10_input.py", "mlp.py", "cnn.py", "numpy_mlp.py", "numpy_conv.py"]
@@ -61,6 +64,10 @@ def graded_class(tmp_path_factory) -> dict[str, dict]:
     exiter = tree(tmp_path, "exiter")
     (exiter / "cnn.py").write_text("import os\nos._exit(0)\n" + (exiter / "cnn.py").read_text())
     submissions["exiter"] = exiter
+    for case in CASES:
+        variant = tree(tmp_path, f"wrong-{case.name}", "ALL")
+        write_variant(variant, case)
+        submissions[f"wrong-{case.name}"] = variant
     out = tmp_path / "results"
     command = [sys.executable, str(REPO / "tools" / "grade.py"), *map(str, submissions.values()),
                "--results", str(out), "--csv", str(tmp_path / "grades.csv")]
@@ -124,3 +131,17 @@ def test_cheats_score_no_more_than_their_honest_work(graded_class):
     rows = {row["student"]: row for row in graded_class["csv"]}
     assert rows["solution"]["total"] == "110" and rows["patcher"]["total"] == "0"
     assert "points withheld" in rows["patcher"]["problems"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_each_subtly_wrong_answer_loses_points_with_a_message_naming_it(graded_class, case):
+    data, solution = graded_class[f"wrong-{case.name}"], graded_class["solution"]
+    if case.must_fail is None:  # a right answer written another way
+        assert data["score"] == solution["score"], data["output"]
+        return
+    assert stages(data)[case.stage] < stages(solution)[case.stage], data["output"]
+    failed = {test["name"].split("::")[-1]: test for test in data["tests"] if test["status"] == "failed"}
+    assert case.must_fail in failed, sorted(failed)
+    if not failed[case.must_fail]["name"].startswith("tests/hidden/"):
+        assert case.says in failed[case.must_fail]["output"], failed[case.must_fail]["output"]
