@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
+import logging
+import os
 import re
+import shlex
 import signal
 import sys
 import traceback
@@ -57,35 +61,72 @@ def missing_piece(error: NotImplementedError) -> str:
     return f"{Path(frame.filename).name}::{frame.name}: {error}".rstrip(": ")
 
 
-def disk_problem(err: OSError) -> str:
-    """One line for an OSError met while writing: what happened, where, and what to do."""
+def resume_command(run_dir) -> str:
+    """The command that continues a run, quoted so that it can be pasted: `--resume=-x` for a folder
+    named like a flag (argparse would take `--resume -x` for two flags)."""
+    path = shlex.quote(str(run_dir))
+    return f"python train.py --resume={path}" if path.startswith("-") else f"python train.py --resume {path}"
+
+
+# What TensorFlow's C++ writers (checkpoints, TensorBoard) say, in words only, for each errno.
+WRITE_ERRNOS = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT),
+                ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES),
+                ("is not a directory", errno.ENOTDIR), ("Not a directory", errno.ENOTDIR))
+
+
+def write_error(message: str, path, doing: str = "") -> OSError:
+    """The OSError for a write TensorFlow failed (its OpError names the cause only in its message), about
+    `path`; `doing` (e.g. "could not save the checkpoint") starts the line disk_problem prints."""
+    code = next((number for text, number in WRITE_ERRNOS if text in message), None)
+    plain = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", message).strip()
+    err = OSError(code, os.strerror(code) if code else plain.splitlines()[0], str(path))
+    err.doing = doing
+    return err
+
+
+def disk_problem(err: OSError, then: str = "run the same command again") -> str:
+    """One line for an OSError met while writing: what happened, where, and what to do (`then`)."""
     where = f" ({err.filename})" if err.filename else ""
-    if err.errno == errno.ENOSPC:
-        return f"the disk is full{where}; free some space, then run the same command again"
+    doing = f"{err.doing}: " if getattr(err, "doing", "") else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{doing}the disk is full{where}; free some space, then {then}"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"no permission to write{where}; choose a folder you can write to"
-    return f"{err.strerror or err}{where}"
+        return f"{doing}no permission to write{where}; make it writable, then {then}"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{doing}a file is in the way{where}: a folder must be there; move the file away, then {then}"
+    return f"{doing}{err.strerror or err}{where}"
+
+
+def _quiet_tensorflow_after_an_error() -> None:
+    """Objects freed after an error (a checkpoint restored in part, a TensorBoard writer) make TensorFlow
+    log dozens of warnings; freed now, silently, they no longer bury the one line printed next."""
+    logger = logging.getLogger("tensorflow")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        gc.collect()
+    finally:
+        logger.disabled = disabled
 
 
 def report(main, argv: list[str] | None = None) -> int:
-    """Runs main(argv) and turns the errors above into one line on stderr and an exit code."""
+    """Runs main(argv) and turns the errors above into one line on stderr and an exit code. The line is
+    printed last, once the objects the error left behind are freed (see _quiet_tensorflow_after_an_error)."""
     try:
         return main(argv)
     except UsageError as err:
-        print(f"usage error: {err}", file=sys.stderr)
-        return 2
+        code, line = 2, f"usage error: {err}"
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        code, line = 1, f"error: {err}"
     except NotImplementedError as err:
-        print(f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again",
-              file=sys.stderr)
-        return 2
+        code, line = 2, f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run " \
+                        "again"
     except OSError as err:  # a disk full or a folder that cannot be written: never a traceback
-        print(f"error: {disk_problem(err)}", file=sys.stderr)
-        return 1
+        code, line = 1, f"error: {disk_problem(err)}"
     except (KeyboardInterrupt, Stopped) as err:
         signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
-        print(f"\n{signal_name(signum)}: stopped" + (f"; continue with: {command}" if command else ""),
-              file=sys.stderr)
-        return 128 + signum
+        code, line = 128 + signum, f"\n{signal_name(signum)}: stopped" + (
+            f"; continue with: {command}" if command else "")
+    _quiet_tensorflow_after_an_error()
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    return code
