@@ -343,11 +343,20 @@ def evaluate_saved_model(model_path: Path, given: dict) -> int:
     """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it."""
     config = (options.for_resume(runs.read_config(model_path.parent), given)
               if (model_path.parent / "config.json").is_file() else options.resolve(given, DEFAULTS))
+    machine.select_device("auto")  # quietly: probing for a GPU prints noise on machines without one
     model, data = runs.load_model(model_path), cifar10_input.training_data(config)
+    if tuple(model.input_shape[1:]) != tuple(data["shape"]):
+        raise errors.UsageError(f"{model_path} takes {_size(model.input_shape[1:])} images, but the "
+                                f"{config['dataset']} images in {data['folder']} are {_size(data['shape'])}; "
+                                f"evaluate it with the --dataset and --image-size it was trained with")
     _, accuracy, logits, labels = evaluate(make_predict(model, config["tta"]), data["test"])
     correct, flip = int(np.sum(logits.argmax(1) == labels)), " with test-time flip" if config["tta"] else ""
     print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{len(labels)}){flip} for {model_path}")
     return 0
+
+
+def _size(shape) -> str:
+    return "x".join(map(str, shape))  # 32x32x3
 
 
 def main(argv: list[str] | None = None) -> int:

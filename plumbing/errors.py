@@ -97,6 +97,15 @@ def disk_problem(err: OSError, then: str = "run the same command again") -> str:
     return f"{doing}{err.strerror or err}{where}"
 
 
+def out_of_memory(message: str) -> str:
+    """One line for TensorFlow's out-of-memory error (ResourceExhaustedError: 'OOM when allocating tensor
+    with shape[3072,1000000000] and type float ...'): what was too large, and what to make smaller."""
+    found = re.search(r"shape\[([\d,]*)\] and type (\w+)", message)
+    what = f" a tensor of shape [{found[1]}] ({found[2]})" if found else " a tensor"
+    return (f"out of memory: TensorFlow could not allocate{what}; make the model (--hidden-units, --widths, "
+            f"--dense-units) or --batch-size smaller")
+
+
 def _quiet_tensorflow_after_an_error() -> None:
     """Objects freed after an error (a checkpoint restored in part, a TensorBoard writer) make TensorFlow
     log dozens of warnings; freed now, silently, they no longer bury the one line printed next."""
@@ -122,6 +131,10 @@ def report(main, argv: list[str] | None = None) -> int:
                         "again"
     except OSError as err:  # a disk full or a folder that cannot be written: never a traceback
         code, line = 1, f"error: {disk_problem(err)}"
+    except Exception as err:  # a tensor too large for the memory: say so; any other error is a bug to show
+        if "OOM when allocating" not in str(err):
+            raise
+        code, line = 1, f"error: {out_of_memory(str(err))}"
     except (KeyboardInterrupt, Stopped) as err:
         signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
         code, line = 128 + signum, f"\n{signal_name(signum)}: stopped" + (

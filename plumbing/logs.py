@@ -44,6 +44,12 @@ class EpochProgress:
         self.bar.update(step, text, final=final)
 
 
+def _sample(weight, most: int = 2**20):
+    """At most `most` of a tensor's values, evenly spaced: a histogram takes 30 doubles per value."""
+    values = tf.reshape(weight, [-1])
+    return values[::values.shape[0] // most + 1] if values.shape[0] > most else values
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
@@ -70,6 +76,8 @@ class TensorBoard:
         try:
             yield
         except tf.errors.OpError as err:
+            if "OOM when allocating" in err.message:  # not a write: reported as out of memory
+                raise
             raise write_error(err.message, self.folder, "could not write the TensorBoard logs") from None
 
     def step(self, step: int, *, loss, learning_rate, step_time_ms: float, weight_penalty,
@@ -98,7 +106,7 @@ class TensorBoard:
                     tf.summary.scalar("epoch/accuracy", row[f"{prefix}_accuracy"])
             with self.train.as_default(step=step):
                 for weight in weights or ():
-                    tf.summary.histogram(weight.path, weight)
+                    tf.summary.histogram(weight.path, _sample(weight))
 
     def results(self, step: int, results: dict) -> None:
         """The final figures, beside the hyper-parameters (the HParams dashboard's metric columns)."""
