@@ -106,40 +106,44 @@ def out_of_memory(message: str) -> str:
             f"--dense-units) or --batch-size smaller")
 
 
-def _quiet_tensorflow_after_an_error() -> None:
-    """Objects freed after an error (a checkpoint restored in part, a TensorBoard writer) make TensorFlow
-    log dozens of warnings; freed now, silently, they no longer bury the one line printed next."""
+def one_line(err: BaseException) -> tuple[int, str] | None:
+    """(exit code, the line to print) for the errors a user can fix; None for any other (a bug: shown)."""
+    if isinstance(err, UsageError):
+        return 2, f"usage error: {err}"
+    if isinstance(err, DataError):
+        return 1, f"error: {err}"
+    if isinstance(err, NotImplementedError):
+        return 2, f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again"
+    if isinstance(err, OSError):  # a disk full or a folder that cannot be written: never a traceback
+        return 1, f"error: {disk_problem(err)}"
+    if isinstance(err, (KeyboardInterrupt, Stopped)):
+        signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
+        return 128 + signum, f"\n{signal_name(signum)}: stopped" + (f"; continue with: {command}" if command
+                                                                     else "")
+    if isinstance(err, Exception) and "OOM when allocating" in str(err):  # a tensor too large for the memory
+        return 1, f"error: {out_of_memory(str(err))}"
+    return None
+
+
+def report(main, argv: list[str] | None = None) -> int:
+    """Runs main(argv) and turns the errors above into one line on stderr and an exit code.
+
+    The line comes last: the objects an error leaves behind (a checkpoint restored in part, TensorBoard
+    writers) make TensorFlow log dozens of warnings when they are freed; they are freed first, silently."""
     logger = logging.getLogger("tensorflow")
-    disabled, logger.disabled = logger.disabled, True
+    disabled = logger.disabled
+    try:
+        return main(argv)
+    except BaseException as err:
+        answer = one_line(err)
+        if answer is None:
+            raise
+        logger.disabled = True  # from here: leaving this block frees the error's frames and their objects
     try:
         gc.collect()
     finally:
         logger.disabled = disabled
-
-
-def report(main, argv: list[str] | None = None) -> int:
-    """Runs main(argv) and turns the errors above into one line on stderr and an exit code. The line is
-    printed last, once the objects the error left behind are freed (see _quiet_tensorflow_after_an_error)."""
-    try:
-        return main(argv)
-    except UsageError as err:
-        code, line = 2, f"usage error: {err}"
-    except DataError as err:
-        code, line = 1, f"error: {err}"
-    except NotImplementedError as err:
-        code, line = 2, f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run " \
-                        "again"
-    except OSError as err:  # a disk full or a folder that cannot be written: never a traceback
-        code, line = 1, f"error: {disk_problem(err)}"
-    except Exception as err:  # a tensor too large for the memory: say so; any other error is a bug to show
-        if "OOM when allocating" not in str(err):
-            raise
-        code, line = 1, f"error: {out_of_memory(str(err))}"
-    except (KeyboardInterrupt, Stopped) as err:
-        signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
-        code, line = 128 + signum, f"\n{signal_name(signum)}: stopped" + (
-            f"; continue with: {command}" if command else "")
-    _quiet_tensorflow_after_an_error()
+    code, line = answer
     sys.stdout.flush()
     print(line, file=sys.stderr, flush=True)
     return code
