@@ -108,7 +108,11 @@ def test_a_full_disk_before_the_run_started_says_the_same_command_which_then_wor
 def test_tensorflow_write_errors_become_oserrors_with_the_path():
     cases = [("{{function_node __wrapped__SaveV2}} /r/ckpt-1_temp/part; No space left on device [Op:SaveV2]",
               errno.ENOSPC), ("r/tb is not a directory [Op:CreateSummaryFileWriter] name: ", errno.ENOTDIR),
-             ("/r/x; Permission denied", errno.EACCES), ("/r/x; Read-only file system", errno.EROFS)]
+             ("/r/x; Permission denied", errno.EACCES), ("/r/x; Read-only file system", errno.EROFS),
+             ("{{function_node __wrapped__CreateSummaryFileWriter_device_/job:localhost/replica:0/task:0/"
+              "device:CPU:0}} r/tb/train/events.out.tfevents.1.v2; No space left on device\n\tFailed to "
+              "flush 1 events to r/tb/train/events.out.tfevents.1.v2\n\tCould not initialize events writer. "
+              "[Op:CreateSummaryFileWriter] name: ", errno.ENOSPC)]  # tb/ on a full disk at --resume
     for message, number in cases:
         err = errors.write_error(message, "r/checkpoints", "could not save the checkpoint")
         assert (err.errno, err.filename) == (number, "r/checkpoints"), message
