@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import train
 from helpers import REPO_ROOT, run_train
-from plumbing import errors, files, options
+from plumbing import errors, files, logs, options
 
 TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
 NO_SPACE = "No space left on device"
@@ -226,3 +226,12 @@ def test_a_file_given_as_a_run_folder_is_called_a_file(trained, capsys):
     code = train.main(["--resume", str(trained / "metrics.json")])
     assert last_line(capsys, code, 2) == (f"usage error: {trained / 'metrics.json'} is not a run folder (a "
                                           f"file, not a folder); pass the run's folder, runs/NAME")
+
+
+# ----------------------------------------------------------------------------- 13: what a large model costs
+def test_weight_histograms_sample_a_large_layer_instead_of_taking_30_doubles_per_weight():
+    large = tf.reshape(tf.range(3 * 2**20, dtype=tf.float32), [3072, 1024])
+    sampled = logs._sample(large).numpy()
+    assert len(sampled) <= 2**20 and sampled[0] == 0 and set(sampled[1:] - sampled[:-1]) == {4.0}
+    small = tf.ones([64, 10])
+    assert logs._sample(small).numpy().tolist() == [1.0] * 640
