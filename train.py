@@ -10,6 +10,7 @@ checkpoint and prints the command that resumes the run. The bookkeeping a studen
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -195,7 +196,7 @@ def set_up(config: dict, data: dict, run_dir: Path, stop: signals.StopRequests) 
         print(f"resuming from epoch {int(state.epoch) + 1}, step {int(state.step)}")
     else:
         state.save()  # the first checkpoint: from now on the run can be resumed
-    print(f"run folder: {run_dir}   (tensorboard --logdir {run_dir.parent})")
+    print(f"run folder: {run_dir}   (tensorboard --logdir {shlex.quote(str(run_dir.parent))})")
     batches = cifar10_input.make_dataset(data["folder"], "train", **data["options"], **data["augmentation"],
                                          epoch=int(state.epoch), repeat=True, drop_remainder=True)
     return SimpleNamespace(config=config, run_dir=run_dir, data=data, stop=stop, model=model,
@@ -329,19 +330,35 @@ def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequest
     data = cifar10_input.training_data(config)
     print(f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
           f"{len(data['test_images']):,} test images from {data['folder']}")
-    with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
-        return train(config, run_dir, data, stop) if run_dir else 0
+    run_dir = None
+    try:
+        with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
+            return train(config, run_dir, data, stop) if run_dir else 0
+    except OSError as err:  # a full disk, a file in the way: one line, and how to go on once it is fixed
+        resumable = run_dir and (run_dir / "config.json").is_file()  # else the run folder was removed
+        then = f"continue with: {errors.resume_command(run_dir)}" if resumable else \
+            "run the same command again"
+        raise errors.DataError(errors.disk_problem(err, then)) from None
 
 
 def evaluate_saved_model(model_path: Path, given: dict) -> int:
     """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it."""
     config = (options.for_resume(runs.read_config(model_path.parent), given)
               if (model_path.parent / "config.json").is_file() else options.resolve(given, DEFAULTS))
+    machine.select_device("auto")  # quietly: probing for a GPU prints noise on machines without one
     model, data = runs.load_model(model_path), cifar10_input.training_data(config)
+    if tuple(model.input_shape[1:]) != tuple(data["shape"]):
+        raise errors.UsageError(f"{model_path} takes {_size(model.input_shape[1:])} images, but the "
+                                f"{config['dataset']} images in {data['folder']} are {_size(data['shape'])}; "
+                                f"evaluate it with the --dataset and --image-size it was trained with")
     _, accuracy, logits, labels = evaluate(make_predict(model, config["tta"]), data["test"])
     correct, flip = int(np.sum(logits.argmax(1) == labels)), " with test-time flip" if config["tta"] else ""
     print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{len(labels)}){flip} for {model_path}")
     return 0
+
+
+def _size(shape) -> str:
+    return "x".join(map(str, shape))  # 32x32x3
 
 
 def main(argv: list[str] | None = None) -> int:

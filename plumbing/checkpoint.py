@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from plumbing import files, runs
-from plumbing.errors import DataError
+from plumbing.errors import DataError, write_error
 
 
 class TrainingState:
@@ -61,10 +61,9 @@ class TrainingState:
         """Commits the state, then writes the files derived from it."""
         try:
             self.manager.save()
-        except tf.errors.OpError as err:  # a full disk or a folder that cannot be written
+        except tf.errors.OpError as err:  # a full disk, a file in the way: the OSError of any other write
             where = self.run_dir / "checkpoints"
-            raise DataError(f"could not save the checkpoint in {where} ({err.message}); free some space, "
-                            f"then --resume {self.run_dir}: the last saved state is kept") from None
+            raise write_error(err.message, where, "could not save the checkpoint") from None
         self.write_derived_files(self.rows, best_model=new_best)
 
     def save_mid_epoch(self, step: int, sums: list[float]) -> None:

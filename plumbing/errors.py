@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
+import logging
+import os
 import re
+import shlex
 import signal
 import sys
 import traceback
@@ -57,35 +61,89 @@ def missing_piece(error: NotImplementedError) -> str:
     return f"{Path(frame.filename).name}::{frame.name}: {error}".rstrip(": ")
 
 
-def disk_problem(err: OSError) -> str:
-    """One line for an OSError met while writing: what happened, where, and what to do."""
+def resume_command(run_dir) -> str:
+    """The command that continues a run, quoted so that it can be pasted: `--resume=-x` for a folder
+    named like a flag (argparse would take `--resume -x` for two flags)."""
+    path = shlex.quote(str(run_dir))
+    return f"python train.py --resume={path}" if path.startswith("-") else f"python train.py --resume {path}"
+
+
+# What TensorFlow's C++ writers (checkpoints, TensorBoard) say, in words only, for each errno.
+WRITE_ERRNOS = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT),
+                ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES),
+                ("is not a directory", errno.ENOTDIR), ("Not a directory", errno.ENOTDIR))
+
+
+def write_error(message: str, path, doing: str = "") -> OSError:
+    """The OSError for a write TensorFlow failed (its OpError names the cause only in its message), about
+    `path`; `doing` (e.g. "could not save the checkpoint") starts the line disk_problem prints."""
+    code = next((number for text, number in WRITE_ERRNOS if text in message), None)
+    plain = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", message).strip()
+    err = OSError(code, os.strerror(code) if code else plain.splitlines()[0], str(path))
+    err.doing = doing
+    return err
+
+
+def disk_problem(err: OSError, then: str = "run the same command again") -> str:
+    """One line for an OSError met while writing: what happened, where, and what to do (`then`)."""
     where = f" ({err.filename})" if err.filename else ""
-    if err.errno == errno.ENOSPC:
-        return f"the disk is full{where}; free some space, then run the same command again"
+    doing = f"{err.doing}: " if getattr(err, "doing", "") else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{doing}the disk is full{where}; free some space, then {then}"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"no permission to write{where}; choose a folder you can write to"
-    return f"{err.strerror or err}{where}"
+        return f"{doing}no permission to write{where}; make it writable, then {then}"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{doing}a file is in the way{where}: a folder must be there; move the file away, then {then}"
+    return f"{doing}{err.strerror or err}{where}"
+
+
+def out_of_memory(message: str) -> str:
+    """One line for TensorFlow's out-of-memory error (ResourceExhaustedError: 'OOM when allocating tensor
+    with shape[3072,1000000000] and type float ...'): what was too large, and what to make smaller."""
+    found = re.search(r"shape\[([\d,]*)\] and type (\w+)", message)
+    what = f" a tensor of shape [{found[1]}] ({found[2]})" if found else " a tensor"
+    return (f"out of memory: TensorFlow could not allocate{what}; make the model (--hidden-units, --widths, "
+            f"--dense-units) or --batch-size smaller")
+
+
+def one_line(err: BaseException) -> tuple[int, str] | None:
+    """(exit code, the line to print) for the errors a user can fix; None for any other (a bug: shown)."""
+    if isinstance(err, UsageError):
+        return 2, f"usage error: {err}"
+    if isinstance(err, DataError):
+        return 1, f"error: {err}"
+    if isinstance(err, NotImplementedError):
+        return 2, f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again"
+    if isinstance(err, OSError):  # a disk full or a folder that cannot be written: never a traceback
+        return 1, f"error: {disk_problem(err)}"
+    if isinstance(err, (KeyboardInterrupt, Stopped)):
+        signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
+        return 128 + signum, f"\n{signal_name(signum)}: stopped" + (f"; continue with: {command}" if command
+                                                                     else "")
+    if isinstance(err, Exception) and "OOM when allocating" in str(err):  # a tensor too large for the memory
+        return 1, f"error: {out_of_memory(str(err))}"
+    return None
 
 
 def report(main, argv: list[str] | None = None) -> int:
-    """Runs main(argv) and turns the errors above into one line on stderr and an exit code."""
+    """Runs main(argv) and turns the errors above into one line on stderr and an exit code.
+
+    The line comes last: the objects an error leaves behind (a checkpoint restored in part, TensorBoard
+    writers) make TensorFlow log dozens of warnings when they are freed; they are freed first, silently."""
+    logger = logging.getLogger("tensorflow")
+    disabled = logger.disabled
     try:
         return main(argv)
-    except UsageError as err:
-        print(f"usage error: {err}", file=sys.stderr)
-        return 2
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except NotImplementedError as err:
-        print(f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again",
-              file=sys.stderr)
-        return 2
-    except OSError as err:  # a disk full or a folder that cannot be written: never a traceback
-        print(f"error: {disk_problem(err)}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Stopped) as err:
-        signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
-        print(f"\n{signal_name(signum)}: stopped" + (f"; continue with: {command}" if command else ""),
-              file=sys.stderr)
-        return 128 + signum
+    except BaseException as err:
+        answer = one_line(err)
+        if answer is None:
+            raise
+        logger.disabled = True  # from here: leaving this block frees the error's frames and their objects
+    try:
+        gc.collect()
+    finally:
+        logger.disabled = disabled
+    code, line = answer
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    return code

@@ -38,6 +38,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, say: named by the file the user knows, not the temporary one
+        if err.filename not in (None, str(tmp), tmp):
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     finally:
         if tmp.exists():
             tmp.unlink()

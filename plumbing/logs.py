@@ -8,12 +8,14 @@ weight histograms, and the run's hyper-parameters and final results (the HParams
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from plumbing.errors import write_error
 from plumbing.progress import Progress
 
 
@@ -42,6 +44,12 @@ class EpochProgress:
         self.bar.update(step, text, final=final)
 
 
+def _sample(weight, most: int = 2**20):
+    """At most `most` of a tensor's values, evenly spaced: a histogram takes 30 doubles per value."""
+    values = tf.reshape(weight, [-1])
+    return values[::values.shape[0] // most + 1] if values.shape[0] > most else values
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
@@ -52,47 +60,63 @@ class TensorBoard:
     """tb/train and tb/val (one chart per quantity, two curves), and tb itself for the hyper-parameters."""
 
     def __init__(self, run_dir: Path, hyper_parameters: dict):
-        folder = Path(run_dir) / "tb"
-        self.train = tf.summary.create_file_writer(str(folder / "train"))
-        self.val = tf.summary.create_file_writer(str(folder / "val"))
-        self.session = tf.summary.create_file_writer(str(folder))
-        with self.session.as_default():
-            hparams_api.hparams({k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                                 for k, v in hyper_parameters.items()}, trial_id=Path(run_dir).name)
+        self.folder = Path(run_dir) / "tb"
+        with self.writing():
+            self.train = tf.summary.create_file_writer(str(self.folder / "train"))
+            self.val = tf.summary.create_file_writer(str(self.folder / "val"))
+            self.session = tf.summary.create_file_writer(str(self.folder))
+            with self.session.as_default():
+                hparams_api.hparams({k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                                     for k, v in hyper_parameters.items()}, trial_id=Path(run_dir).name)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """TensorFlow reports a failed write (a full disk, tb/ being a file) as an OpError, which says in
+        words only what went wrong: turned into the OSError that every other write raises."""
+        try:
+            yield
+        except tf.errors.OpError as err:
+            if "OOM when allocating" in err.message:  # not a write: reported as out of memory
+                raise
+            raise write_error(err.message, self.folder, "could not write the TensorBoard logs") from None
 
     def step(self, step: int, *, loss, learning_rate, step_time_ms: float, weight_penalty,
              images=None) -> None:
         """Per-step curves (in the train run) and, once, the augmented inputs the model sees."""
-        with self.train.as_default(step=step):
-            tf.summary.scalar("step/loss", loss)
-            tf.summary.scalar("step/learning_rate", learning_rate)
-            tf.summary.scalar("step/step_time_ms", step_time_ms)
-            tf.summary.scalar("step/weight_penalty", weight_penalty)
-            if images is not None:
-                low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
-                high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
-                shown = (images - low) / tf.maximum(high - low, 1e-6)  # each image stretched to [0, 1]
-                tf.summary.image("augmented_inputs", shown, max_outputs=8)
+        with self.writing():
+            with self.train.as_default(step=step):
+                tf.summary.scalar("step/loss", loss)
+                tf.summary.scalar("step/learning_rate", learning_rate)
+                tf.summary.scalar("step/step_time_ms", step_time_ms)
+                tf.summary.scalar("step/weight_penalty", weight_penalty)
+                if images is not None:
+                    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+                    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+                    shown = (images - low) / tf.maximum(high - low, 1e-6)  # each image stretched to [0, 1]
+                    tf.summary.image("augmented_inputs", shown, max_outputs=8)
 
     def epoch(self, step: int, row: dict, weights=None) -> None:
         """Training and validation loss and accuracy under the same tags; weight histograms when given."""
-        for writer, prefix in ((self.train, "train"), (self.val, "val")):
-            if row[f"{prefix}_loss"] is None:
-                continue
-            with writer.as_default(step=step):
-                tf.summary.scalar("epoch/loss", row[f"{prefix}_loss"])
-                tf.summary.scalar("epoch/accuracy", row[f"{prefix}_accuracy"])
-        with self.train.as_default(step=step):
-            for weight in weights or ():
-                tf.summary.histogram(weight.path, weight)
+        with self.writing():
+            for writer, prefix in ((self.train, "train"), (self.val, "val")):
+                if row[f"{prefix}_loss"] is None:
+                    continue
+                with writer.as_default(step=step):
+                    tf.summary.scalar("epoch/loss", row[f"{prefix}_loss"])
+                    tf.summary.scalar("epoch/accuracy", row[f"{prefix}_accuracy"])
+            with self.train.as_default(step=step):
+                for weight in weights or ():
+                    tf.summary.histogram(weight.path, _sample(weight))
 
     def results(self, step: int, results: dict) -> None:
         """The final figures, beside the hyper-parameters (the HParams dashboard's metric columns)."""
-        with self.session.as_default(step=step):
-            for key in ("test_accuracy", "test_loss", "best_val_accuracy"):
-                if results.get(key) is not None:
-                    tf.summary.scalar(key, results[key])
+        with self.writing():
+            with self.session.as_default(step=step):
+                for key in ("test_accuracy", "test_loss", "best_val_accuracy"):
+                    if results.get(key) is not None:
+                        tf.summary.scalar(key, results[key])
 
     def close(self) -> None:
-        for writer in (self.train, self.val, self.session):
-            writer.close()
+        with self.writing():
+            for writer in (self.train, self.val, self.session):
+                writer.close()

@@ -12,6 +12,7 @@ import argparse
 import ast
 import functools
 import math
+import os
 import re
 import signal
 import sys
@@ -27,6 +28,9 @@ DATASETS = ("cifar10", "mnist", "fashion-mnist")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 MAX_IMAGE_SIZE = 128  # 4x CIFAR-10's side; larger batches of activations no longer fit in memory
+MIN_LR = 1e-8  # a smaller step changes no weight: float32 rounds w - lr * gradient back to w
+MAX_BRIGHTNESS = 5.0  # in pixel standard deviations: a larger shift leaves nothing of the image
+MEMORY_PER_PARAMETER = 24  # bytes: float32 weights, best-model copy, gradients, optimizer slots, saving
 
 # The course's stages. Each preset changes only what differs from train.DEFAULTS (the tuned recipe);
 # stage presets train with Adam at 1e-3, as the handouts do, and without augmentation (turn it on with
@@ -242,6 +246,8 @@ def check(config: dict, given: dict) -> None:
     size = config["image_size"]
     checks = [
         (config["lr"] > 0, "--lr must be positive"),
+        (not 0 < config["lr"] < MIN_LR, f"--lr {config['lr']:g} is too small to change any weight (float32 "
+         f"rounds such steps away); use at least {MIN_LR:g}"),
         (0 <= config["momentum"] < 1, "--momentum must be in [0, 1)"),
         (0 <= config["beta1"] < 1 and 0 <= config["beta2"] < 1, "--beta1 and --beta2 must be in [0, 1)"),
         (config["epsilon"] > 0, "--epsilon must be positive"),
@@ -262,8 +268,9 @@ def check(config: dict, given: dict) -> None:
         (size is None or 8 <= size <= MAX_IMAGE_SIZE, f"--image-size must be between 8 and {MAX_IMAGE_SIZE}"),
         (0 <= config["crop"] <= 16, "--crop must be between 0 and 16 (pixels of padding)"),
         (config["cutout"] >= 0, "--cutout must be >= 0"),
-        (config["brightness"] >= 0 and 0 <= config["contrast"] < 1,
-         "--brightness must be >= 0 and --contrast in [0, 1)"),
+        (0 <= config["brightness"] <= MAX_BRIGHTNESS and 0 <= config["contrast"] < 1,
+         f"--brightness must be between 0 and {MAX_BRIGHTNESS:g} (pixel standard deviations) and --contrast "
+         f"in [0, 1)"),
         (config.get("convs_per_stage", 1) >= 1, "--convs-per-stage must be at least 1"),
         (config.get("kernel_size", 1) >= 1, "--kernel-size must be at least 1"),
         (config.get("dense_units", 1) >= 1 or "dense_units" not in given,
@@ -346,10 +353,61 @@ def for_resume(saved: dict, given: dict) -> dict:
 
 
 def check_for_data(config: dict, *, num_train: int, image_size: int) -> None:
-    """The checks that need the data's size: a batch no larger than the training set, a crop smaller than
-    the image."""
+    """The checks that need the data's size: a batch no larger than the training set, a crop and a cutout
+    smaller than the image, a model whose feature maps do not shrink to nothing and that fits in memory."""
     if num_train < config["batch_size"]:
         raise UsageError(f"--batch-size {config['batch_size']} is larger than the {num_train} training "
                          f"examples; use a smaller batch")
     if config["crop"] >= image_size:
         raise UsageError(f"--crop {config['crop']} must be smaller than the {image_size}-pixel images")
+    if config["cutout"] >= image_size:
+        raise UsageError(f"--cutout {config['cutout']} must be smaller than the {image_size}-pixel images")
+    check_model_size(config, image_size, 3 if config["dataset"] == "cifar10" else 1)
+
+
+def model_layers(config: dict, side: int, channels: int) -> list[tuple[str, str, int]]:
+    """(layer, the flag that sets its size, number of weights) of the model the config builds, counted
+    without building it (that would allocate the weights). Raises UsageError if a pooling stage gets a
+    feature map smaller than 2x2 (it would shrink it to nothing)."""
+    config = {**model_files()[config["model"]]["options"], **config}  # a config of an older version too
+    inputs, layers = side * side * channels, []
+    if config["model"] == "cnn":
+        widths, kernel = config["widths"], config["kernel_size"]
+        for stage, width in enumerate(widths, start=1):
+            if config["downsample"] == "pool" and side < 2:
+                raise UsageError(f"--widths {_show(widths)}: each of its {len(widths)} stages halves the "
+                                 f"feature map, which is 1x1 after stage {stage - 1}; use at most "
+                                 f"{stage - 1} widths, or --downsample stride or none")
+            for conv in range(1, config["convs_per_stage"] + 1):
+                layers.append((f"stage{stage}_conv{conv}", "--widths", kernel * kernel * channels * width))
+                channels = width
+            if config["downsample"] == "pool":
+                side = side // 2
+            elif config["downsample"] == "stride":
+                side = math.ceil(side / 2)
+        inputs = channels if config["head"] == "gap" else side * side * channels
+        hidden = [config["dense_units"]] if config["head"] == "flatten" and config["dense_units"] else []
+        names = [("dense", "--dense-units")]
+    else:
+        hidden = list(config.get("hidden_units", ()))
+        names = [(f"hidden{i}", "--hidden-units") for i in range(1, len(hidden) + 1)]
+    for (name, flag), units in zip(names, hidden):
+        layers.append((name, flag, inputs * units))
+        inputs = units
+    flag = {"mlp": "--hidden-units", "cnn": "--widths"}.get(config["model"], "--image-size")
+    return layers + [("classifier", flag, inputs * 10)]
+
+
+def check_model_size(config: dict, side: int, channels: int) -> None:
+    """Refuses a model whose training needs more memory than the machine has, naming its largest layer."""
+    layers = model_layers(config, side, channels)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not known here (Windows): let TensorFlow find out
+        return
+    need = MEMORY_PER_PARAMETER * sum(count for _, _, count in layers)
+    if need > memory:
+        name, flag, count = max(layers, key=lambda layer: layer[2])
+        raise UsageError(f"the model is too large: its layer {name} alone has {count:,} weights ({flag}), "
+                         f"and training it needs about {need / 2**30:,.0f} GB of memory, more than this "
+                         f"machine's {memory / 2**30:,.0f} GB; make {flag} smaller")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from plumbing import files
-from plumbing.errors import DataError, Stopped, UsageError
+from plumbing.errors import DataError, Stopped, UsageError, resume_command
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
                   "seconds", "images_per_second", "weight_penalty"]
@@ -41,13 +41,16 @@ def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
     run_root = Path(run_root)
     if run_root.exists() and not run_root.is_dir():
         raise UsageError(f"--run-dir {run_root} is a file, not a folder; choose a folder")
+    if run_root.is_symlink() and not run_root.exists():
+        raise UsageError(f"--run-dir {run_root} is a link to {os.readlink(run_root)}, which does not exist; "
+                         f"create that folder, or choose another --run-dir")
     try:
         run_root.mkdir(parents=True, exist_ok=True)
         if name:
             path = run_root / name
             if path.exists() and not never_started(path):
-                raise UsageError(f"{path} already exists; choose another --name, or continue it with "
-                                 f"--resume {shlex.quote(str(path))}")
+                raise UsageError(f"{path} already exists; choose another --name, or continue it with: "
+                                 f"{resume_command(path)}")
             path.mkdir(exist_ok=True)
             return path
         stamp = f"{preset}-{time.strftime('%m%d-%H%M%S')}"
@@ -83,7 +86,8 @@ def read_config(run_dir: Path) -> dict:
     """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out."""
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
-        raise UsageError(f"{run_dir} is not a run folder (no such folder); check the path")
+        what = "a file, not a folder" if Path(run_dir).exists() else "no such folder"
+        raise UsageError(f"{run_dir} is not a run folder ({what}); pass the run's folder, runs/NAME")
     try:
         saved = json.loads(path.read_text())
         options = saved["options"]
@@ -93,8 +97,9 @@ def read_config(run_dir: Path) -> dict:
                              f"with the same command and --name {Path(run_dir).name}") from None
         raise UsageError(f"{run_dir} has no config.json: it is not a run folder; check the path") from None
     except (ValueError, KeyError, TypeError):
-        raise DataError(f"{path} is damaged (not the JSON train.py writes); this run cannot be resumed: "
-                        f"start a new one (another --name); delete {run_dir} if you do not need it") from None
+        raise DataError(f"{path} is damaged (not the JSON train.py writes); the run can be neither "
+                        f"resumed nor evaluated: start a new one (another --name); delete {run_dir} if you "
+                        f"do not need it") from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     return {**options, "data_folder": saved.get("data_folder")}
 
@@ -157,7 +162,7 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
             if not resume and not (run_dir / "checkpoints").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
             elif isinstance(err, Stopped):  # stopped outside the loop (e.g. while plotting): say how to go on
-                err.resume_command = f"python train.py --resume {shlex.quote(str(run_dir))}"
+                err.resume_command = resume_command(run_dir)
             raise
 
 

@@ -9,11 +9,10 @@ and says how to resume. A second signal stops at once.
 from __future__ import annotations
 
 import contextlib
-import shlex
 import signal
 import sys
 
-from plumbing.errors import Stopped, signal_name
+from plumbing.errors import Stopped, resume_command, signal_name
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -27,7 +26,7 @@ def exit_quietly(signum, _frame):
 def stopped(signum: int, run_dir, where: str) -> int:
     """After a requested stop (the checkpoint is saved): the command that resumes, and 128 + the signal."""
     print(f"\n{signal_name(signum)}: saved a checkpoint {where}. Resume with:\n"
-          f"  python train.py --resume {shlex.quote(str(run_dir))}", flush=True)
+          f"  {resume_command(run_dir)}", flush=True)
     return 128 + signum
 
 
