@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -49,6 +50,7 @@ def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
                 raise UsageError(f"{path} already exists; choose another --name, or continue it with "
                                  f"--resume {shlex.quote(str(path))}")
             path.mkdir(exist_ok=True)
+            files.remove_stale_temporaries(path)  # a config.json half-written by a job that was killed
             return path
         stamp = f"{preset}-{time.strftime('%m%d-%H%M%S')}"
         for attempt in range(1, 1000):
@@ -75,28 +77,95 @@ def lock(run_dir: Path):
 
 
 def never_started(run_dir: Path) -> bool:
-    """A folder a job created but left before writing its config.json (killed at once): free to reuse."""
-    return Path(run_dir).is_dir() and not any(p.name != ".lock" for p in Path(run_dir).iterdir())
+    """A folder a job created but left before its config.json was complete (killed at once, or while
+    writing it): free to reuse. It holds nothing but the lock and a temporary config.json.tmp-PID."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and not (run_dir / "config.json").exists() and all(
+        p.name == ".lock" or (p.name.startswith("config.") and files.TEMPORARY.search(p.name))
+        for p in run_dir.iterdir())
 
 
-def read_config(run_dir: Path) -> dict:
-    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out."""
+def read_config(run_dir: Path, defaults: dict | None = None) -> dict:
+    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out.
+
+    With `defaults` (train.DEFAULTS), every option a run has must be there with a value of its type:
+    a config.json from an older version, or edited by hand, gives one line instead of a traceback."""
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
         raise UsageError(f"{run_dir} is not a run folder (no such folder); check the path")
     try:
         saved = json.loads(path.read_text())
         options = saved["options"]
+        options.items()  # a dict, not a list or a number
     except FileNotFoundError:
         if never_started(run_dir):
             raise UsageError(f"{run_dir} holds no run (it was stopped before it started); start it again "
                              f"with the same command and --name {Path(run_dir).name}") from None
         raise UsageError(f"{run_dir} has no config.json: it is not a run folder; check the path") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise DataError(f"{path} is damaged (not the JSON train.py writes); this run cannot be resumed: "
                         f"start a new one (another --name); delete {run_dir} if you do not need it") from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    if defaults is not None:
+        check_saved_options(path, options, defaults)
+    if not isinstance(saved.get("data_folder"), (str, type(None))):
+        raise DataError(f"{path}: data_folder is {saved['data_folder']!r}, not a folder name; {REDO}")
     return {**options, "data_folder": saved.get("data_folder")}
+
+
+REDO = "this run cannot be resumed or evaluated by this version of train.py: start a new one (another --name)"
+
+
+def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
+    """Raises DataError unless `saved` has every option of a run of its model, each of the right type."""
+    from plumbing import options  # here, not at the top: options imports this module's neighbours
+
+    try:
+        reference = options.resolve({k: saved[k] for k in ("model", "preset", "dataset") if k in saved},
+                                    defaults)
+    except (UsageError, KeyError, TypeError):
+        raise DataError(f"{path}: its model, preset or dataset is not one this version knows; "
+                        f"{REDO}") from None
+    for key, default in reference.items():
+        kind = options.UNSET_TYPES.get(key) if default is None else type(default)
+        if key not in saved:
+            raise DataError(f"{path} has no option {key!r} (written by an older version?); {REDO}")
+        value, allowed = saved[key], (int, float) if kind is float else (kind,)
+        if kind is tuple:
+            ok = isinstance(value, tuple) and all(type(v) is int for v in value)
+        else:
+            ok = (value is None and default is None) or (isinstance(value, allowed) and
+                                                         isinstance(value, bool) == (kind is bool))
+        if not ok:
+            raise DataError(f"{path}: option {key!r} is {json.dumps(value)}, not a {kind.__name__}; {REDO}")
+    try:
+        options.check({**reference, **saved}, {})
+    except UsageError as err:
+        raise DataError(f"{path}: a saved value is wrong ({err}); {REDO}") from None
+
+
+def data_fingerprint(folder: Path) -> str:
+    """A SHA-256 of the dataset's files in `folder` (the CIFAR-10 batches *.bin, the IDX *.gz files):
+    --resume checks that a run goes on with the data it started with, wherever that data now lives."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix in (".bin", ".gz") and path.is_file() and not path.name.startswith("."):
+            digest.update(f"{path.name}\n".encode())
+            with open(path, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def check_same_data(run_dir: Path, data_folder: Path) -> None:
+    """Raises UsageError if `data_folder` holds other data than the run was started with."""
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    recorded, folder = saved.get("data_fingerprint"), Path(data_folder).resolve()
+    if recorded == data_fingerprint(folder) or (recorded is None and str(folder) == saved.get("data_folder")):
+        return
+    was = saved.get("data_folder")
+    raise UsageError(f"{folder} holds other data than {run_dir} was trained on ({was}"
+                     f"{'' if recorded else ', whose config.json records no checksum to compare'}); "
+                     f"resume it on its own data (drop --data-dir/--data-url), or start a new run")
 
 
 def write_config(run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict) -> None:
@@ -105,7 +174,8 @@ def write_config(run_dir: Path, config: dict, *, device: str, data_folder: Path,
         options={k: v for k, v in config.items() if k != "data_folder"},
         command=" ".join(map(shlex.quote, ["python", *sys.argv])), git_commit=git_commit(), versions=versions,
         machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), device=device),
-        data_folder=str(Path(data_folder).resolve()), started=time.strftime("%Y-%m-%d %H:%M:%S")))
+        data_folder=str(Path(data_folder).resolve()), data_fingerprint=data_fingerprint(data_folder),
+        started=time.strftime("%Y-%m-%d %H:%M:%S")))
 
 
 def git_commit() -> str | None:
@@ -145,10 +215,16 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
 
     run_dir = Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
     with lock(run_dir):
+        if resume:
+            check_same_data(run_dir, data_folder)
         if finished(run_dir):
-            print(f"{run_dir} is finished: {summary(run_dir)}; nothing to resume")
-            yield None
-            return
+            damaged = damaged_outputs(run_dir)
+            if not damaged:
+                print(f"{run_dir} is finished: {summary(run_dir)}; nothing to resume")
+                yield None
+                return
+            print(f"{run_dir} is finished, but its {' and '.join(damaged)} is damaged: rewriting the run's "
+                  f"files from its checkpoint")
         if not resume:
             write_config(run_dir, config, device=device, data_folder=data_folder, versions=machine.versions())
         try:
@@ -168,6 +244,20 @@ def write_results(run_dir: Path, results: dict) -> None:
 def finished(run_dir: Path) -> bool:
     """A run is finished once metrics.json is written: its last file, after the plots."""
     return (Path(run_dir) / "metrics.json").is_file()
+
+
+def damaged_outputs(run_dir: Path) -> list[str]:
+    """The files of a finished run that --resume rewrites from the checkpoint: best.keras, metrics.csv."""
+    damaged = []
+    try:
+        load_model(Path(run_dir) / "best.keras")
+    except (UsageError, DataError):
+        damaged.append("best.keras")
+    try:
+        read_metrics_csv(Path(run_dir) / "metrics.csv")
+    except (OSError, DataError):
+        damaged.append("metrics.csv")
+    return damaged
 
 
 def summary(run_dir: Path) -> str:
@@ -191,4 +281,5 @@ def load_model(path: Path):
         return keras.models.load_model(path)
     except Exception as err:  # a zip error, a missing member, a layer Keras cannot rebuild ...
         raise DataError(f"{path} could not be loaded ({type(err).__name__}): it is damaged or from another "
-                        f"version of this code; resume its run to rewrite it, or train again") from None
+                        f"version of this code; rewrite it from its run's checkpoint with python train.py "
+                        f"--resume {shlex.quote(str(Path(path).parent))}, or train again") from None
