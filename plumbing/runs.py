@@ -113,11 +113,14 @@ def read_config(run_dir: Path, defaults: dict | None = None) -> dict:
     return {**options, "data_folder": saved.get("data_folder")}
 
 
+KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a text", tuple: "a list of "
+         "whole numbers"}  # what a saved option must be, by the type of its default
 REDO = "this run cannot be resumed or evaluated by this version of train.py: start a new one (another --name)"
 
 
 def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
-    """Raises DataError unless `saved` has every option of a run of its model, each of the right type."""
+    """Raises DataError unless `saved` has every option of a run of its model, each of the right type
+    (that of its default) and, where the flag has choices, one of them."""
     from plumbing import options  # here, not at the top: options imports this module's neighbours
 
     try:
@@ -126,22 +129,31 @@ def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
     except (UsageError, KeyError, TypeError):
         raise DataError(f"{path}: its model, preset or dataset is not one this version knows; "
                         f"{REDO}") from None
-    for key, default in reference.items():
+    model = options.model_files()[reference["model"]]  # its options may be left out: the builder's defaults
+    choices = dict(model["choices"], optimizer=options.OPTIMIZERS, lr_schedule=options.SCHEDULES,
+                   device=("auto", "cpu", "gpu"))
+    for key, default in [*reference.items(), *((k, v) for k, v in model["options"].items() if k in saved)]:
         kind = options.UNSET_TYPES.get(key) if default is None else type(default)
         if key not in saved:
             raise DataError(f"{path} has no option {key!r} (written by an older version?); {REDO}")
-        value, allowed = saved[key], (int, float) if kind is float else (kind,)
-        if kind is tuple:
-            ok = isinstance(value, tuple) and all(type(v) is int for v in value)
-        else:
-            ok = (value is None and default is None) or (isinstance(value, allowed) and
-                                                         isinstance(value, bool) == (kind is bool))
-        if not ok:
-            raise DataError(f"{path}: option {key!r} is {json.dumps(value)}, not a {kind.__name__}; {REDO}")
+        value, shown = saved[key], json.dumps(saved[key])
+        if not (value is None and default is None or _of_kind(value, kind)):
+            raise DataError(f"{path}: option {key!r} is {shown}, not {KINDS[kind]}; {REDO}")
+        if key in choices and value not in choices[key]:
+            raise DataError(f"{path}: option {key!r} is {shown}, not one of {choices[key]}; {REDO}")
     try:
         options.check({**reference, **saved}, {})
     except UsageError as err:
         raise DataError(f"{path}: a saved value is wrong ({err}); {REDO}") from None
+
+
+def _of_kind(value, kind: type) -> bool:
+    """Whether a value read from JSON can stand for an option of type `kind` (an int for a float too)."""
+    if kind is tuple:
+        return isinstance(value, tuple) and all(type(v) is int for v in value)
+    if kind is float:
+        return type(value) in (int, float)
+    return type(value) is kind
 
 
 def data_fingerprint(folder: Path) -> str:
