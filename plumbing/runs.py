@@ -10,7 +10,9 @@
 
 A folder is always in one of three states: being trained (locked), resumable (config.json; with or
 without a checkpoint, since a run that died before its first one starts again from the beginning),
-or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two.
+or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two. A folder holding
+only the lock and a half-written config.json never started: the same command starts it. config.json
+records a checksum of the data, so that a run is never resumed on other data.
 """
 
 from __future__ import annotations
