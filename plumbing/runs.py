@@ -294,6 +294,9 @@ def load_model(path: Path):
     try:
         return keras.models.load_model(path)
     except Exception as err:  # a zip error, a missing member, a layer Keras cannot rebuild ...
+        run_dir = Path(path).parent
+        resume = f"python train.py --resume {shlex.quote(str(run_dir))}"
+        fix = (f"rewrite it from its run's checkpoint with {resume}" if (run_dir / "checkpoints").is_dir()
+               else "train again")
         raise DataError(f"{path} could not be loaded ({type(err).__name__}): it is damaged or from another "
-                        f"version of this code; rewrite it from its run's checkpoint with python train.py "
-                        f"--resume {shlex.quote(str(Path(path).parent))}, or train again") from None
+                        f"version of this code; {fix}") from None
