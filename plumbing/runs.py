@@ -237,8 +237,9 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
                 print(f"{run_dir} is finished: {summary(run_dir)}; nothing to resume")
                 yield None
                 return
-            print(f"{run_dir} is finished, but its {' and '.join(damaged)} is damaged: rewriting the run's "
-                  f"files from its checkpoint")
+            verb = "is" if len(damaged) == 1 else "are"
+            print(f"{run_dir} is finished, but its {' and '.join(damaged)} {verb} damaged: rewriting the "
+                  f"run's files from its checkpoint")
         if not resume:
             write_config(run_dir, config, device=device, data_folder=data_folder, versions=machine.versions())
         try:
