@@ -230,7 +230,7 @@ def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -
             score = row["val_accuracy"] if data["val"] else row["train_accuracy"]  # what picks the best epoch
             run.state.save(new_best=run.state.finish_epoch(row, score))
             start_step = 0
-            if stop.requested and epoch + 1 < run.epochs:
+            if stop.requested:  # even after the last epoch: the test and the plots wait for --resume
                 return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
 
     # Test the best epoch's model (with the test-time flip, if asked), then write the results and plots.
@@ -316,7 +316,7 @@ def run_command(argv: list[str] | None) -> int:
         if eval_only:
             return evaluate_saved_model(Path(eval_only), config)
         if resume:
-            config = options.for_resume(runs.read_config(Path(resume)), config)
+            config = options.for_resume(runs.read_config(Path(resume), DEFAULTS), config)
         if config.get("sweep"):  # a grid of runs (plumbing/sweep.py), compared at the end (compare.py)
             return sweep.run(config["sweep"], lambda one, resume: train_one(one, resume, stop), compare.main,
                              check_data=cifar10_input.check_data)
@@ -343,7 +343,7 @@ def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequest
 
 def evaluate_saved_model(model_path: Path, given: dict) -> int:
     """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it."""
-    config = (options.for_resume(runs.read_config(model_path.parent), given)
+    config = (options.for_resume(runs.read_config(model_path.parent, DEFAULTS), given)
               if (model_path.parent / "config.json").is_file() else options.resolve(given, DEFAULTS))
     machine.select_device("auto")  # quietly: probing for a GPU prints noise on machines without one
     model, data = runs.load_model(model_path), cifar10_input.training_data(config)

@@ -10,6 +10,8 @@ or doubled, and best.keras always holds the epoch that metrics.json names.
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import keras
@@ -36,24 +38,43 @@ class TrainingState:
                                          best_variables=self.best_model.variables, epoch=self.epoch,
                                          step=self.step, sums=self.sums, best_epoch=self.best_epoch,
                                          best_score=self.best_score, rows=self.rows_json)
-        self.manager = tf.train.CheckpointManager(checkpoint, self.run_dir / "checkpoints", max_to_keep=1)
+        self.folder = self.run_dir / "checkpoints"
+        self.checkpoint = checkpoint
+        self.manager = self._manager()
 
     @property
     def rows(self) -> list[dict]:
         return json.loads(self.rows_json.numpy().decode())
 
     def restore(self) -> bool:
-        """Loads the latest checkpoint, if any (True), and rewrites metrics.csv and best.keras from it."""
-        latest = self.manager.latest_checkpoint
-        if latest is None:
+        """Loads the newest intact checkpoint, if any (True), and rewrites metrics.csv and best.keras from it.
+
+        The checkpoints are found by their own files (ckpt-N.index), not by the small state file
+        `checkpoints/checkpoint` that only names the latest one: a state file that is damaged, empty or
+        missing must not make a run start over. A run that saved and lost its checkpoints is refused."""
+        candidates = sorted(self.folder.glob("ckpt-*.index"), key=_number, reverse=True)
+        if not candidates:
+            if self._started():
+                raise DataError(f"{self.folder} holds no checkpoint (its ckpt-* files are gone), but the run "
+                                f"had started; it cannot be resumed: start a new run (another --name)")
             return False
-        try:
-            self.manager.checkpoint.restore(latest).assert_existing_objects_matched()
-            rows = self.rows
-        except Exception as err:  # a damaged file fails in many ways (OpError, IndexError, ValueError ...)
-            raise DataError(f"the checkpoint in {self.run_dir / 'checkpoints'} is damaged or belongs to "
-                            f"another model ({type(err).__name__}); it cannot be resumed: start a new run "
-                            f"(another --name)") from None
+        damaged = []
+        for index in candidates:  # newest first; an older one only if the newer is damaged
+            prefix = str(index.with_suffix(""))
+            try:
+                self.checkpoint.restore(prefix).assert_existing_objects_matched()
+                rows = self.rows
+                break
+            except Exception as err:  # a damaged file fails in many ways (OpError, IndexError ...)
+                damaged.append(f"{index.stem} ({type(err).__name__})")
+        else:
+            raise DataError(f"the checkpoint in {self.folder} is damaged or belongs to another model "
+                            f"({', '.join(damaged)}); it cannot be resumed: start a new run (another --name)")
+        if damaged:
+            print(f"skipped the damaged checkpoint {', '.join(damaged)}; resuming from {index.stem}")
+        if self.manager.latest_checkpoint != prefix:  # the state file is wrong: make it name this one
+            self._write_state_file(index.stem)
+            self.manager = self._manager()
         self.write_derived_files(rows)
         return True
 
@@ -89,3 +110,32 @@ class TrainingState:
         runs.write_metrics_csv(self.run_dir, rows)
         if best_model and int(self.best_epoch):
             files.atomic_write(self.run_dir / "best.keras", self.best_model.save)
+
+    def _manager(self) -> tf.train.CheckpointManager | None:
+        """Keeps one checkpoint, ckpt-N (the older one is deleted after the next save). None when the state
+        file is empty and no checkpoint is left: restore() then refuses the run."""
+        try:
+            return tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=1)
+        except ValueError:  # an empty state file (an unreadable one counts as none): name the newest
+            candidates = sorted(self.folder.glob("ckpt-*.index"), key=_number, reverse=True)
+            if not candidates:
+                return None
+            self._write_state_file(candidates[0].stem)
+            return tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=1)
+
+    def _write_state_file(self, name: str) -> None:
+        """Rewrites `checkpoints/checkpoint` (a text protocol buffer) naming the one checkpoint `name`."""
+        files.write_text(self.folder / "checkpoint", f'model_checkpoint_path: "{name}"\n'
+                         f'all_model_checkpoint_paths: "{name}"\n'
+                         f'all_model_checkpoint_timestamps: {time.time()}\n')
+
+    def _started(self) -> bool:
+        """Whether the run had saved a checkpoint once: the state file or the files written after it."""
+        return any(path.exists() for path in (self.folder / "checkpoint", self.run_dir / "metrics.csv",
+                                                self.run_dir / "best.keras"))
+
+
+def _number(index: Path) -> int:
+    """N of ckpt-N.index (0 for a name of another form)."""
+    match = re.fullmatch(r"ckpt-(\d+)\.index", index.name)
+    return int(match.group(1)) if match else 0

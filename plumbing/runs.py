@@ -10,13 +10,16 @@
 
 A folder is always in one of three states: being trained (locked), resumable (config.json; with or
 without a checkpoint, since a run that died before its first one starts again from the beginning),
-or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two.
+or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two. A folder holding
+only the lock and a half-written config.json never started: the same command starts it. config.json
+records a checksum of the data, so that a run is never resumed on other data.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -52,6 +55,7 @@ def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
                 raise UsageError(f"{path} already exists; choose another --name, or continue it with: "
                                  f"{resume_command(path)}")
             path.mkdir(exist_ok=True)
+            files.remove_stale_temporaries(path)  # a config.json half-written by a job that was killed
             return path
         stamp = f"{preset}-{time.strftime('%m%d-%H%M%S')}"
         for attempt in range(1, 1000):
@@ -78,12 +82,19 @@ def lock(run_dir: Path):
 
 
 def never_started(run_dir: Path) -> bool:
-    """A folder a job created but left before writing its config.json (killed at once): free to reuse."""
-    return Path(run_dir).is_dir() and not any(p.name != ".lock" for p in Path(run_dir).iterdir())
+    """A folder a job created but left before its config.json was complete (killed at once, or while
+    writing it): free to reuse. It holds nothing but the lock and a temporary config.json.tmp-PID."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and not (run_dir / "config.json").exists() and all(
+        p.name == ".lock" or (p.name.startswith("config.") and files.TEMPORARY.search(p.name))
+        for p in run_dir.iterdir())
 
 
-def read_config(run_dir: Path) -> dict:
-    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out."""
+def read_config(run_dir: Path, defaults: dict | None = None) -> dict:
+    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out.
+
+    With `defaults` (train.DEFAULTS), every option a run has must be there with a value of its type:
+    a config.json from an older version, or edited by hand, gives one line instead of a traceback."""
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
         what = "a file, not a folder" if Path(run_dir).exists() else "no such folder"
@@ -91,17 +102,89 @@ def read_config(run_dir: Path) -> dict:
     try:
         saved = json.loads(path.read_text())
         options = saved["options"]
+        options.items()  # a dict, not a list or a number
     except FileNotFoundError:
         if never_started(run_dir):
             raise UsageError(f"{run_dir} holds no run (it was stopped before it started); start it again "
                              f"with the same command and --name {Path(run_dir).name}") from None
         raise UsageError(f"{run_dir} has no config.json: it is not a run folder; check the path") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise DataError(f"{path} is damaged (not the JSON train.py writes); the run can be neither "
                         f"resumed nor evaluated: start a new one (another --name); delete {run_dir} if you "
                         f"do not need it") from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    if defaults is not None:
+        check_saved_options(path, options, defaults)
+    if not isinstance(saved.get("data_folder"), (str, type(None))):
+        raise DataError(f"{path}: data_folder is {saved['data_folder']!r}, not a folder name; {REDO}")
     return {**options, "data_folder": saved.get("data_folder")}
+
+
+KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a text", tuple: "a list of "
+         "whole numbers"}  # what a saved option must be, by the type of its default
+REDO = "this run cannot be resumed or evaluated by this version of train.py: start a new one (another --name)"
+
+
+def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
+    """Raises DataError unless `saved` has every option of a run of its model, each of the right type
+    (that of its default) and, where the flag has choices, one of them."""
+    from plumbing import options  # here, not at the top: options imports this module's neighbours
+
+    try:
+        reference = options.resolve({k: saved[k] for k in ("model", "preset", "dataset") if k in saved},
+                                    defaults)
+    except (UsageError, KeyError, TypeError):
+        raise DataError(f"{path}: its model, preset or dataset is not one this version knows; "
+                        f"{REDO}") from None
+    model = options.model_files()[reference["model"]]  # its options may be left out: the builder's defaults
+    choices = dict(model["choices"], optimizer=options.OPTIMIZERS, lr_schedule=options.SCHEDULES,
+                   device=("auto", "cpu", "gpu"))
+    for key, default in [*reference.items(), *((k, v) for k, v in model["options"].items() if k in saved)]:
+        kind = options.UNSET_TYPES.get(key) if default is None else type(default)
+        if key not in saved:
+            raise DataError(f"{path} has no option {key!r} (written by an older version?); {REDO}")
+        value, shown = saved[key], json.dumps(saved[key])
+        if not (value is None and default is None or _of_kind(value, kind)):
+            raise DataError(f"{path}: option {key!r} is {shown}, not {KINDS[kind]}; {REDO}")
+        if key in choices and value not in choices[key]:
+            raise DataError(f"{path}: option {key!r} is {shown}, not one of {choices[key]}; {REDO}")
+    try:
+        options.check({**reference, **saved}, {})
+    except UsageError as err:
+        raise DataError(f"{path}: a saved value is wrong ({err}); {REDO}") from None
+
+
+def _of_kind(value, kind: type) -> bool:
+    """Whether a value read from JSON can stand for an option of type `kind` (an int for a float too)."""
+    if kind is tuple:
+        return isinstance(value, tuple) and all(type(v) is int for v in value)
+    if kind is float:
+        return type(value) in (int, float)
+    return type(value) is kind
+
+
+def data_fingerprint(folder: Path) -> str:
+    """A SHA-256 of the dataset's files in `folder` (the CIFAR-10 batches *.bin, the IDX *.gz files):
+    --resume checks that a run goes on with the data it started with, wherever that data now lives."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix in (".bin", ".gz") and path.is_file() and not path.name.startswith("."):
+            digest.update(f"{path.name}\n".encode())
+            with open(path, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def check_same_data(run_dir: Path, data_folder: Path) -> None:
+    """Raises UsageError if `data_folder` holds other data than the run was started with."""
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    recorded, folder = saved.get("data_fingerprint"), Path(data_folder).resolve()
+    if recorded == data_fingerprint(folder) or (recorded is None and str(folder) == saved.get("data_folder")):
+        return
+    was = saved.get("data_folder")
+    raise UsageError(f"{folder} holds other data than {run_dir} was trained on ({was}"
+                     f"{'' if recorded else ', whose config.json records no checksum to compare'}); "
+                     f"resume it on its own data (drop --data-dir/--data-url), or start a new run")
 
 
 def write_config(run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict) -> None:
@@ -110,7 +193,8 @@ def write_config(run_dir: Path, config: dict, *, device: str, data_folder: Path,
         options={k: v for k, v in config.items() if k != "data_folder"},
         command=" ".join(map(shlex.quote, ["python", *sys.argv])), git_commit=git_commit(), versions=versions,
         machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), device=device),
-        data_folder=str(Path(data_folder).resolve()), started=time.strftime("%Y-%m-%d %H:%M:%S")))
+        data_folder=str(Path(data_folder).resolve()), data_fingerprint=data_fingerprint(data_folder),
+        started=time.strftime("%Y-%m-%d %H:%M:%S")))
 
 
 def git_commit() -> str | None:
@@ -150,10 +234,17 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
 
     run_dir = Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
     with lock(run_dir):
+        if resume:
+            check_same_data(run_dir, data_folder)
         if finished(run_dir):
-            print(f"{run_dir} is finished: {summary(run_dir)}; nothing to resume")
-            yield None
-            return
+            damaged = damaged_outputs(run_dir)
+            if not damaged:
+                print(f"{run_dir} is finished: {summary(run_dir)}; nothing to resume")
+                yield None
+                return
+            verb = "is" if len(damaged) == 1 else "are"
+            print(f"{run_dir} is finished, but its {' and '.join(damaged)} {verb} damaged: rewriting the "
+                  f"run's files from its checkpoint")
         if not resume:
             write_config(run_dir, config, device=device, data_folder=data_folder, versions=machine.versions())
         try:
@@ -173,6 +264,20 @@ def write_results(run_dir: Path, results: dict) -> None:
 def finished(run_dir: Path) -> bool:
     """A run is finished once metrics.json is written: its last file, after the plots."""
     return (Path(run_dir) / "metrics.json").is_file()
+
+
+def damaged_outputs(run_dir: Path) -> list[str]:
+    """The files of a finished run that --resume rewrites from the checkpoint: best.keras, metrics.csv."""
+    damaged = []
+    try:
+        load_model(Path(run_dir) / "best.keras")
+    except (UsageError, DataError):
+        damaged.append("best.keras")
+    try:
+        read_metrics_csv(Path(run_dir) / "metrics.csv")
+    except (OSError, DataError):
+        damaged.append("metrics.csv")
+    return damaged
 
 
 def summary(run_dir: Path) -> str:
@@ -195,5 +300,9 @@ def load_model(path: Path):
     try:
         return keras.models.load_model(path)
     except Exception as err:  # a zip error, a missing member, a layer Keras cannot rebuild ...
+        run_dir = Path(path).parent
+        fix = "train again"
+        if (run_dir / "checkpoints").is_dir():
+            fix = f"rewrite it from its run's checkpoint with {resume_command(run_dir)}"
         raise DataError(f"{path} could not be loaded ({type(err).__name__}): it is damaged or from another "
-                        f"version of this code; resume its run to rewrite it, or train again") from None
+                        f"version of this code; {fix}") from None

@@ -4,13 +4,19 @@ Outside the training loop a signal stops the program at once (errors.Stopped: ex
 one line, no traceback); every file is written atomically, so nothing is left half-written. Inside
 `deferred()`, the first signal only sets `requested`: the loop finishes its step, saves a checkpoint
 and says how to resume. A second signal stops at once.
+
+No stop is lost: Python runs a signal handler between two lines of whatever Python code is running,
+and an exception raised inside a `__del__` method (TensorFlow frees its tensors in them) is dropped
+with an "Exception ignored" message. Such a stop is sent again, to land in ordinary code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
+import threading
 
 from plumbing.errors import Stopped, resume_command, signal_name
 
@@ -18,9 +24,13 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
 def exit_quietly(signum, _frame):
-    """A handler for the moments before `handled()` (TensorFlow loading): one line, exit 128 + signal."""
-    print(f"\n{signal_name(signum)}: stopped", file=sys.stderr)
-    sys.exit(128 + signum)
+    """A handler for the moments before `handled()` (TensorFlow loading): one line, exit 128 + signal.
+
+    os._exit, not sys.exit: nothing is being written yet, and the exit cannot be dropped in a __del__."""
+    print(f"\n{signal_name(signum)}: stopped", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    os._exit(128 + signum)
 
 
 def stopped(signum: int, run_dir, where: str) -> int:
@@ -31,9 +41,12 @@ def stopped(signum: int, run_dir, where: str) -> int:
 
 
 class StopRequests:
+    """The signal handler of handled(), and `requested`: the flag the training loop checks at every step."""
+
     def __init__(self):
-        self.requested: int | None = None  # the signal number, once one arrived while deferring
+        self.requested: int | None = None  # the first signal's number, once one arrived
         self._deferring = False
+        self._previous_hook = sys.unraisablehook
 
     def _handle(self, signum, _frame):
         if self._deferring and self.requested is None:
@@ -41,7 +54,18 @@ class StopRequests:
             print(f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
                   f"(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
             return
+        self.requested = self.requested or signum
         raise Stopped(signum)
+
+    def _unraisable(self, unraisable) -> None:
+        """sys.unraisablehook while handled(): a Stopped that Python dropped (raised inside a __del__ method
+        or a weakref callback) is sent again; other exceptions are printed as usual."""
+        if isinstance(unraisable.exc_value, Stopped):  # sent again a moment later, after this __del__
+            again = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+            again.daemon = True
+            again.start()
+            return
+        self._previous_hook(unraisable)
 
     @contextlib.contextmanager
     def deferred(self):
@@ -62,8 +86,10 @@ def handled():
     except ValueError:  # not the main thread (e.g. called from a test runner's worker): leave them alone
         yield stop
         return
+    stop._previous_hook, sys.unraisablehook = sys.unraisablehook, stop._unraisable
     try:
         yield stop
     finally:
+        sys.unraisablehook = stop._previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)

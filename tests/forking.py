@@ -9,6 +9,7 @@ A fault names an event and when, counting from 1 across the child's events:
     {"at": "write", "after": k, "signal": 9}      after the k-th file renamed into place (os.replace) or
                                                    checkpoint saved, send the signal (9: SIGKILL)
     {"at": "step", "after": k, "signal": 15}      after the k-th training step ("repeat": 2 sends it twice)
+    {"at": "time", "after": s, "signal": 2}       s seconds after main starts, if it is still running
     {"at": "record"}                               kill nothing: list the write events (report["events"])
 """
 
@@ -29,6 +30,7 @@ RUNNER = textwrap.dedent('''
     figure.text(0.5, 0.5, "x")
     figure.savefig(io.BytesIO())
     plt.close(figure)
+    DONE = []  # set in a child once main has returned
 
     def apply(fault, events):
         """Wraps the functions whose calls are the fault's events."""
@@ -51,6 +53,15 @@ RUNNER = textwrap.dedent('''
         if fault.get("at") == "step":
             make = train.make_train_step
             train.make_train_step = lambda *a, **k: counted("step", make(*a, **k), lambda a: "")
+        if fault.get("at") == "time":
+            import threading
+            def later():
+                time.sleep(fault["after"])
+                for _ in range(fault.get("repeat", 1)):
+                    if not DONE:  # main has not returned yet
+                        os.kill(os.getpid(), fault["signal"])
+                        time.sleep(0.1)
+            threading.Thread(target=later, daemon=True).start()
 
     for job in json.loads(sys.argv[1]):
         read, write = os.pipe()
@@ -61,13 +72,14 @@ RUNNER = textwrap.dedent('''
             sys.path.insert(0, job["root"])
             report, start = {"events": []}, time.perf_counter()
             try:
+                module = pytest if job["module"] == "pytest" else __import__(job["module"])
                 if job.get("fault"):
                     apply(job["fault"], report["events"])
                 if job["module"] == "pytest":
                     report["code"] = int(pytest.main(job["argv"]))
                 else:
-                    module = __import__(job["module"])
                     report["code"] = module.main(job["argv"])
+                DONE.append(True)
             except BaseException as err:  # reported, not raised: the parent goes on with the next job
                 report["code"], report["error"] = -1, repr(err)
             sys.stdout.flush()

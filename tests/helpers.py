@@ -237,3 +237,44 @@ def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 1
 
     threading.Thread(target=serve, daemon=True).start()
     return f"http://127.0.0.1:{listener.getsockname()[1]}", requests
+
+
+# ----------------------------------------------------------------------------- runs compared
+def assert_one_line(capsys, code: int, expected_code: int, text: str) -> str:
+    """The command exited with `expected_code`, printing one line on stderr holding `text` (no traceback)."""
+    err = capsys.readouterr().err
+    assert code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err, \
+        f"exit {code}:\n{err}"
+    return err.strip()
+
+
+def run_outcome(run_dir: Path) -> dict:
+    """What two runs that are the same must agree on, bit for bit: metrics.csv's rows and metrics.json
+    (times aside), the checkpoint's model weights, best.keras' weights."""
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from plumbing import runs
+    rows = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+            for row in runs.read_metrics_csv(run_dir / "metrics.csv")]
+    results = json.loads((run_dir / "metrics.json").read_text())
+    results.pop("train_seconds")
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    names = sorted(k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables"))
+    weights = {k: reader.get_tensor(k) for k in names}
+    best = [w.numpy() for w in keras.models.load_model(run_dir / "best.keras").weights]
+    return dict(rows=rows, results=results, weights=weights, best=best)
+
+
+def assert_same_outcome(outcome: dict, reference: dict, what: str) -> None:
+    """Two run_outcome()s are equal, weights bit for bit."""
+    assert outcome["rows"] == reference["rows"], f"{what}: metrics.csv differs"
+    assert outcome["results"] == reference["results"], f"{what}: metrics.json differs"
+    assert outcome["weights"].keys() == reference["weights"].keys(), f"{what}: other variables"
+    for key, value in reference["weights"].items():
+        np.testing.assert_array_equal(outcome["weights"][key], value, err_msg=f"{what}: {key}")
+    assert len(outcome["best"]) == len(reference["best"]), f"{what}: best.keras has other weights"
+    for mine, theirs in zip(outcome["best"], reference["best"]):
+        np.testing.assert_array_equal(mine, theirs, err_msg=f"{what}: best.keras differs")

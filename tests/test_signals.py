@@ -1,0 +1,91 @@
+"""Ctrl-C and SIGTERM (not graded): no stop is lost, wherever it lands (even inside a __del__ method,
+where Python drops exceptions), and a stop during the last epoch's validation stops as it says and
+resumes to the same result."""
+
+import os
+import signal
+import time
+
+import pytest
+
+import train
+from helpers import assert_same_outcome, check_run_folder, run_outcome, run_train
+from plumbing import signals
+from plumbing.errors import Stopped
+
+TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50",
+        "--deterministic"]
+
+
+class SignalledWhileDeleted:
+    """An object whose __del__ receives a signal, as TensorFlow's EagerResourceDeleter.__del__ can."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        os.kill(os.getpid(), self.signum)
+        for _ in range(1000):  # Python runs the handler here, inside __del__
+            pass
+
+
+def wait_a_little():
+    for _ in range(200):
+        time.sleep(0.005)
+
+
+def test_a_stop_that_lands_inside_a_del_method_is_not_lost():
+    with signals.handled() as stop:
+        with pytest.raises(Stopped) as info:
+            SignalledWhileDeleted(signal.SIGTERM)  # deleted at once
+            wait_a_little()
+    assert info.value.signum == signal.SIGTERM and stop.requested == signal.SIGTERM
+
+
+def test_a_second_ctrl_c_inside_a_del_method_still_stops_at_once(capsys):
+    with signals.handled() as stop, stop.deferred():
+        SignalledWhileDeleted(signal.SIGINT)  # the first: recorded, the loop saves and stops
+        wait_a_little()
+        assert stop.requested == signal.SIGINT
+        assert "SIGINT: finishing this step and saving a checkpoint" in capsys.readouterr().err
+        with pytest.raises(Stopped):
+            SignalledWhileDeleted(signal.SIGINT)  # the second: at once
+            wait_a_little()
+
+
+def test_other_exceptions_in_del_methods_are_reported_as_usual():
+    class Broken:
+        def __del__(self):
+            raise ValueError("broken")
+    seen = []
+    previous, signals.sys.unraisablehook = signals.sys.unraisablehook, seen.append
+    try:
+        with signals.handled():
+            Broken()
+    finally:
+        signals.sys.unraisablehook = previous
+    assert [type(u.exc_value) for u in seen] == [ValueError]
+
+
+def test_ctrl_c_during_the_last_validation_stops_and_resumes(sample_dir, tmp_path, monkeypatch, capsys):
+    _, reference = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "2", name="whole")
+    capsys.readouterr()
+    calls, evaluate = [], train.evaluate
+
+    def interrupted(predict, dataset):  # validation is the second call in each epoch's loop
+        calls.append(dataset)
+        if len(calls) == 2:  # the last (second) epoch's validation
+            os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(predict, dataset)
+    monkeypatch.setattr(train, "evaluate", interrupted)
+    code, run_dir = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "2", name="cut")
+    out, err = capsys.readouterr()
+    assert code == 128 + signal.SIGINT, err
+    assert "SIGINT: finishing this step and saving a checkpoint" in err
+    assert f"SIGINT: saved a checkpoint after epoch 2. Resume with:\n  python train.py --resume {run_dir}\n" \
+        in out
+    assert not (run_dir / "metrics.json").exists() and "test accuracy" not in out, "no test after the stop"
+    monkeypatch.undo()
+    assert train.main(["--resume", str(run_dir)]) == 0
+    check_run_folder(run_dir, epochs=2)
+    assert_same_outcome(run_outcome(run_dir), run_outcome(reference), "stopped in the last validation")
