@@ -9,6 +9,7 @@ or doubled, and best.keras always holds the epoch that metrics.json names.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import time
@@ -52,6 +53,8 @@ class TrainingState:
         The checkpoints are found by their own files (ckpt-N.index), not by the small state file
         `checkpoints/checkpoint` that only names the latest one: a state file that is damaged, empty or
         missing must not make a run start over. A run that saved and lost its checkpoints is refused."""
+        if self.folder.exists() and not self.folder.is_dir():  # said as any other file in the way
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(self.folder))
         candidates = sorted(self.folder.glob("ckpt-*.index"), key=_number, reverse=True)
         if not candidates:
             if self._started():

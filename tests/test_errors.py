@@ -139,9 +139,12 @@ def test_a_checkpoint_of_another_model_is_one_line_with_no_warnings_after_it(unf
     (unfinished / "config.json").write_text(json.dumps(config))
     code = train.main(["--resume", str(unfinished)])
     err = capfd.readouterr().err  # file descriptor 2: TensorFlow's warnings too
+    stems = sorted((p.stem for p in (unfinished / "checkpoints").glob("ckpt-*.index")),
+                   key=lambda stem: -int(stem.removeprefix("ckpt-")))
     assert code == 1 and err.splitlines() == [
         f"error: the checkpoint in {unfinished / 'checkpoints'} is damaged or belongs to another model "
-        f"(ValueError); it cannot be resumed: start a new run (another --name)"], err
+        f"({', '.join(f'{stem} (ValueError)' for stem in stems)}); it cannot be resumed: start a new run "
+        f"(another --name)"], err
 
 
 def test_out_of_memory_is_one_line_naming_the_tensor():

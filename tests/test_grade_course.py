@@ -82,7 +82,7 @@ def stages(data: dict) -> dict:
     return {stage: value["score"] for stage, value in data["extra_data"]["stages"].items()}
 
 
-def tests_named(data: dict, part: str) -> list[dict]:
+def named_tests(data: dict, part: str) -> list[dict]:
     return [test for test in data["tests"] if part in test["name"]]
 
 
@@ -106,7 +106,7 @@ def test_a_syntax_error_in_the_input_pipeline_leaves_the_numpy_stages_graded(gra
     assert data["max_score"] == TOTAL and len(data["tests"]) == len(graded_class["solution"]["tests"])
     assert stages(data)["NumPy net"] == 13 and stages(data)["NumPy conv"] == 12, data["output"]
     assert stages(data)["augmentation"] == 0
-    crop = tests_named(data, "test_augmentation.py")[0]
+    crop = named_tests(data, "test_augmentation.py")[0]
     assert crop["output"].startswith("not run: cifar10_input.py line "), crop["output"]
     assert "SyntaxError" in crop["output"]
 

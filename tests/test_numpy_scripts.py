@@ -49,7 +49,7 @@ def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(n
 
 # ----------------------------------------------------------------------------- 15: numpy_conv.py wrapped
 def test_numpy_conv_names_an_unwritten_stub_in_one_line_with_exit_code_2(capsys, monkeypatch):
-    def stub(*args, **kwargs):  # what tools/make_exercise.py leaves in the exercise
+    def stub(*args, **kwargs):  # what the exercise version holds until it is written
         raise NotImplementedError("numpy_conv.py::conv2d_forward_naive: for each output position: its window")
     monkeypatch.setattr(numpy_conv, "conv2d_forward_naive", stub)
     code = numpy_conv.main([])
