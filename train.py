@@ -230,8 +230,8 @@ def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -
             score = row["val_accuracy"] if data["val"] else row["train_accuracy"]  # what picks the best epoch
             run.state.save(new_best=run.state.finish_epoch(row, score))
             start_step = 0
-            if stop.requested:  # even after the last epoch: the test and the plots wait for --resume
-                return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
+        if stop.requested:  # after deferring (a later signal stops at once); the last epoch's test waits too
+            return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
 
     # Test the best epoch's model (with the test-time flip, if asked), then write the results and plots.
     results = test_and_report(config, run_dir, data, run.state, run.board)

@@ -47,6 +47,7 @@ class StopRequests:
         self.requested: int | None = None  # the first signal's number, once one arrived
         self._deferring = False
         self._previous_hook = sys.unraisablehook
+        self._dropped, self._again = None, None  # a stop Python dropped, and the timer that sends it again
 
     def _handle(self, signum, _frame):
         if self._deferring and self.requested is None:
@@ -54,16 +55,17 @@ class StopRequests:
             print(f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
                   f"(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
             return
-        self.requested = self.requested or signum
+        self.requested, self._dropped = self.requested or signum, None
         raise Stopped(signum)
 
     def _unraisable(self, unraisable) -> None:
         """sys.unraisablehook while handled(): a Stopped that Python dropped (raised inside a __del__ method
         or a weakref callback) is sent again; other exceptions are printed as usual."""
         if isinstance(unraisable.exc_value, Stopped):  # sent again a moment later, after this __del__
-            again = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
-            again.daemon = True
-            again.start()
+            self._dropped = unraisable.exc_value.signum
+            self._again = threading.Timer(0.01, os.kill, (os.getpid(), self._dropped))
+            self._again.daemon = True
+            self._again.start()
             return
         self._previous_hook(unraisable)
 
@@ -91,5 +93,9 @@ def handled():
         yield stop
     finally:
         sys.unraisablehook = stop._previous_hook
+        if stop._again:
+            stop._again.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if stop._dropped:  # the block ended before the stop could be sent again: it still stops
+        raise Stopped(stop._dropped)

@@ -9,7 +9,8 @@ A fault names an event and when, counting from 1 across the child's events:
     {"at": "write", "after": k, "signal": 9}      after the k-th file renamed into place (os.replace) or
                                                    checkpoint saved, send the signal (9: SIGKILL)
     {"at": "step", "after": k, "signal": 15}      after the k-th training step ("repeat": 2 sends it twice)
-    {"at": "time", "after": s, "signal": 2}       s seconds after main starts, if it is still running
+    {"at": "time", "after": s, "signal": 2}       s seconds after main starts, if it is still running (the
+                                                   events list "signal" for each signal sent)
     {"at": "record"}                               kill nothing: list the write events (report["events"])
 """
 
@@ -59,6 +60,7 @@ RUNNER = textwrap.dedent('''
                 time.sleep(fault["after"])
                 for _ in range(fault.get("repeat", 1)):
                     if not DONE:  # main has not returned yet
+                        events.append("signal")
                         os.kill(os.getpid(), fault["signal"])
                         time.sleep(0.1)
             threading.Thread(target=later, daemon=True).start()

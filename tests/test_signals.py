@@ -53,6 +53,13 @@ def test_a_second_ctrl_c_inside_a_del_method_still_stops_at_once(capsys):
             wait_a_little()
 
 
+def test_a_stop_dropped_just_before_the_end_of_the_command_still_stops():
+    with pytest.raises(Stopped) as info:
+        with signals.handled():
+            SignalledWhileDeleted(signal.SIGINT)  # the block ends before the stop can be sent again
+    assert info.value.signum == signal.SIGINT
+
+
 def test_other_exceptions_in_del_methods_are_reported_as_usual():
     class Broken:
         def __del__(self):
