@@ -44,6 +44,7 @@ def test_a_two_run_sweep_leaves_both_runs_the_picture_and_true_tables(sample_dir
     assert (tmp_path / "c.md").read_text() == (sweep_dir / "comparison.md").read_text()
 
 
+@pytest.mark.slow  # 17 s: pytest -m slow
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
 def test_an_interrupted_sweep_continues_with_the_same_command(sample_dir, tmp_path):
     argv = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY[:-1], "2",
@@ -59,6 +60,7 @@ def test_an_interrupted_sweep_continues_with_the_same_command(sample_dir, tmp_pa
     assert (tmp_path / "sweep-mlp-seed" / "comparison.md").is_file()
 
 
+@pytest.mark.slow  # 8 s: pytest -m slow
 def test_two_jobs_share_a_sweep_and_the_last_one_compares(sample_dir, tmp_path, capsys):
     argv = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY,
             "--sweep", "lr=0.0001,0.01"]

@@ -122,6 +122,7 @@ def test_a_diverging_loss_stops_the_run(sample_dir, tmp_path, capsys, lr):
     assert not (run_dir / "best.keras").exists(), "no model may be saved from a diverged run"
 
 
+@pytest.mark.slow  # 23 s; the default run keeps test_signals' bit-identical resume, -m faults 24 more
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
 def test_resume_after_a_signal_gives_identical_weights_and_rows(sample_dir, tmp_path):
     args = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), "--num-train-examples", "128",

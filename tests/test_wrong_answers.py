@@ -9,7 +9,7 @@ from its points(n) marker (read from the test file with ast).
 The solution scores every point of every stage (pytest -m points), so "fewer points than the solution"
 is "fewer than the stage's possible points".
 
-Not graded, and left out of the exercise version (tools/exercise_exclude.txt). Two quick cases run by
+Not graded, and left out of the exercise version (tools/exercise_exclude.txt). One quick case runs by
 default; the others are slow (about 2 minutes: pytest -m slow tests/test_wrong_answers.py).
 """
 
@@ -26,7 +26,7 @@ from wrong_answers import CASES, STAGE_TESTS, write_variant
 
 REPO = Path(__file__).resolve().parent.parent
 GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
-QUICK = {"naive_convolution_calls_the_vectorised_one", "numpy_net_gradients_from_tensorflow"}
+QUICK = {"numpy_net_gradients_from_tensorflow"}  # one in the default run; -m slow for the rest
 pytestmark = pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
 
 
