@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import grading  # noqa: E402  (tests/grading.py: points and the summary table)
-from helpers import SAMPLE_DIR, known_images, write_records  # noqa: E402
+from helpers import SAMPLE_DIR, TINY, known_images, run_train, write_records  # noqa: E402
 
 
 def pytest_configure(config):
@@ -192,3 +192,12 @@ def sample_archive(tmp_path_factory) -> Path:
     return path
 
 
+
+
+@pytest.fixture(scope="session")
+def trained(sample_dir, tmp_path_factory) -> Path:
+    """A finished one-epoch run of the linear model on the sample, trained once per session: tests that
+    change a run work on a copy of it."""
+    code, run_dir = run_train(sample_dir.parent, tmp_path_factory.mktemp("trained"), *TINY, "--epochs", "1")
+    assert code == 0
+    return run_dir

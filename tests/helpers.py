@@ -10,6 +10,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
+# The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a step.
+TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
 
 
 def known_images(num_images: int, first_id: int = 0) -> np.ndarray:

@@ -17,19 +17,10 @@ import pytest
 import tensorflow as tf
 
 import train
-from helpers import REPO_ROOT, run_train
+from helpers import REPO_ROOT, TINY, run_train
 from plumbing import errors, files, logs, options
 
-TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
 NO_SPACE = "No space left on device"
-
-
-@pytest.fixture(scope="module")
-def trained(sample_dir, tmp_path_factory) -> Path:
-    """One finished one-epoch run, copied by `run_copy` for each test that changes it."""
-    code, run_dir = run_train(sample_dir.parent, tmp_path_factory.mktemp("trained"), *TINY, "--epochs", "1")
-    assert code == 0
-    return run_dir
 
 
 @pytest.fixture

@@ -10,17 +10,7 @@ from pathlib import Path
 import pytest
 
 import train
-from helpers import assert_one_line, assert_same_outcome, check_run_folder, run_outcome, run_train
-
-TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
-
-
-@pytest.fixture(scope="module")
-def trained(sample_dir, tmp_path_factory) -> Path:
-    """A finished one-epoch run on the sample, trained once for the module (tests use copies)."""
-    code, run_dir = run_train(sample_dir.parent, tmp_path_factory.mktemp("runs"), *TINY, "--epochs", "1")
-    assert code == 0
-    return run_dir
+from helpers import TINY, assert_one_line, assert_same_outcome, check_run_folder, run_outcome, run_train
 
 
 @pytest.fixture
