@@ -11,6 +11,7 @@ Standard library only: the instructor tools use it before anything is installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import logging
@@ -139,11 +140,28 @@ def report(main, argv: list[str] | None = None) -> int:
         if answer is None:
             raise
         logger.disabled = True  # from here: leaving this block frees the error's frames and their objects
-    try:
-        gc.collect()
-    finally:
-        logger.disabled = disabled
-    code, line = answer
-    sys.stdout.flush()
-    print(line, file=sys.stderr, flush=True)
+    with signals_ignored():  # a second Ctrl-C while the line is being written changes nothing
+        try:
+            gc.collect()
+        finally:
+            logger.disabled = disabled
+        code, line = answer
+        sys.stdout.flush()
+        print(line, file=sys.stderr, flush=True)
     return code
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """Ctrl-C and SIGTERM do nothing inside the block (the command is already stopping): a second
+    Ctrl-C pressed while the last line is written must not end in a KeyboardInterrupt traceback."""
+    try:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -96,3 +96,20 @@ def test_ctrl_c_during_the_last_validation_stops_and_resumes(sample_dir, tmp_pat
     assert train.main(["--resume", str(run_dir)]) == 0
     check_run_folder(run_dir, epochs=2)
     assert_same_outcome(run_outcome(run_dir), run_outcome(reference), "stopped in the last validation")
+
+
+def test_a_second_ctrl_c_while_the_stop_line_is_written_is_ignored(monkeypatch, capsys):
+    """Found by the fault suite (a double SIGINT 0.1 s apart, early in a run): the second one landed
+    while report() freed the first one's leftovers, and escaped as a KeyboardInterrupt traceback."""
+    import gc
+
+    from plumbing import errors
+
+    def stopped(argv):
+        raise Stopped(signal.SIGINT)
+
+    collect = gc.collect
+    monkeypatch.setattr(errors.gc, "collect", lambda: (os.kill(os.getpid(), signal.SIGINT), collect()))
+    assert errors.report(stopped, []) == 130
+    assert capsys.readouterr().err.strip() == "SIGINT: stopped"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is given back"
