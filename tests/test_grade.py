@@ -199,6 +199,7 @@ def test_the_solution_scores_everything_and_the_exercise_nothing(course, exercis
     solution = graded(course, student(tmp_path, "solution", course), tmp_path)
     assert (solution["score"], solution["max_score"]) == (FULL, FULL), solution["output"]
     assert stage_scores(solution) == {"MLP": 5, "CNN": 8}
+    assert 0 < solution["execution_time"] < 60, "the submission's own time, its stages added up"
 
     empty = graded(course, exercise, tmp_path)
     assert (empty["score"], empty["max_score"]) == (0, FULL), empty["output"]

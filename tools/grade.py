@@ -328,8 +328,10 @@ class StageRun:
         self.collect_errors: dict[str, str] = {}
         self.tampering: list[str] = []
         self.collect_seconds = 0.0
+        self.seconds = 0.0  # wall time of execute()
 
     def execute(self) -> StageRun:
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
             scratch = Path(scratch)
             write_tree(scratch / "tree", self.files)
@@ -341,6 +343,7 @@ class StageRun:
                 target = scratch / "tree" / path
                 if path not in self.student_files and (not target.is_file() or target.read_bytes() != data):
                     self.tampering.append(f"{path} was changed while the tests ran")
+        self.seconds = time.monotonic() - started  # this stage's own time, whatever ran beside it
         return self
 
     def run_child(self, scratch: Path) -> bool:
@@ -890,7 +893,6 @@ def grade_all(
     names = unique_names([s.name for s in submissions])
     for submission, name in zip(submissions, names):
         submission.name = name
-    started = {s.name: time.monotonic() for s in submissions}
     runs: dict[str, dict[str, StageRun]] = {s.name: {} for s in submissions}
     done: dict[str, dict] = {}
     tasks = [(s, stage) for s in submissions for stage in kit.stages]
@@ -910,7 +912,7 @@ def grade_all(
             runs[submission.name][stage] = future.result()
             bar.update()
             if len(runs[submission.name]) == len(kit.stages):
-                seconds = time.monotonic() - started[submission.name]
+                seconds = sum(run.seconds for run in runs[submission.name].values())
                 done[submission.name] = results(
                     kit, submission, runs[submission.name], settings, seconds
                 )
