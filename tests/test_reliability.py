@@ -15,8 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -24,38 +22,15 @@ import cifar10_input as ci
 import forking
 import plots
 import train
-from helpers import check_run_folder, run_train
+from helpers import TINY, assert_same_outcome, check_run_folder, run_outcome, run_train
 from plumbing import download, files, options, runs
 from plumbing.errors import DataError, Stopped
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
 FAST = {"retries": 2, "backoff_s": 0.01, "timeout_s": 5.0, "show_progress": False}
 
 
 # ----------------------------------------------------------------------------- 1, 3: kill -9 at every write
-def final_state(run_dir: Path) -> dict:
-    """What a finished run must agree on: its rows and results (times aside) and its weights."""
-    rows = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
-            for row in runs.read_metrics_csv(run_dir / "metrics.csv")]
-    results = json.loads((run_dir / "metrics.json").read_text())
-    results.pop("train_seconds")
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
-    names = [k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables")]
-    weights = {k: reader.get_tensor(k) for k in names}
-    best = [w.numpy() for w in keras.models.load_model(run_dir / "best.keras").weights]
-    return dict(rows=rows, results=results, weights=weights, best=best)
-
-
-def assert_same(state: dict, reference: dict, what: str) -> None:
-    assert state["rows"] == reference["rows"], f"{what}: metrics.csv differs"
-    assert state["results"] == reference["results"], f"{what}: metrics.json differs"
-    for key, value in reference["weights"].items():
-        np.testing.assert_array_equal(state["weights"][key], value, err_msg=f"{what}: {key}")
-    for mine, theirs in zip(state["best"], reference["best"]):
-        np.testing.assert_array_equal(mine, theirs, err_msg=f"{what}: best.keras differs")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
 def test_1_kill_at_every_write_then_resume_gives_the_uninterrupted_result(sample_dir, tmp_path):
@@ -72,13 +47,13 @@ def test_1_kill_at_every_write_then_resume_gives_the_uninterrupted_result(sample
         jobs += [{**job, "argv": [*args, "--name", f"kill{k}"], "fault": kill},
                  {**job, "argv": ["--resume", str(tmp_path / f"kill{k}")]}]
     reports = forking.run_jobs(jobs)
-    expected = final_state(tmp_path / "reference")
+    expected = run_outcome(tmp_path / "reference")
     for k, event in enumerate(events, start=1):
         killed, resumed = reports[2 * k - 2], reports[2 * k - 1]
         what = f"killed after write {k} ({event})"
         assert killed["code"] == -signal.SIGKILL, f"{what}: the run was not killed"
         assert resumed["code"] == 0, f"{what}: --resume exited {resumed['code']}\n{resumed['output'][-2000:]}"
-        assert_same(final_state(tmp_path / f"kill{k}"), expected, what)
+        assert_same_outcome(run_outcome(tmp_path / f"kill{k}"), expected, what)
         check_run_folder(tmp_path / f"kill{k}", epochs=2)
 
 
@@ -174,12 +149,12 @@ def test_4_damaged_checkpoint_and_config_give_one_line(finished_run, capsys):
 
 
 def test_4_garbage_metrics_csv_and_a_missing_best_model_are_rewritten_from_the_checkpoint(finished_run):
-    expected = final_state(finished_run)
+    expected = run_outcome(finished_run)
     (finished_run / "metrics.csv").write_text("epoch,train_loss\nnot,numbers\n\x00\x01")
     (finished_run / "best.keras").unlink()
     (finished_run / "metrics.json").unlink()
     assert train.main(["--resume", str(finished_run)]) == 0
-    assert_same(final_state(finished_run), expected, "after repairing")
+    assert_same_outcome(run_outcome(finished_run), expected, "after repairing")
 
 
 def test_4_eval_only_on_a_damaged_or_wrong_file_gives_one_line(finished_run, tmp_path, capsys):
