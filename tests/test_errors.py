@@ -147,6 +147,7 @@ def test_out_of_memory_is_one_line_naming_the_tensor():
     assert errors.one_line(ValueError("a bug")) is None, "any other error is shown whole"
 
 
+@pytest.mark.slow  # 7 s, a subprocess loading TensorFlow: pytest -m slow
 # ----------------------------------------------------------------------------- 8, 24: --eval-only
 def test_eval_only_refuses_a_model_of_another_input_shape_in_one_line_without_cuda_noise(sample_dir,
                                                                                          tmp_path):

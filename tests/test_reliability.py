@@ -114,6 +114,7 @@ def test_10_stopped_after_training_says_how_to_continue(sample_dir, tmp_path, mo
     check_run_folder(run_dir, epochs=1)
 
 
+@pytest.mark.slow  # 9 s end to end; the second-Ctrl-C rule itself stays in the default run (test_signals)
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
 def test_10_a_second_ctrl_c_stops_at_once(sample_dir, tmp_path):
     args = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY, "--epochs", "3",

@@ -140,7 +140,8 @@ def test_resume_rewrites_the_damaged_best_model_of_a_finished_run(trained, tmp_p
 
 
 # ----------------------------------------------------------------------------- folders that never started
-@pytest.mark.parametrize("temporary", ["config.tmp-999999.json", "config.json.tmp-999999"])
+@pytest.mark.parametrize("temporary", [pytest.param("config.tmp-999999.json", marks=pytest.mark.slow),
+                                       "config.json.tmp-999999"])  # one name in the default run
 def test_a_folder_killed_while_writing_its_config_is_started_by_the_same_command(sample_dir, tmp_path,
                                                                                   temporary, capsys):
     folder = tmp_path / "early"

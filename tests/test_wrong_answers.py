@@ -9,8 +9,8 @@ from its points(n) marker (read from the test file with ast).
 The solution scores every point of every stage (pytest -m points), so "fewer points than the solution"
 is "fewer than the stage's possible points".
 
-Not graded, and left out of the exercise version (tools/exercise_exclude.txt). One quick case runs by
-default; the others are slow (about 2 minutes: pytest -m slow tests/test_wrong_answers.py).
+Not graded, and left out of the exercise version (tools/exercise_exclude.txt). Slow (about 2 minutes:
+pytest -m slow tests/test_wrong_answers.py); the default run keeps the graded tests that catch them.
 """
 
 import ast
@@ -26,13 +26,11 @@ from wrong_answers import CASES, STAGE_TESTS, write_variant
 
 REPO = Path(__file__).resolve().parent.parent
 GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
-QUICK = {"numpy_net_gradients_from_tensorflow"}  # one in the default run; -m slow for the rest
-pytestmark = pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")]
 
 
 def _cases():
-    return [pytest.param(case, id=case.name, marks=() if case.name in QUICK else pytest.mark.slow)
-            for case in CASES]
+    return [pytest.param(case, id=case.name) for case in CASES]
 
 
 def _copy_tracked_files(root: Path) -> None:
