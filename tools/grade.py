@@ -329,6 +329,7 @@ class StageRun:
         self.tampering: list[str] = []
         self.collect_seconds = 0.0
         self.seconds = 0.0  # wall time of execute()
+        self.last_exit = ""  # how the last child ended, when it ended without finishing
 
     def execute(self) -> StageRun:
         started = time.monotonic()
@@ -500,7 +501,7 @@ class StageRun:
                 continue
             path = test_id.split("::")[0]
             error = self.collect_errors.get(path)
-            reason = f"could not be collected: {error}" if error else getattr(self, "last_exit", "")
+            reason = f"could not be collected: {error}" if error else self.last_exit
             self.outcomes[test_id] = dict(
                 status="failed", message=f"not run: {reason or 'not collected'}", seconds=0.0
             )
