@@ -32,7 +32,18 @@ BATCHES_DIRNAME = "cifar-10-batches-bin"  # the folder inside the archive
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
 
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 32
 NUM_CHANNELS = 3
@@ -40,12 +51,15 @@ IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * NUM_CHANNELS  # 3,072: 1,024 red, then g
 RECORD_BYTES = 1 + IMAGE_BYTES  # 3,073: the label byte comes first
 
 
-def prepare(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
-            data_url: str | None = None) -> Path:
+def prepare(
+    dataset: str = "cifar10", data_dir: str | os.PathLike | None = None, data_url: str | None = None
+) -> Path:
     """Makes a dataset available and returns its folder, for make_dataset: the one place that decides where
     data lives (data_dir, else $CIFAR10_DATA_DIR, else ./data) and where it comes from (data_url, else the
     official source)."""
-    where = "--data-dir" if data_dir or not os.environ.get("CIFAR10_DATA_DIR") else "$CIFAR10_DATA_DIR"
+    where = (
+        "--data-dir" if data_dir or not os.environ.get("CIFAR10_DATA_DIR") else "$CIFAR10_DATA_DIR"
+    )
     data_dir = Path(data_dir or os.environ.get("CIFAR10_DATA_DIR") or "data")
     if dataset in mnist_input.DATASETS:  # MNIST and Fashion-MNIST: the IDX format (mnist_input.py)
         return mnist_input.maybe_download(data_dir, dataset, data_url, where=where)
@@ -55,8 +69,13 @@ def prepare(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
 
 
 # ----------------------------------------------------------------------------- making the data available
-def maybe_download_and_extract(data_dir: str | os.PathLike, url: str | None = None, *, md5: str | None = None,
-                               **download_options) -> Path:
+def maybe_download_and_extract(
+    data_dir: str | os.PathLike,
+    url: str | None = None,
+    *,
+    md5: str | None = None,
+    **download_options,
+) -> Path:
     """Makes CIFAR-10 available in `data_dir` and returns the folder of batch files.
 
     A second call with the data in place touches neither the network nor the archive. The archive is
@@ -76,21 +95,34 @@ def maybe_download_and_extract(data_dir: str | os.PathLike, url: str | None = No
     """
     what = "--data-url" if url or not os.environ.get("CIFAR10_URL") else "$CIFAR10_URL"
     url = url or os.environ.get("CIFAR10_URL")
-    return download.prepare_archive(Path(data_dir), url or DATA_URL, named=url is not None, what=what,
-                                    folder=BATCHES_DIRNAME, files=TRAIN_FILES + TEST_FILES,
-                                    record_bytes=RECORD_BYTES, official=(ARCHIVE_NAME, DATA_MD5), md5=md5,
-                                    check_content=labels_problem, **download_options)
+    return download.prepare_archive(
+        Path(data_dir),
+        url or DATA_URL,
+        named=url is not None,
+        what=what,
+        folder=BATCHES_DIRNAME,
+        files=TRAIN_FILES + TEST_FILES,
+        record_bytes=RECORD_BYTES,
+        official=(ARCHIVE_NAME, DATA_MD5),
+        md5=md5,
+        check_content=labels_problem,
+        **download_options,
+    )
 
 
 # ----------------------------------------------------------------------------- parse
 def read_records(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Parses one CIFAR-10 .bin file into (uint8 images [N, 32, 32, 3], int32 labels [N])."""
     if not path.is_file():
-        raise DataError(f"{path} is missing; delete its folder and run again: the data is extracted anew")
+        raise DataError(
+            f"{path} is missing; delete its folder and run again: the data is extracted anew"
+        )
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD_BYTES:
-        raise DataError(f"{path} has {raw.size:,} bytes, not a whole number of {RECORD_BYTES}-byte "
-                        f"records; the file is truncated or damaged: delete its folder and run again")
+        raise DataError(
+            f"{path} has {raw.size:,} bytes, not a whole number of {RECORD_BYTES}-byte "
+            f"records; the file is truncated or damaged: delete its folder and run again"
+        )
     records = raw.reshape(-1, RECORD_BYTES)
     labels = records[:, 0].astype(np.int32)
     if problem := label_problem(path, labels):
@@ -105,8 +137,10 @@ def label_problem(path: str | os.PathLike, labels: np.ndarray) -> str | None:
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size == 0:
         return None
-    return (f"{path} has label {labels[bad[0]]} in record {bad[0] + 1:,}, but CIFAR-10's labels are 0 to "
-            f"{NUM_CLASSES - 1} (the file is damaged or not CIFAR-10)")
+    return (
+        f"{path} has label {labels[bad[0]]} in record {bad[0] + 1:,}, but CIFAR-10's labels are 0 to "
+        f"{NUM_CLASSES - 1} (the file is damaged or not CIFAR-10)"
+    )
 
 
 def labels_problem(folder: Path) -> str | None:
@@ -136,8 +170,9 @@ def load_split(batches_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, 
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def split_indices(num_examples: int, *, val_size: int, num_train_examples: int | None,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    num_examples: int, *, val_size: int, num_train_examples: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Chooses which training-file examples are used for training and which are held out.
 
     The validation examples are a seeded random draw from the training files, never from the test
@@ -152,8 +187,10 @@ def split_indices(num_examples: int, *, val_size: int, num_train_examples: int |
     val, rest = order[:val_size], order[val_size:]
     if num_train_examples is not None:
         if not 0 < num_train_examples <= len(rest):
-            raise ValueError(f"num_train_examples must be between 1 and {len(rest)} "
-                             f"(the training files minus the validation set), not {num_train_examples}")
+            raise ValueError(
+                f"num_train_examples must be between 1 and {len(rest)} "
+                f"(the training files minus the validation set), not {num_train_examples}"
+            )
         rest = rest[:num_train_examples]
     return np.sort(rest), np.sort(val)
 
@@ -163,7 +200,9 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Counted from each channel's histogram of its 256 values: exact, without a float copy of the images
     (45,000 CIFAR-10 images take 1.1 GB as float64)."""
-    counts = np.stack([np.bincount(images[..., c].ravel(), minlength=256) for c in range(images.shape[-1])])
+    counts = np.stack(
+        [np.bincount(images[..., c].ravel(), minlength=256) for c in range(images.shape[-1])]
+    )
     values, n = np.arange(256) / 255.0, counts.sum(axis=1)  # counts: [C, 256]
     mean = counts @ values / n
     std = np.sqrt(np.maximum(counts @ values**2 / n - mean**2, 0))
@@ -216,7 +255,9 @@ def random_contrast(images, seed, max_change: float):
     import tensorflow as tf
 
     # BEGIN SOLUTION [augmentation]: one factor per image: (image - its mean) * factor + its mean
-    factor = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed, 1 - max_change, 1 + max_change)
+    factor = tf.random.stateless_uniform(
+        [tf.shape(images)[0], 1, 1, 1], seed, 1 - max_change, 1 + max_change
+    )
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
     return (images - mean) * factor + mean
     # END SOLUTION
@@ -229,8 +270,11 @@ def random_cutout(images, seed, size: int):
 
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     # BEGIN SOLUTION [augmentation]: a random centre per image; the square's pixels (cut at the edges) to 0
-    centres = tf.cast(tf.random.stateless_uniform([tf.shape(images)[0], 2], seed)
-                      * tf.cast(tf.stack([height, width]), tf.float32), tf.int32)
+    centres = tf.cast(
+        tf.random.stateless_uniform([tf.shape(images)[0], 2], seed)
+        * tf.cast(tf.stack([height, width]), tf.float32),
+        tf.int32,
+    )
     corners = centres - size // 2  # [B, 2]: the square's first row and column
     rows = tf.range(height)[None, :] - corners[:, :1]  # [B, H]: each row's offset into the square
     cols = tf.range(width)[None, :] - corners[:, 1:]  # [B, W]
@@ -240,8 +284,16 @@ def random_cutout(images, seed, size: int):
     # END SOLUTION
 
 
-def augment_batch(images, seed, *, flip: bool = False, crop: int = 0, brightness: float = 0.0,
-                  contrast: float = 0.0, cutout: int = 0):
+def augment_batch(
+    images,
+    seed,
+    *,
+    flip: bool = False,
+    crop: int = 0,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    cutout: int = 0,
+):
     """Applies the augmentations asked for to a whole batch (faster than one image at a time).
 
     Each augmentation gets its own seed split from `seed`; one that is off is not called at all.
@@ -298,8 +350,9 @@ def split_arrays(folder, split: str, val_size: int, num_train_examples: int | No
     if split not in ("train", "validation", "test"):
         raise ValueError(f"split must be 'train', 'validation' or 'test', not {split!r}")
     train_images, train_labels = load_any(folder, "train")
-    train_idx, val_idx = split_indices(len(train_labels), val_size=val_size,
-                                       num_train_examples=num_train_examples, seed=seed)
+    train_idx, val_idx = split_indices(
+        len(train_labels), val_size=val_size, num_train_examples=num_train_examples, seed=seed
+    )
     mean, std = channel_stats(train_images[train_idx])
     if split == "test":
         images, labels = load_any(folder, "test")
@@ -307,15 +360,30 @@ def split_arrays(folder, split: str, val_size: int, num_train_examples: int | No
         chosen = train_idx if split == "train" else val_idx
         images, labels = train_images[chosen], train_labels[chosen]
     if len(labels) == 0:
-        raise ValueError(f"the {split} split is empty: set val_size > 0 to hold out a validation set")
+        raise ValueError(
+            f"the {split} split is empty: set val_size > 0 to hold out a validation set"
+        )
     return images, labels, mean, std
 
 
-def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int = 128,
-                 num_train_examples: int | None = None, val_size: int = 0, image_size: int | None = None,
-                 flip: bool = False, crop: int = 0, brightness: float = 0.0, contrast: float = 0.0,
-                 cutout: int = 0, seed: int = 0, epoch: int = 0, repeat: bool = False,
-                 drop_remainder: bool = False):
+def make_dataset(
+    batches_dir: str | os.PathLike,
+    split: str,
+    *,
+    batch_size: int = 128,
+    num_train_examples: int | None = None,
+    val_size: int = 0,
+    image_size: int | None = None,
+    flip: bool = False,
+    crop: int = 0,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    cutout: int = 0,
+    seed: int = 0,
+    epoch: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+):
     """Builds a tf.data pipeline of (float32 image [B, S, S, C], int32 label [B]) batches.
 
     Images are normalised with the per-channel mean and std of the training examples used, so every
@@ -341,7 +409,9 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
     images, labels, mean, std = split_arrays(batches_dir, split, val_size, num_train_examples, seed)
     images_t, labels_t = tf.constant(images), tf.constant(labels)
     scale, offset = tf.constant(1.0 / (255.0 * std)), tf.constant(-mean / std)
-    augmentation = dict(flip=flip, crop=crop, brightness=brightness, contrast=contrast, cutout=cutout)
+    augmentation = dict(
+        flip=flip, crop=crop, brightness=brightness, contrast=contrast, cutout=cutout
+    )
     augment = split == "train" and any(augmentation.values())
 
     def to_batch(indices, aug_seed=None):
@@ -353,22 +423,35 @@ def make_dataset(batches_dir: str | os.PathLike, split: str, *, batch_size: int 
         return batch, tf.gather(labels_t, indices)
 
     if split != "train":
-        return (tf.data.Dataset.range(len(labels)).batch(batch_size, drop_remainder=drop_remainder)
-                .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).cache().prefetch(tf.data.AUTOTUNE))
+        return (
+            tf.data.Dataset.range(len(labels))
+            .batch(batch_size, drop_remainder=drop_remainder)
+            .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
+            .cache()
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
     def epoch_batches(epoch_number):
         """One epoch's batches of indices, each with its own augmentation seed [epoch, batch]."""
         shuffle_seed = tf.stack([tf.cast(seed, tf.int64), epoch_number])
-        order = tf.random.experimental.stateless_shuffle(tf.range(len(labels), dtype=tf.int64),
-                                                         seed=shuffle_seed)
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(labels), dtype=tf.int64), seed=shuffle_seed
+        )
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size, drop_remainder=drop_remainder
+        )
         return batches.enumerate().map(
-            lambda number, indices: (indices, tf.stack([seed * 1_000_003 + epoch_number, number])))
+            lambda number, indices: (indices, tf.stack([seed * 1_000_003 + epoch_number, number]))
+        )
 
-    epochs = tf.data.Dataset.counter(start=epoch) if repeat else tf.data.Dataset.range(epoch, epoch + 1)
-    return (epochs.flat_map(epoch_batches)
-            .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
+    epochs = (
+        tf.data.Dataset.counter(start=epoch) if repeat else tf.data.Dataset.range(epoch, epoch + 1)
+    )
+    return (
+        epochs.flat_map(epoch_batches)
+        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def check_data(config: dict) -> tuple[Path, int, int, int]:
@@ -379,11 +462,18 @@ def check_data(config: dict) -> tuple[Path, int, int, int]:
     images = load_any(folder, "train")[0]
     val_size = config["val_size"] if config["val_size"] is not None else len(images) // 10
     try:
-        train_idx, _ = split_indices(len(images), val_size=val_size, seed=config["seed"],
-                                     num_train_examples=config["num_train_examples"])
+        train_idx, _ = split_indices(
+            len(images),
+            val_size=val_size,
+            seed=config["seed"],
+            num_train_examples=config["num_train_examples"],
+        )
     except ValueError as err:
-        raise UsageError(str(err).replace("val_size", "--val-size").replace(
-            "num_train_examples", "--num-train-examples")) from None
+        raise UsageError(
+            str(err)
+            .replace("val_size", "--val-size")
+            .replace("num_train_examples", "--num-train-examples")
+        ) from None
     size = config["image_size"] or images.shape[1]
     options.check_for_data(config, num_train=len(train_idx), image_size=size)
     return folder, val_size, len(train_idx), size
@@ -394,38 +484,68 @@ def training_data(config: dict) -> dict:
     test pipelines built (the training pipeline is built by the run, from its epoch and step)."""
     folder, val_size, num_train, size = check_data(config)
     images = load_any(folder, "train")[0]
-    split = dict(batch_size=config["batch_size"], num_train_examples=config["num_train_examples"],
-                 val_size=val_size, image_size=size, seed=config["seed"])
-    return dict(folder=folder, options=split, num_train=num_train, shape=(size, size, images.shape[3]),
-                augmentation={k: config[k] for k in ("flip", "crop", "brightness", "contrast", "cutout")},
-                val=make_dataset(folder, "validation", **split) if val_size else None,
-                test=make_dataset(folder, "test", **split), test_images=load_any(folder, "test")[0],
-                class_names=class_names(config["dataset"]))
+    split = dict(
+        batch_size=config["batch_size"],
+        num_train_examples=config["num_train_examples"],
+        val_size=val_size,
+        image_size=size,
+        seed=config["seed"],
+    )
+    return dict(
+        folder=folder,
+        options=split,
+        num_train=num_train,
+        shape=(size, size, images.shape[3]),
+        augmentation={k: config[k] for k in ("flip", "crop", "brightness", "contrast", "cutout")},
+        val=make_dataset(folder, "validation", **split) if val_size else None,
+        test=make_dataset(folder, "test", **split),
+        test_images=load_any(folder, "test")[0],
+        class_names=class_names(config["dataset"]),
+    )
 
 
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     """python cifar10_input.py [--dataset D] [--data-dir D] [--data-url U] [--show PNG]: fetch, count."""
-    parser = OneLineParser(prog="cifar10_input.py", description="Download, verify and summarise a dataset.")
-    parser.add_argument("--dataset", choices=("cifar10", *mnist_input.DATASETS), default="cifar10",
-                        help="(default: cifar10)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="data folder (default: $CIFAR10_DATA_DIR or ./data)")
-    parser.add_argument("--data-url", default=None,
-                        help="archive URL, file:// URL or path (default: $CIFAR10_URL or the official URL)")
-    parser.add_argument("--show", metavar="PNG", type=picture_path,
-                        help="save a grid of sample images per class")
+    parser = OneLineParser(
+        prog="cifar10_input.py", description="Download, verify and summarise a dataset."
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=("cifar10", *mnist_input.DATASETS),
+        default="cifar10",
+        help="(default: cifar10)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data folder (default: $CIFAR10_DATA_DIR or ./data)",
+    )
+    parser.add_argument(
+        "--data-url",
+        default=None,
+        help="archive URL, file:// URL or path (default: $CIFAR10_URL or the official URL)",
+    )
+    parser.add_argument(
+        "--show", metavar="PNG", type=picture_path, help="save a grid of sample images per class"
+    )
     args = parser.parse_args(argv)
     folder, names = prepare(args.dataset, args.data_dir, args.data_url), class_names(args.dataset)
     splits = {split: load_any(folder, split) for split in ("train", "test")}
     print(f"{args.dataset} in {folder}")
     print(f"{'class':<14}" + "".join(f"{split:>8}" for split in splits))
-    counts = {split: np.bincount(labels, minlength=len(names)) for split, (_, labels) in splits.items()}
+    counts = {
+        split: np.bincount(labels, minlength=len(names)) for split, (_, labels) in splits.items()
+    }
     for class_id, name in enumerate(names):
-        print(f"{class_id} {name:<12}" + "".join(f"{counts[split][class_id]:>8,}" for split in splits))
+        print(
+            f"{class_id} {name:<12}" + "".join(f"{counts[split][class_id]:>8,}" for split in splits)
+        )
     print(f"{'total':<14}" + "".join(f"{len(labels):>8,}" for _, labels in splits.values()))
     if args.show:
         import plots
+
         plots.sample_grid(*splits["train"], names, args.show)
         print(f"saved sample images to {args.show}")
     return 0

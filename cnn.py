@@ -23,12 +23,25 @@ from linear_model import classifier_head, make_regularizer
 from plumbing.fused_batch_norm import FusedBatchNorm
 
 # The values each option takes (train.py's command line offers these).
-CHOICES = {"activation": ("relu", "elu", "tanh", "sigmoid"), "downsample": ("pool", "stride", "none"),
-           "pooling": ("max", "avg"), "head": ("flatten", "gap")}
+CHOICES = {
+    "activation": ("relu", "elu", "tanh", "sigmoid"),
+    "downsample": ("pool", "stride", "none"),
+    "pooling": ("max", "avg"),
+    "head": ("flatten", "gap"),
+}
 
 
-def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_norm: bool = False,
-               activation: str = "relu", weight_decay: float = 0.0, name: str = "conv"):
+def conv_block(
+    x,
+    filters: int,
+    *,
+    kernel_size: int = 3,
+    stride: int = 1,
+    batch_norm: bool = False,
+    activation: str = "relu",
+    weight_decay: float = 0.0,
+    name: str = "conv",
+):
     """Convolution -> (batch norm) -> activation, with 'same' padding.
 
     The kernel starts He-normal (right for ReLU) and carries the L2 penalty. With batch norm the
@@ -49,9 +62,16 @@ def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_
         The output feature map [B, ceil(H / stride), ceil(W / stride), filters].
     """
     # BEGIN SOLUTION [CNN]: a Conv2D named `name`: stride, 'same', he_normal, make_regularizer, no bias if BN
-    x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=not batch_norm,
-                      kernel_initializer="he_normal", kernel_regularizer=make_regularizer(weight_decay),
-                      name=name)(x)
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=stride,
+        padding="same",
+        use_bias=not batch_norm,
+        kernel_initializer="he_normal",
+        kernel_regularizer=make_regularizer(weight_decay),
+        name=name,
+    )(x)
     # END SOLUTION
     if batch_norm:
         # BEGIN SOLUTION [batch norm]: a FusedBatchNorm layer named f"{name}_bn"
@@ -80,11 +100,23 @@ def conv_stride(index: int, convs_per_stage: int, downsample: str) -> int:
     # END SOLUTION
 
 
-def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,
-              widths: tuple[int, ...] = (32, 64, 128), convs_per_stage: int = 2, kernel_size: int = 3,
-              batch_norm: bool = True, downsample: str = "pool", pooling: str = "max", dropout: float = 0.0,
-              head: str = "flatten", dense_units: int = 0, activation: str = "relu",
-              weight_decay: float = 0.0, regularize_bias: bool = False) -> keras.Model:
+def build_cnn(
+    input_shape: tuple[int, ...] = (32, 32, 3),
+    num_classes: int = 10,
+    *,
+    widths: tuple[int, ...] = (32, 64, 128),
+    convs_per_stage: int = 2,
+    kernel_size: int = 3,
+    batch_norm: bool = True,
+    downsample: str = "pool",
+    pooling: str = "max",
+    dropout: float = 0.0,
+    head: str = "flatten",
+    dense_units: int = 0,
+    activation: str = "relu",
+    weight_decay: float = 0.0,
+    regularize_bias: bool = False,
+) -> keras.Model:
     """Builds a CNN: stages of conv blocks, each stage ending in a downsampling step, then a head.
 
     Teaches: convolutions share weights across positions, so a CNN has far fewer parameters than an
@@ -114,21 +146,34 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
     Returns:
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
     """
-    for option, value in (("downsample", downsample), ("pooling", pooling), ("head", head),
-                          ("activation", activation)):
+    for option, value in (
+        ("downsample", downsample),
+        ("pooling", pooling),
+        ("head", head),
+        ("activation", activation),
+    ):
         if value not in CHOICES[option]:
             raise ValueError(f"{option} must be one of {', '.join(CHOICES[option])}, not {value!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
-    block = dict(kernel_size=kernel_size, batch_norm=batch_norm, activation=activation,
-                 weight_decay=weight_decay)
+    block = dict(
+        kernel_size=kernel_size,
+        batch_norm=batch_norm,
+        activation=activation,
+        weight_decay=weight_decay,
+    )
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for stage, width in enumerate(widths, start=1):
         # BEGIN SOLUTION [CNN]: conv blocks stage{stage}_conv1, ... (conv_stride); then stage{stage}_pool
         for i in range(1, convs_per_stage + 1):
-            x = conv_block(x, width, stride=conv_stride(i, convs_per_stage, downsample),
-                           name=f"stage{stage}_conv{i}", **block)
+            x = conv_block(
+                x,
+                width,
+                stride=conv_stride(i, convs_per_stage, downsample),
+                name=f"stage{stage}_conv{i}",
+                **block,
+            )
         if downsample == "pool":
             x = pool_block(x, kind=pooling, name=f"stage{stage}_pool")
         # END SOLUTION
@@ -136,13 +181,30 @@ def build_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
             # BEGIN SOLUTION [strided & dropout]: a Dropout layer named stage{stage}_dropout
             x = layers.Dropout(dropout, name=f"stage{stage}_dropout")(x)
             # END SOLUTION
-    logits = dense_head(x, num_classes, head=head, dense_units=dense_units, dropout=dropout,
-                        activation=activation, weight_decay=weight_decay, regularize_bias=regularize_bias)
+    logits = dense_head(
+        x,
+        num_classes,
+        head=head,
+        dense_units=dense_units,
+        dropout=dropout,
+        activation=activation,
+        weight_decay=weight_decay,
+        regularize_bias=regularize_bias,
+    )
     return keras.Model(inputs, logits, name="cnn")
 
 
-def dense_head(x, num_classes: int, *, head: str, dense_units: int, dropout: float, activation: str,
-               weight_decay: float, regularize_bias: bool):
+def dense_head(
+    x,
+    num_classes: int,
+    *,
+    head: str,
+    dense_units: int,
+    dropout: float,
+    activation: str,
+    weight_decay: float,
+    regularize_bias: bool,
+):
     """From the last feature map to the logits: "gap" (global average pooling), or "flatten" and then
     an optional dense layer (with dropout after it, if asked); then the linear classifier."""
     if head == "gap":
@@ -151,11 +213,18 @@ def dense_head(x, num_classes: int, *, head: str, dense_units: int, dropout: flo
         x = layers.Flatten(name="flatten")(x)
     if dense_units and head == "flatten":
         penalty = make_regularizer(weight_decay)
-        x = layers.Dense(dense_units, activation=activation, kernel_initializer="he_normal",
-                         kernel_regularizer=penalty, name="dense",
-                         bias_regularizer=penalty if regularize_bias else None)(x)
+        x = layers.Dense(
+            dense_units,
+            activation=activation,
+            kernel_initializer="he_normal",
+            kernel_regularizer=penalty,
+            name="dense",
+            bias_regularizer=penalty if regularize_bias else None,
+        )(x)
         if dropout:
             # BEGIN SOLUTION [strided & dropout]: a Dropout layer named dense_dropout
             x = layers.Dropout(dropout, name="dense_dropout")(x)
             # END SOLUTION
-    return classifier_head(num_classes, weight_decay=weight_decay, regularize_bias=regularize_bias)(x)
+    return classifier_head(num_classes, weight_decay=weight_decay, regularize_bias=regularize_bias)(
+        x
+    )

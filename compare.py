@@ -22,10 +22,29 @@ from plumbing import files, runs, signals, sweep
 from plumbing.errors import DataError, OneLineParser, UsageError, report
 from plumbing.quiet import tensorflow_start_up
 
-METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss", "learning_rate", "weight_penalty")
-IGNORED = {"name", "run_dir", "data_dir", "data_url", "data_folder"}  # where, not what: never "differs"
-NUMBERS = ("test_accuracy", "best_val_accuracy", "best_epoch", "train_seconds", "parameters",
-           "train_examples")  # the results read from metrics.json: numbers, or absent
+METRICS = (
+    "val_accuracy",
+    "val_loss",
+    "train_accuracy",
+    "train_loss",
+    "learning_rate",
+    "weight_penalty",
+)
+IGNORED = {
+    "name",
+    "run_dir",
+    "data_dir",
+    "data_url",
+    "data_folder",
+}  # where, not what: never "differs"
+NUMBERS = (
+    "test_accuracy",
+    "best_val_accuracy",
+    "best_epoch",
+    "train_seconds",
+    "parameters",
+    "train_examples",
+)  # the results read from metrics.json: numbers, or absent
 
 
 def load_runs(paths: list[str]) -> list[dict]:
@@ -38,8 +57,10 @@ def load_runs(paths: list[str]) -> list[dict]:
         configs = [own] if own.is_file() else sorted(path.glob("*/config.json"), key=started)
         folders = [config.parent for config in configs]  # a sweep's runs in the order they began
         if not folders:
-            raise UsageError(f"{path} is not a run folder (no config.json) nor a folder of runs; "
-                             f"pass runs/NAME or a sweep's folder")
+            raise UsageError(
+                f"{path} is not a run folder (no config.json) nor a folder of runs; "
+                f"pass runs/NAME or a sweep's folder"
+            )
         for folder in folders:
             try:
                 found.append(load_run(folder))
@@ -62,9 +83,14 @@ def started(config: Path) -> float:
 def load_run(folder: Path) -> dict:
     """One run's options, metrics.csv rows and metrics.json results; DataError if a file is damaged."""
     rows = folder / "metrics.csv"
-    return dict(name=folder.name, folder=folder, options=runs.read_config(folder),
-                rows=runs.read_metrics_csv(rows) if rows.exists() else [],
-                results=read_results(folder / "metrics.json"), diverged=sweep.diverged(folder))
+    return dict(
+        name=folder.name,
+        folder=folder,
+        options=runs.read_config(folder),
+        rows=runs.read_metrics_csv(rows) if rows.exists() else [],
+        results=read_results(folder / "metrics.json"),
+        diverged=sweep.diverged(folder),
+    )
 
 
 def read_results(path: Path) -> dict:
@@ -83,8 +109,9 @@ def read_results(path: Path) -> dict:
 
 def number(value) -> bool:
     """A finite number, or None (a value the run has not written, or has none of)."""
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                             and math.isfinite(value))
+    return value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    )
 
 
 def differing(all_runs: list[dict]) -> list[str]:
@@ -97,22 +124,29 @@ def differing(all_runs: list[dict]) -> list[str]:
 def label(run: dict, keys: list[str]) -> str:
     def show(value):
         return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
     text = ", ".join(f"{key.replace('_', '-')}={show(run['options'].get(key))}" for key in keys)
     return text or run["name"]
 
 
 def step_losses(folder: Path) -> tuple[list[int], list[float]]:
     """The per-step training loss from a run's TensorBoard logs (tb/train), or nothing."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # slow to import
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )  # slow to import
     from tensorboard.util.tensor_util import make_ndarray
 
     if not (folder / "tb" / "train").is_dir():  # stopped before its first log
         return [], []
     with tensorflow_start_up():  # reading loads TensorFlow, which is noisy at first
-        events = EventAccumulator(str(folder / "tb" / "train"), size_guidance={"tensors": 0}).Reload()
+        events = EventAccumulator(
+            str(folder / "tb" / "train"), size_guidance={"tensors": 0}
+        ).Reload()
     if "step/loss" not in events.Tags().get("tensors", []):
         return [], []
-    losses = {event.step: float(make_ndarray(event.tensor_proto)) for event in events.Tensors("step/loss")}
+    losses = {
+        event.step: float(make_ndarray(event.tensor_proto)) for event in events.Tensors("step/loss")
+    }
     points = sorted(losses.items())
     return [step for step, _ in points], [loss for _, loss in points]
 
@@ -124,19 +158,30 @@ def table(all_runs: list[dict], keys: list[str]) -> list[dict]:
         settings.setdefault(label(run, [k for k in keys if k != "seed"]), []).append(run)
     grouped = "seed" in keys and any(len(group) > 1 for group in settings.values())
     rows = []
-    for setting, group in (settings.items() if grouped else ((label(run, keys), [run]) for run in all_runs)):
+    for setting, group in (
+        settings.items() if grouped else ((label(run, keys), [run]) for run in all_runs)
+    ):
         results = [run["results"] for run in group]
         lost = sum(1 for run in group if run["diverged"])  # the accuracies say how many diverged
         rest = lost if lost == len(group) else 0  # the other cells say "diverged" only if all did
-        rows.append({"options": setting, "runs": f"{len(group)} seeds" if grouped else group[0]["name"],
-                     "best val accuracy (%)": stat([r.get("best_val_accuracy") for r in results], 100,
-                                                   diverged=lost),
-                     "best epoch": stat([r.get("best_epoch") for r in results], digits=0, diverged=rest),
-                     "test accuracy (%)": stat([r.get("test_accuracy") for r in results], 100, diverged=lost),
-                     "epochs": stat([len(run["rows"]) for run in group], digits=0),
-                     "training seconds": stat([r.get("train_seconds") for r in results], digits=0,
-                                              diverged=rest),
-                     "parameters": stat([r.get("parameters") for r in results], digits=0, diverged=rest)})
+        rows.append(
+            {
+                "options": setting,
+                "runs": f"{len(group)} seeds" if grouped else group[0]["name"],
+                "best val accuracy (%)": stat(
+                    [r.get("best_val_accuracy") for r in results], 100, diverged=lost
+                ),
+                "best epoch": stat([r.get("best_epoch") for r in results], digits=0, diverged=rest),
+                "test accuracy (%)": stat(
+                    [r.get("test_accuracy") for r in results], 100, diverged=lost
+                ),
+                "epochs": stat([len(run["rows"]) for run in group], digits=0),
+                "training seconds": stat(
+                    [r.get("train_seconds") for r in results], digits=0, diverged=rest
+                ),
+                "parameters": stat([r.get("parameters") for r in results], digits=0, diverged=rest),
+            }
+        )
     return rows
 
 
@@ -155,8 +200,10 @@ def stat(values: list, scale: float = 1.0, digits: int = 1, diverged: int = 0) -
 
 def write_tables(rows: list[dict], out: Path) -> None:
     columns = list(rows[0])
-    csv_lines = [",".join(columns)] + [",".join(f'"{row[c]}"' if "," in str(row[c]) else str(row[c])
-                                                for c in columns) for row in rows]
+    csv_lines = [",".join(columns)] + [
+        ",".join(f'"{row[c]}"' if "," in str(row[c]) else str(row[c]) for c in columns)
+        for row in rows
+    ]
     files.write_text(out.with_suffix(".csv"), "\n".join(csv_lines) + "\n")
     markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     markdown += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
@@ -169,31 +216,54 @@ def draw(all_runs: list[dict], keys: list[str], metric: str, out: Path) -> None:
     for colour, run in enumerate(all_runs):
         name, style = label(run, keys), dict(color=f"C{colour % 10}")
         name += " (diverged)" if run["diverged"] else ""
-        values = [(row["epoch"], row.get(metric)) for row in run["rows"] if row.get(metric) is not None]
+        values = [
+            (row["epoch"], row.get(metric)) for row in run["rows"] if row.get(metric) is not None
+        ]
         scale = 100 if metric.endswith("accuracy") else 1
-        axes[0].plot([e for e, _ in values], [scale * v for _, v in values], marker="o", label=name, **style)
+        axes[0].plot(
+            [e for e, _ in values], [scale * v for _, v in values], marker="o", label=name, **style
+        )
         steps, losses = step_losses(run["folder"])
         axes[1].plot(steps, losses, alpha=0.8, **style)
     name = metric.replace("_", " ")
-    axes[0].set(xlabel="epoch", ylabel=name + (" (%)" if metric.endswith("accuracy") else ""),
-                title=f"{name} per epoch")
+    axes[0].set(
+        xlabel="epoch",
+        ylabel=name + (" (%)" if metric.endswith("accuracy") else ""),
+        title=f"{name} per epoch",
+    )
     axes[0].xaxis.get_major_locator().set_params(integer=True)
     axes[1].set(xlabel="step", ylabel="training loss", title="training loss per step")
     if sizes:  # accuracy against the amount of data
-        sized = [(run["results"].get("train_examples") or run["options"].get("num_train_examples"),
-                  run["results"]) for run in all_runs if run["results"]]
+        sized = [
+            (
+                run["results"].get("train_examples") or run["options"].get("num_train_examples"),
+                run["results"],
+            )
+            for run in all_runs
+            if run["results"]
+        ]
         done = sorted((pair for pair in sized if pair[0]), key=lambda pair: pair[0])
         for key, marker in (("best_val_accuracy", "o"), ("test_accuracy", "s")):
             by_size = {}  # the line goes through the mean over seeds; the dots are the runs
             for n, results in done:
                 if results.get(key) is not None:  # no best validation accuracy with --val-size 0
                     by_size.setdefault(n, []).append(100 * results[key])
-            line, = axes[2].plot(list(by_size), [statistics.mean(v) for v in by_size.values()], marker=marker,
-                                 label=key.replace("_", " "))
-            axes[2].scatter([n for n, r in done if r.get(key) is not None],
-                            [100 * r[key] for _, r in done if r.get(key) is not None], s=12, alpha=0.5,
-                            color=line.get_color())
-        axes[2].set(xscale="log", xlabel="training examples", ylabel="accuracy (%)", title="more data")
+            (line,) = axes[2].plot(
+                list(by_size),
+                [statistics.mean(v) for v in by_size.values()],
+                marker=marker,
+                label=key.replace("_", " "),
+            )
+            axes[2].scatter(
+                [n for n, r in done if r.get(key) is not None],
+                [100 * r[key] for _, r in done if r.get(key) is not None],
+                s=12,
+                alpha=0.5,
+                color=line.get_color(),
+            )
+        axes[2].set(
+            xscale="log", xlabel="training examples", ylabel="accuracy (%)", title="more data"
+        )
         axes[2].set_xticks(list(by_size), [f"{n:,}" for n in by_size])
         axes[2].minorticks_off()
         axes[2].legend(fontsize=8)
@@ -209,11 +279,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(argv: list[str] | None) -> int:
-    parser = OneLineParser(prog="compare.py", description="Compare runs: one picture and one table.")
-    parser.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP", help="run folders, or folders of runs")
-    parser.add_argument("--metric", choices=METRICS, default="val_accuracy", help="(default: val_accuracy)")
-    parser.add_argument("--out", type=files.picture_path, default=Path("comparison.png"),
-                        help="the picture; the tables get .csv and .md beside it (default: comparison.png)")
+    parser = OneLineParser(
+        prog="compare.py", description="Compare runs: one picture and one table."
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN_OR_SWEEP", help="run folders, or folders of runs"
+    )
+    parser.add_argument(
+        "--metric", choices=METRICS, default="val_accuracy", help="(default: val_accuracy)"
+    )
+    parser.add_argument(
+        "--out",
+        type=files.picture_path,
+        default=Path("comparison.png"),
+        help="the picture; the tables get .csv and .md beside it (default: comparison.png)",
+    )
     args = parser.parse_args(argv)
     all_runs = load_runs(args.runs)
     keys = differing(all_runs)
@@ -221,8 +301,10 @@ def run_command(argv: list[str] | None) -> int:
     rows = table(all_runs, keys)
     write_tables(rows, args.out)
     print(open(args.out.with_suffix(".md")).read(), end="")
-    print(f"compared {len(all_runs)} runs: {args.out} and its tables {args.out.with_suffix('.csv')}, "
-          f"{args.out.with_suffix('.md')}")
+    print(
+        f"compared {len(all_runs)} runs: {args.out} and its tables {args.out.with_suffix('.csv')}, "
+        f"{args.out.with_suffix('.md')}"
+    )
     return 0
 
 

@@ -14,7 +14,9 @@ from keras import layers
 CLASSIFIER_INIT_SCALE = 1e-2
 
 
-def make_regularizer(weight_decay: float, kind: str = "l2") -> keras.regularizers.Regularizer | None:
+def make_regularizer(
+    weight_decay: float, kind: str = "l2"
+) -> keras.regularizers.Regularizer | None:
     """An L2 (or L1) kernel penalty with strength `weight_decay`, or None when it is 0."""
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, not {weight_decay}")
@@ -22,17 +24,31 @@ def make_regularizer(weight_decay: float, kind: str = "l2") -> keras.regularizer
         return None
     if kind not in ("l1", "l2"):
         raise ValueError(f"regularizer must be 'l1' or 'l2', not {kind!r}")
-    return keras.regularizers.L1(weight_decay) if kind == "l1" else keras.regularizers.L2(weight_decay)
+    return (
+        keras.regularizers.L1(weight_decay) if kind == "l1" else keras.regularizers.L2(weight_decay)
+    )
 
 
-def classifier_head(num_classes: int, *, weight_decay: float = 0.0, regularizer: str = "l2",
-                    regularize_bias: bool = False, name: str = "logits") -> layers.Dense:
+def classifier_head(
+    num_classes: int,
+    *,
+    weight_decay: float = 0.0,
+    regularizer: str = "l2",
+    regularize_bias: bool = False,
+    name: str = "logits",
+) -> layers.Dense:
     """The final linear layer producing logits (no softmax: losses use from_logits=True)."""
-    initializer = keras.initializers.VarianceScaling(CLASSIFIER_INIT_SCALE, mode="fan_in",
-                                                     distribution="truncated_normal")
+    initializer = keras.initializers.VarianceScaling(
+        CLASSIFIER_INIT_SCALE, mode="fan_in", distribution="truncated_normal"
+    )
     penalty = make_regularizer(weight_decay, regularizer)
-    return layers.Dense(num_classes, kernel_initializer=initializer, kernel_regularizer=penalty,
-                        bias_regularizer=penalty if regularize_bias else None, name=name)
+    return layers.Dense(
+        num_classes,
+        kernel_initializer=initializer,
+        kernel_regularizer=penalty,
+        bias_regularizer=penalty if regularize_bias else None,
+        name=name,
+    )
 
 
 def weight_penalty(model: keras.Model):
@@ -40,12 +56,15 @@ def weight_penalty(model: keras.Model):
     regularised too (batch-norm parameters excluded): the L2 penalty *without* its strength, worth
     logging during training to see what weight decay does."""
     weights = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
-    weights += [layer.bias for layer in model.layers if getattr(layer, "bias_regularizer", None) is not None]
+    weights += [
+        layer.bias for layer in model.layers if getattr(layer, "bias_regularizer", None) is not None
+    ]
     return sum(keras.ops.sum(keras.ops.square(w)) for w in weights)
 
 
-def build_linear_model(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,
-                       weight_decay: float = 0.0) -> keras.Model:
+def build_linear_model(
+    input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *, weight_decay: float = 0.0
+) -> keras.Model:
     """Builds the linear classifier: flatten, then one dense layer.
 
     Teaches: a model is a function from pixels to class scores (logits); softmax and

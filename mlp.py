@@ -13,8 +13,11 @@ from keras import layers
 from linear_model import classifier_head, make_regularizer
 
 # The values each option takes (train.py's command line offers these).
-CHOICES = {"activation": ("relu", "elu", "tanh", "sigmoid"),
-           "initializer": ("he_normal", "glorot_uniform", "normal", "uniform"), "regularizer": ("l2", "l1")}
+CHOICES = {
+    "activation": ("relu", "elu", "tanh", "sigmoid"),
+    "initializer": ("he_normal", "glorot_uniform", "normal", "uniform"),
+    "regularizer": ("l2", "l1"),
+}
 
 
 def make_initializer(name: str, scale: float = 1e-2, seed: int | None = None):
@@ -25,7 +28,9 @@ def make_initializer(name: str, scale: float = 1e-2, seed: int | None = None):
     normal: std `scale`; uniform: in [-scale, scale].
     """
     if name not in CHOICES["initializer"]:
-        raise ValueError(f"initializer must be one of {', '.join(CHOICES['initializer'])}, not {name!r}")
+        raise ValueError(
+            f"initializer must be one of {', '.join(CHOICES['initializer'])}, not {name!r}"
+        )
     # BEGIN SOLUTION [MLP]: keras.initializers.HeNormal, GlorotUniform, RandomNormal or RandomUniform
     if name == "he_normal":
         return keras.initializers.HeNormal(seed=seed)
@@ -37,10 +42,18 @@ def make_initializer(name: str, scale: float = 1e-2, seed: int | None = None):
     # END SOLUTION
 
 
-def build_mlp(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10, *,
-              hidden_units: tuple[int, ...] = (512,), activation: str = "relu",
-              initializer: str = "he_normal", init_scale: float = 1e-2, regularizer: str = "l2",
-              weight_decay: float = 0.0, dropout: float = 0.0) -> keras.Model:
+def build_mlp(
+    input_shape: tuple[int, ...] = (32, 32, 3),
+    num_classes: int = 10,
+    *,
+    hidden_units: tuple[int, ...] = (512,),
+    activation: str = "relu",
+    initializer: str = "he_normal",
+    init_scale: float = 1e-2,
+    regularizer: str = "l2",
+    weight_decay: float = 0.0,
+    dropout: float = 0.0,
+) -> keras.Model:
     """Builds an MLP: flatten, hidden dense layers with an activation, then the linear classifier.
 
     Args:
@@ -60,16 +73,22 @@ def build_mlp(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10,
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
     """
     if activation not in CHOICES["activation"]:
-        raise ValueError(f"activation must be one of {', '.join(CHOICES['activation'])}, not {activation!r}")
+        raise ValueError(
+            f"activation must be one of {', '.join(CHOICES['activation'])}, not {activation!r}"
+        )
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate(hidden_units, start=1):
         # BEGIN SOLUTION [MLP]: a Dense layer hidden{i}: the activation, make_initializer, make_regularizer
-        x = layers.Dense(units, activation=activation,
-                         kernel_initializer=make_initializer(initializer, init_scale),
-                         kernel_regularizer=make_regularizer(weight_decay, regularizer), name=f"hidden{i}")(x)
+        x = layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=make_initializer(initializer, init_scale),
+            kernel_regularizer=make_regularizer(weight_decay, regularizer),
+            name=f"hidden{i}",
+        )(x)
         # END SOLUTION
         if dropout:
             # BEGIN SOLUTION [MLP]: a Dropout layer named dropout{i}

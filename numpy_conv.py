@@ -46,7 +46,9 @@ def conv2d_forward_naive(x, w, b, stride: int = 1, pad: int = 0):
     # BEGIN SOLUTION [NumPy conv]: for each output position: its window of xp times w, summed, plus b
     for i in range(oh):
         for j in range(ow):
-            window = xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]  # [N, KH, KW, C]
+            window = xp[
+                :, i * stride : i * stride + kh, j * stride : j * stride + kw, :
+            ]  # [N, KH, KW, C]
             out[:, i, j, :] = np.tensordot(window, w, axes=([1, 2, 3], [0, 1, 2])) + b
     # END SOLUTION
     return out
@@ -61,10 +63,14 @@ def conv2d_backward_naive(d_out, x, w, stride: int = 1, pad: int = 0):
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
             rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)
-            dw += np.tensordot(xp[:, rows, cols, :], d_out[:, i, j, :], axes=([0], [0]))  # [KH, KW, C, F]
-            dxp[:, rows, cols, :] += np.tensordot(d_out[:, i, j, :], w, axes=([1], [3]))  # [N, KH, KW, C]
+            dw += np.tensordot(
+                xp[:, rows, cols, :], d_out[:, i, j, :], axes=([0], [0])
+            )  # [KH, KW, C, F]
+            dxp[:, rows, cols, :] += np.tensordot(
+                d_out[:, i, j, :], w, axes=([1], [3])
+            )  # [N, KH, KW, C]
     # END SOLUTION
-    dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2], :]
+    dx = dxp[:, pad : pad + x.shape[1], pad : pad + x.shape[2], :]
     return dx, dw, d_out.sum(axis=(0, 1, 2))
 
 
@@ -96,8 +102,10 @@ def conv2d_backward(d_out, x, w, stride: int = 1, pad: int = 0):
     oh, ow = d_out.shape[1:3]
     for i in range(kh):
         for j in range(kw):  # each tap touches a strided grid of input positions
-            dxp[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] += d_out @ w[i, j].T
-    dx = dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2], :]
+            dxp[:, i : i + stride * oh : stride, j : j + stride * ow : stride, :] += (
+                d_out @ w[i, j].T
+            )
+    dx = dxp[:, pad : pad + x.shape[1], pad : pad + x.shape[2], :]
     return dx, dw, d_out.sum(axis=(0, 1, 2))
 
 
@@ -108,7 +116,7 @@ def _pool_forward_naive(x, size: int, stride: int, reduce):
     # BEGIN SOLUTION [NumPy conv]: for each output position, reduce its size x size window over axes (1, 2)
     for i in range(oh):
         for j in range(ow):
-            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
+            window = x[:, i * stride : i * stride + size, j * stride : j * stride + size, :]
             out[:, i, j, :] = reduce(window, axis=(1, 2))
     # END SOLUTION
     return out
@@ -126,13 +134,14 @@ def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
     # BEGIN SOLUTION [NumPy conv]: for each window, route d_out to the position of its first maximum
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
-            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
+            window = x[:, i * stride : i * stride + size, j * stride : j * stride + size, :]
             flat = window.reshape(x.shape[0], -1, x.shape[3])
             first_max = flat.argmax(axis=1)  # [N, C]
             mask = np.zeros_like(flat)
             np.put_along_axis(mask, first_max[:, None, :], 1.0, axis=1)
-            dx[:, i * stride:i * stride + size, j * stride:j * stride + size, :] += (
-                mask.reshape(window.shape) * d_out[:, i:i + 1, j:j + 1, :])
+            dx[:, i * stride : i * stride + size, j * stride : j * stride + size, :] += (
+                mask.reshape(window.shape) * d_out[:, i : i + 1, j : j + 1, :]
+            )
     # END SOLUTION
     return dx
 
@@ -150,7 +159,11 @@ def max_pool_backward(d_out, x, size: int = 2, stride: int = 2):
     rows = np.arange(oh)[None, :, None, None] * stride + first_max // size
     cols = np.arange(ow)[None, None, :, None] * stride + first_max % size
     dx = np.zeros_like(x)
-    np.add.at(dx, (np.arange(n)[:, None, None, None], rows, cols, np.arange(c)[None, None, None, :]), d_out)
+    np.add.at(
+        dx,
+        (np.arange(n)[:, None, None, None], rows, cols, np.arange(c)[None, None, None, :]),
+        d_out,
+    )
     return dx
 
 
@@ -167,7 +180,7 @@ def avg_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
             rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
-            dx[:, rows, cols, :] += d_out[:, i:i + 1, j:j + 1, :] / size ** 2
+            dx[:, rows, cols, :] += d_out[:, i : i + 1, j : j + 1, :] / size**2
     # END SOLUTION
     return dx
 
@@ -183,7 +196,7 @@ def avg_pool_backward(d_out, x, size: int = 2, stride: int = 2):
     oh, ow = d_out.shape[1:3]
     for i in range(size):
         for j in range(size):
-            dx[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] += d_out / size ** 2
+            dx[:, i : i + stride * oh : stride, j : j + stride * ow : stride, :] += d_out / size**2
     return dx
 
 
@@ -202,15 +215,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_backward_passes(argv: list[str] | None) -> int:
     """Checks each backward pass (its gradient with respect to the input) against central differences."""
-    OneLineParser(prog="numpy_conv.py", description="Check each backward pass against central "
-                  "differences.").parse_args(argv)
+    OneLineParser(
+        prog="numpy_conv.py", description="Check each backward pass against central differences."
+    ).parse_args(argv)
     rng = np.random.default_rng(0)
-    x, w, b = rng.standard_normal((2, 7, 6, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
+    x, w, b = (
+        rng.standard_normal((2, 7, 6, 3)),
+        rng.standard_normal((3, 3, 3, 4)),
+        rng.standard_normal(4),
+    )
     passes = {  # name: (forward(x), backward(d_out, x) -> dx)
-        "conv2d_backward_naive": (lambda x: conv2d_forward_naive(x, w, b, 2, 1),
-                                  lambda d_out, x: conv2d_backward_naive(d_out, x, w, 2, 1)[0]),
-        "conv2d_backward": (lambda x: conv2d_forward(x, w, b, 2, 1),
-                            lambda d_out, x: conv2d_backward(d_out, x, w, 2, 1)[0]),
+        "conv2d_backward_naive": (
+            lambda x: conv2d_forward_naive(x, w, b, 2, 1),
+            lambda d_out, x: conv2d_backward_naive(d_out, x, w, 2, 1)[0],
+        ),
+        "conv2d_backward": (
+            lambda x: conv2d_forward(x, w, b, 2, 1),
+            lambda d_out, x: conv2d_backward(d_out, x, w, 2, 1)[0],
+        ),
         "max_pool_backward_naive": (max_pool_forward_naive, max_pool_backward_naive),
         "avg_pool_backward_naive": (avg_pool_forward_naive, avg_pool_backward_naive),
         "max_pool_backward": (max_pool_forward, max_pool_backward),

@@ -26,11 +26,27 @@ from plumbing.errors import OneLineParser, report
 from plumbing.files import picture_path
 
 # The handout's defaults for the two-layer network on CIFAR-10.
-HANDOUT_DEFAULTS = dict(hidden_size=100, weight_scale=1e-4, learning_rate=2e-3, learning_rate_decay=1.0,
-                        momentum=0.0, reg=0.0, num_iters=1500, batch_size=200)
+HANDOUT_DEFAULTS = dict(
+    hidden_size=100,
+    weight_scale=1e-4,
+    learning_rate=2e-3,
+    learning_rate_decay=1.0,
+    momentum=0.0,
+    reg=0.0,
+    num_iters=1500,
+    batch_size=200,
+)
 # A tuned setting: wider, He-scaled initialisation, momentum, decay and weight decay (chosen on validation).
-TUNED = dict(hidden_size=200, weight_scale=None, learning_rate=2e-3, learning_rate_decay=0.95,
-             momentum=0.9, reg=1e-3, num_iters=1500, batch_size=200)
+TUNED = dict(
+    hidden_size=200,
+    weight_scale=None,
+    learning_rate=2e-3,
+    learning_rate_decay=0.95,
+    momentum=0.9,
+    reg=1e-3,
+    num_iters=1500,
+    batch_size=200,
+)
 
 
 class NumpyMLP:
@@ -41,9 +57,9 @@ class NumpyMLP:
 
     def __init__(self, layer_sizes: list[int], weight_scale: float | None = 1e-4, seed: int = 0):
         """Args:
-            layer_sizes: [input, hidden..., classes]; [3072, 100, 10] is the handout's two-layer net.
-            weight_scale: std of the Gaussian initial weights; None for He scaling sqrt(2 / fan_in).
-            seed: for the initial weights.
+        layer_sizes: [input, hidden..., classes]; [3072, 100, 10] is the handout's two-layer net.
+        weight_scale: std of the Gaussian initial weights; None for He scaling sqrt(2 / fan_in).
+        seed: for the initial weights.
         """
         rng = np.random.default_rng(seed)
         self.params = {}
@@ -114,10 +130,23 @@ class NumpyMLP:
         """Predicted class of each row of X."""
         return np.argmax(self.loss(X), axis=1)
 
-    def train(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
-              learning_rate: float = 1e-3, learning_rate_decay: float = 0.95, momentum: float = 0.0,
-              reg: float = 0.0, num_iters: int = 100, batch_size: int = 200, check_every: int = 100,
-              seed: int = 0, verbose: bool = False) -> dict[str, list[float]]:
+    def train(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        learning_rate: float = 1e-3,
+        learning_rate_decay: float = 0.95,
+        momentum: float = 0.0,
+        reg: float = 0.0,
+        num_iters: int = 100,
+        batch_size: int = 200,
+        check_every: int = 100,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> dict[str, list[float]]:
         """Minibatch SGD with momentum; the learning rate is multiplied by `learning_rate_decay` each epoch.
 
         Returns:
@@ -127,7 +156,12 @@ class NumpyMLP:
         rng = np.random.default_rng(seed)
         velocity = {key: np.zeros_like(value) for key, value in self.params.items()}
         iterations_per_epoch = max(X.shape[0] // batch_size, 1)
-        history = {"loss_history": [], "train_acc_history": [], "val_acc_history": [], "iterations": []}
+        history = {
+            "loss_history": [],
+            "train_acc_history": [],
+            "val_acc_history": [],
+            "iterations": [],
+        }
         for it in range(1, num_iters + 1):
             batch = rng.choice(X.shape[0], batch_size, replace=True)
             loss, grads = self.loss(X[batch], y[batch], reg=reg)
@@ -144,9 +178,11 @@ class NumpyMLP:
                 history["val_acc_history"].append(val_acc)
                 history["iterations"].append(it)
                 if verbose:
-                    print(f"iteration {it:5d}/{num_iters}: loss {loss:.4f}, "
-                          f"train accuracy {100 * train_acc:.1f}%, "
-                          f"validation accuracy {100 * val_acc:.1f}%")
+                    print(
+                        f"iteration {it:5d}/{num_iters}: loss {loss:.4f}, "
+                        f"train accuracy {100 * train_acc:.1f}%, "
+                        f"validation accuracy {100 * val_acc:.1f}%"
+                    )
         return history
 
 
@@ -187,8 +223,12 @@ def min_abs_preactivation(net: NumpyMLP, X: np.ndarray) -> float:
 def handout_toy():
     """The handout's toy problem, drawn exactly as it does: (net 4-10-3, X [5, 4], y [5])."""
     np.random.seed(0)
-    params = {"W1": 0.1 * np.random.randn(4, 10), "b1": np.zeros(10),
-              "W2": 0.1 * np.random.randn(10, 3), "b2": np.zeros(3)}
+    params = {
+        "W1": 0.1 * np.random.randn(4, 10),
+        "b1": np.zeros(10),
+        "W2": 0.1 * np.random.randn(10, 3),
+        "b2": np.zeros(3),
+    }
     np.random.seed(1)
     X = 10 * np.random.randn(5, 4)
     return NumpyMLP.from_params(params), X, np.array([0, 1, 2, 2, 1])
@@ -201,8 +241,10 @@ def check_on_the_toy_problem() -> None:
     print(f"toy problem: loss {loss:.11f} (the handout's: 1.30378789133)")
     for key, param in net.params.items():
         numeric = numerical_gradient(lambda: net.loss(X, y, reg=0.05)[0], param)
-        print(f"  {key}: relative error of the gradient {relative_error(grads[key], numeric):.2e} "
-              f"(below 1e-8 when right)")
+        print(
+            f"  {key}: relative error of the gradient {relative_error(grads[key], numeric):.2e} "
+            f"(below 1e-8 when right)"
+        )
 
 
 # ----------------------------------------------------------------------------- on real images
@@ -213,15 +255,23 @@ def load_flat(folder, seed: int = 0):
     import cifar10_input  # here, not at the top: the network itself needs nothing but NumPy
 
     images, labels = cifar10_input.load_any(folder, "train")
-    train_idx, val_idx = cifar10_input.split_indices(len(labels), val_size=len(labels) // 10,
-                                                     num_train_examples=None, seed=seed)
+    train_idx, val_idx = cifar10_input.split_indices(
+        len(labels), val_size=len(labels) // 10, num_train_examples=None, seed=seed
+    )
     mean, std = cifar10_input.channel_stats(images[train_idx])
 
     def flat(x):
         return ((x.astype(np.float32) / 255 - mean) / std).reshape(len(x), -1)
+
     test_images, test_labels = cifar10_input.load_any(folder, "test")
-    return (flat(images[train_idx]), labels[train_idx], flat(images[val_idx]), labels[val_idx],
-            flat(test_images), test_labels)
+    return (
+        flat(images[train_idx]),
+        labels[train_idx],
+        flat(images[val_idx]),
+        labels[val_idx],
+        flat(test_images),
+        test_labels,
+    )
 
 
 def train_setting(data, setting: dict, seed: int = 0, verbose: bool = False):
@@ -229,8 +279,17 @@ def train_setting(data, setting: dict, seed: int = 0, verbose: bool = False):
     X, y, X_val, y_val = data[:4]
     sizes = [X.shape[1], setting["hidden_size"], int(y.max()) + 1]
     net = NumpyMLP(sizes, weight_scale=setting["weight_scale"], seed=seed)
-    options = {k: setting[k] for k in ("learning_rate", "learning_rate_decay", "momentum", "reg", "num_iters",
-                                       "batch_size")}
+    options = {
+        k: setting[k]
+        for k in (
+            "learning_rate",
+            "learning_rate_decay",
+            "momentum",
+            "reg",
+            "num_iters",
+            "batch_size",
+        )
+    }
     return net, net.train(X, y, X_val, y_val, seed=seed, verbose=verbose, **options)
 
 
@@ -250,14 +309,25 @@ def main(argv: list[str] | None = None) -> int:
 def train_and_plot(argv: list[str] | None) -> int:
     """The work of main: the flags (checked first), the toy check, both settings trained, the curves."""
     parser = OneLineParser(prog="numpy_mlp.py", description="Train the two-layer NumPy network.")
-    parser.add_argument("--dataset", choices=("cifar10", "mnist", "fashion-mnist"), default="cifar10",
-                        help="(default: cifar10)")
+    parser.add_argument(
+        "--dataset",
+        choices=("cifar10", "mnist", "fashion-mnist"),
+        default="cifar10",
+        help="(default: cifar10)",
+    )
     parser.add_argument("--data-dir", default=None, help="(default: $CIFAR10_DATA_DIR or ./data)")
-    parser.add_argument("--data-url", default=None, help="where to get the data: URL, file:// or path")
-    parser.add_argument("--plot", type=picture_path, default="numpy_mlp.png",
-                        help="the curves' file (default: numpy_mlp.png)")
-    parser.add_argument("--iterations", type=positive_int, default=None,
-                        help="override num_iters of both settings")
+    parser.add_argument(
+        "--data-url", default=None, help="where to get the data: URL, file:// or path"
+    )
+    parser.add_argument(
+        "--plot",
+        type=picture_path,
+        default="numpy_mlp.png",
+        help="the curves' file (default: numpy_mlp.png)",
+    )
+    parser.add_argument(
+        "--iterations", type=positive_int, default=None, help="override num_iters of both settings"
+    )
     args = parser.parse_args(argv)
     import cifar10_input  # the data and the pictures: only for this command, not for the network
     import plots
@@ -269,19 +339,36 @@ def train_and_plot(argv: list[str] | None) -> int:
     for label, setting, colour in settings:  # one colour per setting, in both panels
         if args.iterations is not None:
             setting = {**setting, "num_iters": args.iterations}
-        print(textwrap.fill(f"-- {label}: " + ", ".join(f"{k} {v}" for k, v in setting.items()), 80,
-                            subsequent_indent="   "))
+        print(
+            textwrap.fill(
+                f"-- {label}: " + ", ".join(f"{k} {v}" for k, v in setting.items()),
+                80,
+                subsequent_indent="   ",
+            )
+        )
         net, history = train_setting(data, setting, verbose=True)
         test_accuracy = np.mean(net.predict(data[4]) == data[5])
         validation = history["val_acc_history"][-1]
         print(f"-- {label}: validation {100 * validation:.1f}%, test {100 * test_accuracy:.1f}%")
         loss_ax.plot(history["loss_history"], color=colour, label=label, alpha=0.7)
-        acc_ax.plot(history["iterations"], [100 * a for a in history["val_acc_history"]], color=colour,
-                    marker="o", label=f"{label}, validation")
-        acc_ax.plot(history["iterations"], [100 * a for a in history["train_acc_history"]], color=colour,
-                    linestyle="--", label=f"{label}, training batch")
+        acc_ax.plot(
+            history["iterations"],
+            [100 * a for a in history["val_acc_history"]],
+            color=colour,
+            marker="o",
+            label=f"{label}, validation",
+        )
+        acc_ax.plot(
+            history["iterations"],
+            [100 * a for a in history["train_acc_history"]],
+            color=colour,
+            linestyle="--",
+            label=f"{label}, training batch",
+        )
     loss_ax.set(xlabel="iteration", ylabel="loss", title="Training loss")
-    acc_ax.set(xlabel="iteration", ylabel="accuracy (%)", title="Accuracy (dashed: on the training batch)")
+    acc_ax.set(
+        xlabel="iteration", ylabel="accuracy (%)", title="Accuracy (dashed: on the training batch)"
+    )
     for ax in (loss_ax, acc_ax):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -1,10 +1,10 @@
 """The plots a training run leaves behind (matplotlib PNG files), for reading a run at a glance.
 
-  learning_curves:    loss and accuracy per epoch, training vs validation (over-fitting shows here)
-  confusion_matrix:   which classes are taken for which (also written as CSV)
-  per_class_accuracy: one bar per class
-  confident_mistakes: for each true class, the wrong predictions the model was surest of
-  sample_grid:        example images of every class (python cifar10_input.py --show)
+learning_curves:    loss and accuracy per epoch, training vs validation (over-fitting shows here)
+confusion_matrix:   which classes are taken for which (also written as CSV)
+per_class_accuracy: one bar per class
+confident_mistakes: for each true class, the wrong predictions the model was surest of
+sample_grid:        example images of every class (python cifar10_input.py --show)
 """
 
 from __future__ import annotations
@@ -26,14 +26,24 @@ def save(fig, path: Path, dpi: int = 100) -> None:
     plt.close(fig)
 
 
-def save_all(run_dir: Path, rows: list[dict], matrix: np.ndarray, class_names, images: np.ndarray,
-             labels: np.ndarray, probabilities: np.ndarray) -> None:
+def save_all(
+    run_dir: Path,
+    rows: list[dict],
+    matrix: np.ndarray,
+    class_names,
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+) -> None:
     """Every plot of a finished run, into its folder."""
     learning_curves(rows, run_dir / "learning_curves.png")
-    save_confusion_matrix(matrix, class_names, run_dir / "confusion_matrix.png",
-                          run_dir / "confusion_matrix.csv")
+    save_confusion_matrix(
+        matrix, class_names, run_dir / "confusion_matrix.png", run_dir / "confusion_matrix.csv"
+    )
     per_class_accuracy(matrix, class_names, run_dir / "per_class_accuracy.png")
-    confident_mistakes(images, labels, probabilities, class_names, run_dir / "confident_mistakes.png")
+    confident_mistakes(
+        images, labels, probabilities, class_names, run_dir / "confident_mistakes.png"
+    )
 
 
 def learning_curves(rows: list[dict], path: Path) -> None:
@@ -43,7 +53,9 @@ def learning_curves(rows: list[dict], path: Path) -> None:
     for key, label in (("train", "training"), ("val", "validation")):
         if any(row.get(f"{key}_loss") is not None for row in rows):
             loss_ax.plot(epochs, [row[f"{key}_loss"] for row in rows], marker="o", label=label)
-            acc_ax.plot(epochs, [100 * row[f"{key}_accuracy"] for row in rows], marker="o", label=label)
+            acc_ax.plot(
+                epochs, [100 * row[f"{key}_accuracy"] for row in rows], marker="o", label=label
+            )
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (loss_ax, acc_ax):
@@ -68,8 +80,15 @@ def save_confusion_matrix(matrix: np.ndarray, class_names, png_path: Path, csv_p
     fig, ax = plt.subplots(figsize=(7, 6))
     image = ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, count, ha="center", va="center", fontsize=7,
-                color="white" if count > matrix.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            count,
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if count > matrix.max() / 2 else "black",
+        )
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix (test set)")
@@ -83,7 +102,9 @@ def per_class_accuracy(matrix: np.ndarray, class_names, path: Path) -> None:
     accuracy = 100 * np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar(class_names, accuracy, color="tab:blue")
-    ax.axhline(100 * np.trace(matrix) / matrix.sum(), color="black", linestyle="--", label="overall")
+    ax.axhline(
+        100 * np.trace(matrix) / matrix.sum(), color="black", linestyle="--", label="overall"
+    )
     ax.set(ylabel="accuracy (%)", ylim=(0, 100), title="Per-class accuracy (test set)")
     ax.tick_params(axis="x", rotation=45)
     ax.legend()
@@ -96,8 +117,14 @@ def _rgb(images: np.ndarray) -> np.ndarray:
     return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
-def confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names,
-                       path: Path, per_class: int = 8) -> None:
+def confident_mistakes(
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names,
+    path: Path,
+    per_class: int = 8,
+) -> None:
     """For each true class (a row), the misclassified images with the highest wrong probability.
 
     Drawn as one mosaic image (much faster than a grid of subplots), each tile captioned with the
@@ -118,11 +145,13 @@ def confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np
         wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:per_class]
         for col, i in enumerate(wrong):
             top, left = class_id * cell_h + 10, col * cell_w + 2
-            mosaic[top:top + height, left:left + width] = images[i]
+            mosaic[top : top + height, left : left + width] = images[i]
             caption = f"{class_names[predictions[i]]} {probabilities[i, predictions[i]]:.0%}"
             ax.text(left + width / 2, top - 1, caption, ha="center", va="bottom", fontsize=6)
     ax.imshow(mosaic, interpolation="nearest")
-    ax.set_yticks([c * cell_h + 10 + height / 2 for c in range(len(class_names))], class_names, fontsize=8)
+    ax.set_yticks(
+        [c * cell_h + 10 + height / 2 for c in range(len(class_names))], class_names, fontsize=8
+    )
     ax.set_xticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -131,10 +160,14 @@ def confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np
     save(fig, path, dpi=120)
 
 
-def sample_grid(images: np.ndarray, labels: np.ndarray, class_names, path: Path, per_class: int = 10) -> None:
+def sample_grid(
+    images: np.ndarray, labels: np.ndarray, class_names, path: Path, per_class: int = 10
+) -> None:
     """A grid with one row per class and `per_class` example images in each."""
     images = _rgb(images)
-    fig, axes = plt.subplots(len(class_names), per_class, figsize=(per_class * 0.9, len(class_names) * 0.9))
+    fig, axes = plt.subplots(
+        len(class_names), per_class, figsize=(per_class * 0.9, len(class_names) * 0.9)
+    )
     for class_id, name in enumerate(class_names):
         examples = np.flatnonzero(labels == class_id)[:per_class]
         for col, ax in enumerate(axes[class_id]):

@@ -30,20 +30,38 @@ DEFAULTS = dict(
     num_train_examples=None,  # None: every training-file example not held out for validation
     val_size=None,  # None: 10% of the training files, held out to choose the best epoch
     image_size=None,  # None: the dataset's own side (32 or 28)
-    flip=True, crop=4,  # augmentation: random mirror; pad by 4 pixels and crop back at random
-    brightness=0.0, contrast=0.0, cutout=0,  # more augmentation, off by default
+    flip=True,
+    crop=4,  # augmentation: random mirror; pad by 4 pixels and crop back at random
+    brightness=0.0,
+    contrast=0.0,
+    cutout=0,  # more augmentation, off by default
     optimizer="momentum",  # SGD with Nesterov momentum; or sgd, adam, adamw, rmsprop, adagrad, adadelta
-    lr=0.1, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7,
-    lr_schedule="onecycle", warmup_epochs=0.0,  # onecycle | cosine | step | constant
-    weight_decay=5e-4, label_smoothing=0.1,  # L2 on every kernel (decoupled with adamw); soft targets
-    batch_size=128, epochs=30, steps=None,  # steps: stop after this many steps instead
+    lr=0.1,
+    momentum=0.9,
+    beta1=0.9,
+    beta2=0.999,
+    epsilon=1e-7,
+    lr_schedule="onecycle",
+    warmup_epochs=0.0,  # onecycle | cosine | step | constant
+    weight_decay=5e-4,
+    label_smoothing=0.1,  # L2 on every kernel (decoupled with adamw); soft targets
+    batch_size=128,
+    epochs=30,
+    steps=None,  # steps: stop after this many steps instead
     tta=True,  # test-time flip: average the predictions for each image and its mirror
-    device="auto", mixed_precision=False, xla=False, seed=0, deterministic=False,
-    run_dir="runs", name=None,  # name None: PRESET-MMDD-HHMMSS
+    device="auto",
+    mixed_precision=False,
+    xla=False,
+    seed=0,
+    deterministic=False,
+    run_dir="runs",
+    name=None,  # name None: PRESET-MMDD-HHMMSS
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
 
-if __name__ == "__main__":  # --help, --list-presets and usage errors: answered before TensorFlow loads
+if (
+    __name__ == "__main__"
+):  # --help, --list-presets and usage errors: answered before TensorFlow loads
     options.answer_early(sys.argv[1:], DEFAULTS)
 
 from plumbing.quiet import tensorflow_start_up
@@ -65,7 +83,9 @@ BUILDERS = {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
 
 
 # ----------------------------------------------------------------------------- the model and the optimizer
-def build_model(config: dict, input_shape: tuple[int, int, int], num_classes: int = 10) -> keras.Model:
+def build_model(
+    config: dict, input_shape: tuple[int, int, int], num_classes: int = 10
+) -> keras.Model:
     """Calls the chosen builder with the options the config gives it. With adamw, weight decay belongs
     to the optimizer (decoupled) instead of being an L2 term in the loss."""
     model_options = {k: config[k] for k in options.builder_options(config["model"]) if k in config}
@@ -106,11 +126,16 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int, total_steps: int)
     """
     peak, warmup = config["lr"], int(config["warmup_epochs"] * steps_per_epoch)
     steps = max(total_steps - warmup, 1)  # the steps after the warm-up
-    schedule = {"constant": lambda: keras.optimizers.schedules.PiecewiseConstantDecay([steps], [peak, peak]),
-                "step": lambda: keras.optimizers.schedules.PiecewiseConstantDecay(
-                    [steps // 2 - 1, 3 * steps // 4 - 1], [peak, peak / 10, peak / 100]),
-                "cosine": lambda: keras.optimizers.schedules.CosineDecay(peak, steps),
-                "onecycle": lambda: OneCycle(peak, steps)}[config["lr_schedule"]]()
+    schedule = {
+        "constant": lambda: keras.optimizers.schedules.PiecewiseConstantDecay(
+            [steps], [peak, peak]
+        ),
+        "step": lambda: keras.optimizers.schedules.PiecewiseConstantDecay(
+            [steps // 2 - 1, 3 * steps // 4 - 1], [peak, peak / 10, peak / 100]
+        ),
+        "cosine": lambda: keras.optimizers.schedules.CosineDecay(peak, steps),
+        "onecycle": lambda: OneCycle(peak, steps),
+    }[config["lr_schedule"]]()
     return WarmUp(schedule, peak, warmup) if warmup else schedule
 
 
@@ -118,13 +143,15 @@ def make_optimizer(config: dict, schedule):
     """The optimizer named by --optimizer, with its hyper-parameters."""
     c, opt = config, keras.optimizers
     adam_like = dict(beta_1=c["beta1"], beta_2=c["beta2"], epsilon=c["epsilon"])
-    optimizer = {"sgd": lambda: opt.SGD(schedule),
-                 "momentum": lambda: opt.SGD(schedule, momentum=c["momentum"], nesterov=True),
-                 "adam": lambda: opt.Adam(schedule, **adam_like),
-                 "adamw": lambda: opt.AdamW(schedule, weight_decay=c["weight_decay"], **adam_like),
-                 "rmsprop": lambda: opt.RMSprop(schedule, momentum=c["momentum"], epsilon=c["epsilon"]),
-                 "adagrad": lambda: opt.Adagrad(schedule, epsilon=c["epsilon"]),
-                 "adadelta": lambda: opt.Adadelta(schedule, epsilon=c["epsilon"])}[c["optimizer"]]()
+    optimizer = {
+        "sgd": lambda: opt.SGD(schedule),
+        "momentum": lambda: opt.SGD(schedule, momentum=c["momentum"], nesterov=True),
+        "adam": lambda: opt.Adam(schedule, **adam_like),
+        "adamw": lambda: opt.AdamW(schedule, weight_decay=c["weight_decay"], **adam_like),
+        "rmsprop": lambda: opt.RMSprop(schedule, momentum=c["momentum"], epsilon=c["epsilon"]),
+        "adagrad": lambda: opt.Adagrad(schedule, epsilon=c["epsilon"]),
+        "adadelta": lambda: opt.Adadelta(schedule, epsilon=c["epsilon"]),
+    }[c["optimizer"]]()
     if c["optimizer"] == "adamw":  # decay the kernels only, as the other optimizers' L2 does
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
@@ -139,6 +166,7 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
     optimizer.scale_loss makes it work with mixed precision's loss scaling too. The cross-entropy it
     returns is without label smoothing, as evaluate() measures it, so the two curves compare.
     """
+
     @tf.function(jit_compile=xla, reduce_retracing=True)
     def train_step(images, labels):
         with tf.GradientTape() as tape:
@@ -150,7 +178,9 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
         optimizer.apply(grads, model.trainable_variables)
         predictions = tf.argmax(logits, 1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)), correct
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        ), correct
 
     return train_step
 
@@ -158,20 +188,31 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
 # ----------------------------------------------------------------------------- evaluation
 def make_predict(model, tta: bool = False):
     """Inference-mode logits (float32) of a batch; with `tta`, averaged with those of the mirror images."""
+
     @tf.function(reduce_retracing=True)
     def predict(images):
         logits = tf.cast(model(images, training=False), tf.float32)
         if tta:
-            logits = (logits + tf.cast(model(tf.reverse(images, axis=[2]), training=False), tf.float32)) / 2
+            logits = (
+                logits + tf.cast(model(tf.reverse(images, axis=[2]), training=False), tf.float32)
+            ) / 2
         return logits
+
     return predict
 
 
 def evaluate(predict, dataset) -> tuple[float, float, np.ndarray, np.ndarray]:
     """One pass over `dataset`: mean cross-entropy (without label smoothing), accuracy, logits, labels."""
     batches = [(predict(images).numpy(), labels.numpy()) for images, labels in dataset]
-    logits, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-    loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy().mean()
+    logits, labels = (
+        np.concatenate([b[0] for b in batches]),
+        np.concatenate([b[1] for b in batches]),
+    )
+    loss = (
+        keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        .numpy()
+        .mean()
+    )
     return float(loss), float(np.mean(logits.argmax(1) == labels)), logits, labels
 
 
@@ -189,22 +230,41 @@ def set_up(config: dict, data: dict, run_dir: Path, stop: signals.StopRequests) 
     if config["mixed_precision"]:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                   label_smoothing=config["label_smoothing"])
+    loss_fn = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=config["label_smoothing"]
+    )
     state = checkpoint.TrainingState(model, optimizer, run_dir)
     if state.restore():
         print(f"resuming from epoch {int(state.epoch) + 1}, step {int(state.step)}")
     else:
         state.save()  # the first checkpoint: from now on the run can be resumed
     print(f"run folder: {run_dir}   (tensorboard --logdir {shlex.quote(str(run_dir.parent))})")
-    batches = cifar10_input.make_dataset(data["folder"], "train", **data["options"], **data["augmentation"],
-                                         epoch=int(state.epoch), repeat=True, drop_remainder=True)
-    return SimpleNamespace(config=config, run_dir=run_dir, data=data, stop=stop, model=model,
-                           optimizer=optimizer, schedule=schedule, state=state, predict=make_predict(model),
-                           train_step=make_train_step(model, optimizer, loss_fn, xla=config["xla"]),
-                           batches=iter(batches.skip(int(state.step))), steps_per_epoch=steps_per_epoch,
-                           total_steps=total_steps, epochs=math.ceil(total_steps / steps_per_epoch),
-                           board=logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()}))
+    batches = cifar10_input.make_dataset(
+        data["folder"],
+        "train",
+        **data["options"],
+        **data["augmentation"],
+        epoch=int(state.epoch),
+        repeat=True,
+        drop_remainder=True,
+    )
+    return SimpleNamespace(
+        config=config,
+        run_dir=run_dir,
+        data=data,
+        stop=stop,
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        state=state,
+        predict=make_predict(model),
+        train_step=make_train_step(model, optimizer, loss_fn, xla=config["xla"]),
+        batches=iter(batches.skip(int(state.step))),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        epochs=math.ceil(total_steps / steps_per_epoch),
+        board=logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()}),
+    )
 
 
 def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -> int:
@@ -212,7 +272,9 @@ def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -
     run = set_up(config, data, run_dir, stop)
     start_epoch, start_step = int(run.state.epoch), int(run.state.step)
     for epoch in range(start_epoch, run.epochs):
-        with stop.deferred():  # a first Ctrl-C or SIGTERM lets the step (or validation) finish, then saves
+        with (
+            stop.deferred()
+        ):  # a first Ctrl-C or SIGTERM lets the step (or validation) finish, then saves
             # Train for one epoch (the rest of it, when resumed).
             row = train_epoch(run, epoch, start_step)
             if stop.requested and row is None:
@@ -220,23 +282,35 @@ def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -
                 return signals.stopped(stop.requested, run_dir, where)
 
             # Validate, record the epoch, then save: the checkpoint, metrics.csv (and best.keras if best).
-            row["val_loss"], row["val_accuracy"] = evaluate(run.predict, data["val"])[:2] if data["val"] \
-                else (None, None)
+            row["val_loss"], row["val_accuracy"] = (
+                evaluate(run.predict, data["val"])[:2] if data["val"] else (None, None)
+            )
             if data["val"]:
-                print(f"  validation: loss {row['val_loss']:.4f}, accuracy {100 * row['val_accuracy']:.1f}%")
+                print(
+                    f"  validation: loss {row['val_loss']:.4f}, accuracy {100 * row['val_accuracy']:.1f}%"
+                )
             histograms = epoch % max(run.epochs // 10, 1) == 0 or epoch == run.epochs - 1
-            run.board.epoch((epoch + 1) * run.steps_per_epoch, row,
-                            run.model.trainable_weights if histograms else None)
-            score = row["val_accuracy"] if data["val"] else row["train_accuracy"]  # what picks the best epoch
+            run.board.epoch(
+                (epoch + 1) * run.steps_per_epoch,
+                row,
+                run.model.trainable_weights if histograms else None,
+            )
+            score = (
+                row["val_accuracy"] if data["val"] else row["train_accuracy"]
+            )  # what picks the best epoch
             run.state.save(new_best=run.state.finish_epoch(row, score))
             start_step = 0
-        if stop.requested:  # after deferring (a later signal stops at once); the last epoch's test waits too
+        if (
+            stop.requested
+        ):  # after deferring (a later signal stops at once); the last epoch's test waits too
             return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
 
     # Test the best epoch's model (with the test-time flip, if asked), then write the results and plots.
     results = test_and_report(config, run_dir, data, run.state, run.board)
-    print(f"test accuracy {100 * results['test_accuracy']:.2f}% (best epoch {results['best_epoch']}"
-          f"{', test-time flip' if config['tta'] else ''}); results and plots in {run_dir}")
+    print(
+        f"test accuracy {100 * results['test_accuracy']:.2f}% (best epoch {results['best_epoch']}"
+        f"{', test-time flip' if config['tta'] else ''}); results and plots in {run_dir}"
+    )
     return 0
 
 
@@ -245,9 +319,17 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
     (after saving a checkpoint in the middle of the epoch, with its running sums)."""
     batch_size, state = run.config["batch_size"], run.state
     steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
-    progress = logs.EpochProgress(epoch + 1, run.epochs, steps, start_step, batch_size,
-                                  later_steps=run.total_steps - (epoch + 1) * run.steps_per_epoch)
-    loss_sum, correct_sum, seen, seconds = state.sums.numpy()  # not 0 when resumed in the middle of the epoch
+    progress = logs.EpochProgress(
+        epoch + 1,
+        run.epochs,
+        steps,
+        start_step,
+        batch_size,
+        later_steps=run.total_steps - (epoch + 1) * run.steps_per_epoch,
+    )
+    loss_sum, correct_sum, seen, seconds = (
+        state.sums.numpy()
+    )  # not 0 when resumed in the middle of the epoch
     step, epoch_t0 = start_step, time.perf_counter()
     for step in range(start_step + 1, steps + 1):
         images, labels = next(run.batches)
@@ -260,10 +342,14 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
             # Now and then: guard against divergence, draw the progress bar, log to TensorBoard.
             check_loss(float(loss_sum) / (seen / batch_size), epoch, step, run.config, state)
             progress.update(step, float(loss_sum) / (seen / batch_size), float(correct_sum) / seen)
-            run.board.step(global_step, loss=loss, learning_rate=run.schedule(run.optimizer.iterations),
-                           step_time_ms=step_ms,
-                           weight_penalty=weight_penalty(run.model),
-                           images=images[:8] if global_step == 1 else None)
+            run.board.step(
+                global_step,
+                loss=loss,
+                learning_rate=run.schedule(run.optimizer.iterations),
+                step_time_ms=step_ms,
+                weight_penalty=weight_penalty(run.model),
+                images=images[:8] if global_step == 1 else None,
+            )
         if run.stop.requested:  # save where we are, with the epoch's sums so far
             seconds += time.perf_counter() - epoch_t0
             state.save_mid_epoch(step, [loss_sum, correct_sum, seen, seconds])
@@ -272,9 +358,15 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
     train_loss, train_accuracy = float(loss_sum) / (seen / batch_size), float(correct_sum) / seen
     check_loss(train_loss, epoch, step, run.config, state)
     progress.update(step, train_loss, train_accuracy, final=True)
-    return dict(epoch=epoch + 1, train_loss=train_loss, train_accuracy=train_accuracy,
-                learning_rate=float(run.schedule(run.optimizer.iterations)), seconds=round(seconds, 3),
-                images_per_second=round(seen / seconds, 1), weight_penalty=float(weight_penalty(run.model)))
+    return dict(
+        epoch=epoch + 1,
+        train_loss=train_loss,
+        train_accuracy=train_accuracy,
+        learning_rate=float(run.schedule(run.optimizer.iterations)),
+        seconds=round(seconds, 3),
+        images_per_second=round(seen / seconds, 1),
+        weight_penalty=float(weight_penalty(run.model)),
+    )
 
 
 def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> dict:
@@ -286,11 +378,18 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     matrix = plots.confusion_matrix(labels, probabilities.argmax(1), len(names))
     best = next(row for row in rows if row["epoch"] == int(state.best_epoch))
     per_class = np.diag(matrix) / np.maximum(matrix.sum(1), 1)
-    results = dict(test_accuracy=test_accuracy, test_loss=test_loss, test_time_flip=config["tta"],
-                   best_epoch=best["epoch"], best_val_accuracy=best["val_accuracy"], epochs_run=len(rows),
-                   train_seconds=round(sum(r["seconds"] for r in rows), 1), train_examples=data["num_train"],
-                   parameters=state.model.count_params(),
-                   per_class_accuracy=dict(zip(names, per_class.round(4).tolist())))
+    results = dict(
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        test_time_flip=config["tta"],
+        best_epoch=best["epoch"],
+        best_val_accuracy=best["val_accuracy"],
+        epochs_run=len(rows),
+        train_seconds=round(sum(r["seconds"] for r in rows), 1),
+        train_examples=data["num_train"],
+        parameters=state.model.count_params(),
+        per_class_accuracy=dict(zip(names, per_class.round(4).tolist())),
+    )
     board.results(len(rows), results)
     board.close()  # flushed now: a sweep's compare.py reads these logs next
     plots.save_all(run_dir, rows, matrix, names, data["test_images"], labels, probabilities)
@@ -302,11 +401,19 @@ def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
     """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays.
     (A sweep records the run as diverged and goes on with the next: plumbing/sweep.py.)"""
     if not loss < EXPLODED:
-        kept = (f"the last good checkpoint (end of epoch {int(state.epoch)}) is kept" if int(state.epoch)
-                else "nothing was learnt")
-        raise sweep.DivergedError(f"the loss became {loss:.4g} at epoch {epoch + 1}, step {step}: the "
-                                  f"learning rate is too high for this model; start a new run with --lr "
-                                  f"{config['lr'] / 10:g} ({kept})", loss=loss, epoch=epoch + 1, step=step)
+        kept = (
+            f"the last good checkpoint (end of epoch {int(state.epoch)}) is kept"
+            if int(state.epoch)
+            else "nothing was learnt"
+        )
+        raise sweep.DivergedError(
+            f"the loss became {loss:.4g} at epoch {epoch + 1}, step {step}: the "
+            f"learning rate is too high for this model; start a new run with --lr "
+            f"{config['lr'] / 10:g} ({kept})",
+            loss=loss,
+            epoch=epoch + 1,
+            step=step,
+        )
 
 
 # ----------------------------------------------------------------------------- main
@@ -317,9 +424,15 @@ def run_command(argv: list[str] | None) -> int:
             return evaluate_saved_model(Path(eval_only), config)
         if resume:
             config = options.for_resume(runs.read_config(Path(resume), DEFAULTS), config)
-        if config.get("sweep"):  # a grid of runs (plumbing/sweep.py), compared at the end (compare.py)
-            return sweep.run(config["sweep"], lambda one, resume: train_one(one, resume, stop), compare.main,
-                             check_data=cifar10_input.check_data)
+        if config.get(
+            "sweep"
+        ):  # a grid of runs (plumbing/sweep.py), compared at the end (compare.py)
+            return sweep.run(
+                config["sweep"],
+                lambda one, resume: train_one(one, resume, stop),
+                compare.main,
+                check_data=cifar10_input.check_data,
+            )
         return train_one(config, resume, stop)
 
 
@@ -328,31 +441,48 @@ def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequest
     keras.backend.clear_session()  # a sweep trains many models in one process
     device = machine.start(config)  # the device, 16-bit compute, determinism; says which
     data = cifar10_input.training_data(config)
-    print(f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
-          f"{len(data['test_images']):,} test images from {data['folder']}")
+    print(
+        f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
+        f"{len(data['test_images']):,} test images from {data['folder']}"
+    )
     run_dir = None
     try:
         with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
             return train(config, run_dir, data, stop) if run_dir else 0
-    except OSError as err:  # a full disk, a file in the way: one line, and how to go on once it is fixed
-        resumable = run_dir and (run_dir / "config.json").is_file()  # else the run folder was removed
-        then = f"continue with: {errors.resume_command(run_dir)}" if resumable else \
-            "run the same command again"
+    except (
+        OSError
+    ) as err:  # a full disk, a file in the way: one line, and how to go on once it is fixed
+        resumable = (
+            run_dir and (run_dir / "config.json").is_file()
+        )  # else the run folder was removed
+        then = (
+            f"continue with: {errors.resume_command(run_dir)}"
+            if resumable
+            else "run the same command again"
+        )
         raise errors.DataError(errors.disk_problem(err, then)) from None
 
 
 def evaluate_saved_model(model_path: Path, given: dict) -> int:
     """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it."""
-    config = (options.for_resume(runs.read_config(model_path.parent, DEFAULTS), given)
-              if (model_path.parent / "config.json").is_file() else options.resolve(given, DEFAULTS))
+    config = (
+        options.for_resume(runs.read_config(model_path.parent, DEFAULTS), given)
+        if (model_path.parent / "config.json").is_file()
+        else options.resolve(given, DEFAULTS)
+    )
     machine.select_device("auto")  # quietly: probing for a GPU prints noise on machines without one
     model, data = runs.load_model(model_path), cifar10_input.training_data(config)
     if tuple(model.input_shape[1:]) != tuple(data["shape"]):
-        raise errors.UsageError(f"{model_path} takes {_size(model.input_shape[1:])} images, but the "
-                                f"{config['dataset']} images in {data['folder']} are {_size(data['shape'])}; "
-                                f"evaluate it with the --dataset and --image-size it was trained with")
+        raise errors.UsageError(
+            f"{model_path} takes {_size(model.input_shape[1:])} images, but the "
+            f"{config['dataset']} images in {data['folder']} are {_size(data['shape'])}; "
+            f"evaluate it with the --dataset and --image-size it was trained with"
+        )
     _, accuracy, logits, labels = evaluate(make_predict(model, config["tta"]), data["test"])
-    correct, flip = int(np.sum(logits.argmax(1) == labels)), " with test-time flip" if config["tta"] else ""
+    correct, flip = (
+        int(np.sum(logits.argmax(1) == labels)),
+        " with test-time flip" if config["tta"] else "",
+    )
     print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{len(labels)}){flip} for {model_path}")
     return 0
 

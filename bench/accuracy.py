@@ -29,8 +29,9 @@ import cifar10_input
 REPO = Path(__file__).resolve().parent.parent
 
 
-def reference_run(batches_dir: Path, seed: int, epochs: int, val_size: int,
-                  tuned: bool) -> tuple[float, float]:
+def reference_run(
+    batches_dir: Path, seed: int, epochs: int, val_size: int, tuned: bool
+) -> tuple[float, float]:
     """Trains the classic CNN with model.fit, as published or with Adam (tuned);
     returns (test accuracy, training seconds)."""
     import keras
@@ -39,13 +40,16 @@ def reference_run(batches_dir: Path, seed: int, epochs: int, val_size: int,
     keras.utils.set_random_seed(seed)
     batch_size = 128 if tuned else 32
     options = dict(batch_size=batch_size, val_size=val_size, seed=seed)
-    train = cifar10_input.make_dataset(batches_dir, "train", flip=True, crop=4, repeat=True,
-                                       drop_remainder=True, **options)
+    train = cifar10_input.make_dataset(
+        batches_dir, "train", flip=True, crop=4, repeat=True, drop_remainder=True, **options
+    )
     steps = (len(cifar10_input.load_split(batches_dir, "train")[1]) - val_size) // batch_size
     if tuned:
         optimizer = keras.optimizers.Adam(1e-3)
     else:  # the example's RMSprop(lr=1e-4, decay=1e-6): decay was lr / (1 + decay * iterations)
-        optimizer = keras.optimizers.RMSprop(keras.optimizers.schedules.InverseTimeDecay(1e-4, 1, 1e-6))
+        optimizer = keras.optimizers.RMSprop(
+            keras.optimizers.schedules.InverseTimeDecay(1e-4, 1, 1e-6)
+        )
     model = classic_cnn()
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     start = time.perf_counter()
@@ -62,9 +66,23 @@ def our_run(batches_dir: Path, seed: int, extra: list[str]) -> tuple[float, floa
     """Runs train.py; returns (test accuracy, training seconds, whole-process seconds)."""
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "train.py"), "--data-dir", str(batches_dir.parent),
-                        "--run-dir", runs, "--name", "run", "--seed", str(seed), *extra], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                "--data-dir",
+                str(batches_dir.parent),
+                "--run-dir",
+                runs,
+                "--name",
+                "run",
+                "--seed",
+                str(seed),
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - start
         results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
     return results["test_accuracy"], results["train_seconds"], wall
@@ -81,33 +99,48 @@ def main() -> None:
     val_size = len(cifar10_input.load_split(batches_dir, "train")[1]) // 10  # train.py's default
     reference, tuned, ours = [], [], []
     for seed in args.seeds:
-        reference.append(reference_run(batches_dir, seed, args.reference_epochs, val_size, tuned=False))
+        reference.append(
+            reference_run(batches_dir, seed, args.reference_epochs, val_size, tuned=False)
+        )
         tuned.append(reference_run(batches_dir, seed, args.reference_epochs, val_size, tuned=True))
         ours.append(our_run(batches_dir, seed, args.extra))
-        print(f"  seed {seed}: reference {100 * reference[-1][0]:.1f}% in {reference[-1][1]:.0f} s; "
-              f"tuned classic "
-              f"{100 * tuned[-1][0]:.1f}% in {tuned[-1][1]:.0f} s; ours {100 * ours[-1][0]:.1f}% in "
-              f"{ours[-1][1]:.0f} s of training", file=sys.stderr)
+        print(
+            f"  seed {seed}: reference {100 * reference[-1][0]:.1f}% in {reference[-1][1]:.0f} s; "
+            f"tuned classic "
+            f"{100 * tuned[-1][0]:.1f}% in {tuned[-1][1]:.0f} s; ours {100 * ours[-1][0]:.1f}% in "
+            f"{ours[-1][1]:.0f} s of training",
+            file=sys.stderr,
+        )
 
     print(f"\nAccuracy on the mini test split (500 images), seeds {args.seeds}, mean +- std")
     print(f"Machine: {machine_summary()}\n")
     print("| recipe | test accuracy (%) | training time (s) |\n|---|---:|---:|")
-    published = (f"classic Keras CNN as published: RMSprop 1e-4, batch 32, flip + crop, "
-                 f"{args.reference_epochs} epochs")
-    print(f"| {published} (reference) | {mean_std([r[0] for r in reference], 100)} | "
-          f"{mean_std([r[1] for r in reference], digits=0)} |")
-    print(f"| classic Keras CNN, tuned: Adam 1e-3, batch 128, flip + crop, {args.reference_epochs} epochs | "
-          f"{mean_std([r[0] for r in tuned], 100)} | {mean_std([r[1] for r in tuned], digits=0)} |")
-    print(f"| ours: python train.py --model cnn {' '.join(args.extra)} | "
-          f"{mean_std([o[0] for o in ours], 100)} | "
-          f"{mean_std([o[1] for o in ours], digits=0)} |")
+    published = (
+        f"classic Keras CNN as published: RMSprop 1e-4, batch 32, flip + crop, "
+        f"{args.reference_epochs} epochs"
+    )
+    print(
+        f"| {published} (reference) | {mean_std([r[0] for r in reference], 100)} | "
+        f"{mean_std([r[1] for r in reference], digits=0)} |"
+    )
+    print(
+        f"| classic Keras CNN, tuned: Adam 1e-3, batch 128, flip + crop, {args.reference_epochs} epochs | "
+        f"{mean_std([r[0] for r in tuned], 100)} | {mean_std([r[1] for r in tuned], digits=0)} |"
+    )
+    print(
+        f"| ours: python train.py --model cnn {' '.join(args.extra)} | "
+        f"{mean_std([o[0] for o in ours], 100)} | "
+        f"{mean_std([o[1] for o in ours], digits=0)} |"
+    )
     gain = 100 * (statistics.mean(o[0] for o in ours) - statistics.mean(r[0] for r in reference))
     time_ratio = statistics.mean(o[1] for o in ours) / statistics.mean(r[1] for r in reference)
     verdict = "meets" if gain >= 8 and time_ratio <= 1.0 else "MISSES"
     gain_tuned = 100 * (statistics.mean(o[0] for o in ours) - statistics.mean(t[0] for t in tuned))
-    print(f"\nours - reference: {gain:+.1f} points in {time_ratio:.2f}x the training time "
-          f"({verdict} the target: >= +8 points in <= 1.0x the time); "
-          f"ours - tuned classic: {gain_tuned:+.1f} points")
+    print(
+        f"\nours - reference: {gain:+.1f} points in {time_ratio:.2f}x the training time "
+        f"({verdict} the target: >= +8 points in <= 1.0x the time); "
+        f"ours - tuned classic: {gain_tuned:+.1f} points"
+    )
 
 
 if __name__ == "__main__":

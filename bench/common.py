@@ -35,14 +35,25 @@ def classic_cnn():
     """The classic Keras CIFAR-10 example: conv32-conv32-pool-conv64-conv64-pool-dense512, with dropout."""
     import keras
     from keras import layers
-    return keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.Conv2D(32, 3, padding="same", activation="relu"), layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(), layers.Dropout(0.25),
-        layers.Conv2D(64, 3, padding="same", activation="relu"), layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(), layers.Dropout(0.25),
-        layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dropout(0.5), layers.Dense(10),
-    ], name="classic_cnn")
+
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Dropout(0.25),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(10),
+        ],
+        name="classic_cnn",
+    )
 
 
 def machine_summary() -> str:
@@ -56,18 +67,34 @@ def machine_summary() -> str:
         fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         flags = fields.get("flags", "").split()
-        widest = next((name for flag, name in (("avx512_bf16", "AVX-512 with BF16"), ("avx512f", "AVX-512"),
-                                               ("avx2", "AVX2")) if flag in flags), "no AVX2")
-        cpu = (f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']}, {widest}, "
-               f"{float(fields['cpu MHz']):.0f} MHz)")
+        widest = next(
+            (
+                name
+                for flag, name in (
+                    ("avx512_bf16", "AVX-512 with BF16"),
+                    ("avx512f", "AVX-512"),
+                    ("avx2", "AVX2"),
+                )
+                if flag in flags
+            ),
+            "no AVX2",
+        )
+        cpu = (
+            f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']}, {widest}, "
+            f"{float(fields['cpu MHz']):.0f} MHz)"
+        )
     except (OSError, KeyError, ValueError):
         pass
     with tensorflow_start_up():
         devices = tf.config.list_physical_devices("GPU")
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in devices]
-    return (f"{cpu}, {os.cpu_count()} cores, GPU: {', '.join(gpus) or 'none'}; "
-            f"Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+    gpus = [
+        tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in devices
+    ]
+    return (
+        f"{cpu}, {os.cpu_count()} cores, GPU: {', '.join(gpus) or 'none'}; "
+        f"Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+    )
 
 
 def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -76,18 +103,25 @@ def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[s
     for round_index in range(rounds):
         for name, run in variants.items():
             rates[name].append(run())
-        print(f"  round {round_index + 1}/{rounds}: " +
-              ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()), file=sys.stderr)
+        print(
+            f"  round {round_index + 1}/{rounds}: "
+            + ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()),
+            file=sys.stderr,
+        )
     return rates
 
 
 def ratio_table(rates: dict[str, list[float]], reference: str, unit: str) -> str:
     """Markdown table: median rate of each variant and the median of its per-round ratios."""
-    lines = [f"| variant | median {unit} | ratio vs {reference} (median of per-round ratios) |",
-             "|---|---:|---:|"]
+    lines = [
+        f"| variant | median {unit} | ratio vs {reference} (median of per-round ratios) |",
+        "|---|---:|---:|",
+    ]
     for name, values in rates.items():
         ratios = [v / r for v, r in zip(values, rates[reference])]
-        lines.append(f"| {name} | {statistics.median(values):,.0f} | {statistics.median(ratios):.2f}x |")
+        lines.append(
+            f"| {name} | {statistics.median(values):,.0f} | {statistics.median(ratios):.2f}x |"
+        )
     return "\n".join(lines)
 
 

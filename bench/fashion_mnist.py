@@ -34,12 +34,21 @@ def classic_mnist_cnn():
     """The classic Keras MNIST example's network (softmax output, as published)."""
     import keras
     from keras import layers
-    return keras.Sequential([
-        keras.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
-        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(), layers.Dropout(0.25),
-        layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax")],
-        name="classic_mnist_cnn")
+
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ],
+        name="classic_mnist_cnn",
+    )
 
 
 def reference_run(folder: Path, seed: int) -> tuple[float, float]:
@@ -48,23 +57,46 @@ def reference_run(folder: Path, seed: int) -> tuple[float, float]:
     import numpy as np
 
     keras.utils.set_random_seed(seed)
-    (x, y), (x_test, y_test) = (mnist_input.load_split(folder, split) for split in ("train", "test"))
+    (x, y), (x_test, y_test) = (
+        mnist_input.load_split(folder, split) for split in ("train", "test")
+    )
     model = classic_mnist_cnn()
-    model.compile(keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7),
-                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     start = time.perf_counter()
     model.fit(x.astype("float32") / 255, y, batch_size=128, epochs=12, verbose=0)
     seconds = time.perf_counter() - start
-    predictions = model.predict(x_test.astype("float32") / 255, batch_size=1000, verbose=0).argmax(1)
+    predictions = model.predict(x_test.astype("float32") / 255, batch_size=1000, verbose=0).argmax(
+        1
+    )
     return float(np.mean(predictions == y_test)), seconds
 
 
 def our_run(data_dir: Path, seed: int, extra: list[str]) -> tuple[float, float, float]:
     """Runs train.py; returns (test accuracy, training seconds, best validation accuracy)."""
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([sys.executable, str(REPO / "train.py"), "--dataset", "fashion-mnist", "--data-dir",
-                        str(data_dir), "--run-dir", runs, "--name", "run", "--seed", str(seed), *extra],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                str(data_dir),
+                "--run-dir",
+                runs,
+                "--name",
+                "run",
+                "--seed",
+                str(seed),
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+        )
         results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
     return results["test_accuracy"], results["train_seconds"], results["best_val_accuracy"]
 
@@ -81,25 +113,38 @@ def main() -> None:
     for seed in args.seeds:
         reference.append(reference_run(folder, seed))
         ours.append(our_run(data_dir, seed, args.extra))
-        print(f"  seed {seed}: reference {100 * reference[-1][0]:.2f}% in {reference[-1][1]:.0f} s; ours "
-              f"{100 * ours[-1][0]:.2f}% in {ours[-1][1]:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"  seed {seed}: reference {100 * reference[-1][0]:.2f}% in {reference[-1][1]:.0f} s; ours "
+            f"{100 * ours[-1][0]:.2f}% in {ours[-1][1]:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     print(f"\nFashion-MNIST, full data (60,000 + 10,000), seeds {args.seeds}, mean +- std")
     print(f"Machine: {machine_summary()}\n")
     print("| recipe | test accuracy (%) | training time (s) |\n|---|---:|---:|")
-    print(f"| classic Keras MNIST CNN as published: Adadelta 1.0, batch 128, 12 epochs (reference) | "
-          f"{mean_std([r[0] for r in reference], 100, 2)} | "
-          f"{mean_std([r[1] for r in reference], digits=0)} |")
-    print(f"| ours: python train.py --dataset fashion-mnist {' '.join(args.extra)} | "
-          f"{mean_std([o[0] for o in ours], 100, 2)} | {mean_std([o[1] for o in ours], digits=0)} |")
-    accuracy, minutes = statistics.mean(o[0] for o in ours), statistics.mean(o[1] for o in ours) / 60
+    print(
+        f"| classic Keras MNIST CNN as published: Adadelta 1.0, batch 128, 12 epochs (reference) | "
+        f"{mean_std([r[0] for r in reference], 100, 2)} | "
+        f"{mean_std([r[1] for r in reference], digits=0)} |"
+    )
+    print(
+        f"| ours: python train.py --dataset fashion-mnist {' '.join(args.extra)} | "
+        f"{mean_std([o[0] for o in ours], 100, 2)} | {mean_std([o[1] for o in ours], digits=0)} |"
+    )
+    accuracy, minutes = (
+        statistics.mean(o[0] for o in ours),
+        statistics.mean(o[1] for o in ours) / 60,
+    )
     gain = 100 * (accuracy - statistics.mean(r[0] for r in reference))
     ratio = statistics.mean(o[1] for o in ours) / statistics.mean(r[1] for r in reference)
     target = "meets" if accuracy >= 0.945 and minutes <= 15 else "MISSES"
     ahead = "ahead" if gain > 0 and ratio <= 1 else "NOT ahead"
-    print(f"\nours: {100 * accuracy:.2f}% in {minutes:.1f} min of training ({target} the target: >= 94.5% in "
-          f"<= 15 min); ours - reference: {gain:+.2f} points in {ratio:.2f}x its time ({ahead} at equal or "
-          f"lower time)")
+    print(
+        f"\nours: {100 * accuracy:.2f}% in {minutes:.1f} min of training ({target} the target: >= 94.5% in "
+        f"<= 15 min); ours - reference: {gain:+.2f} points in {ratio:.2f}x its time ({ahead} at equal or "
+        f"lower time)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,13 +37,15 @@ def main() -> None:
         for _ in range(args.epochs):
             order = rng.permutation(len(labels))
             for start in range(0, len(order), args.batch_size):
-                idx = order[start:start + args.batch_size]
+                idx = order[start : start + args.batch_size]
                 _ = (images[idx].astype(np.float32) / 255.0 - mean) / std, labels[idx]
                 count += len(idx)
         return count
 
     def tf_data(**augmentation):
-        dataset = cifar10_input.make_dataset(batches_dir, "train", batch_size=args.batch_size, **augmentation)
+        dataset = cifar10_input.make_dataset(
+            batches_dir, "train", batch_size=args.batch_size, **augmentation
+        )
         for _ in dataset:  # trace the functions once, outside the timing
             pass
 
@@ -53,23 +55,31 @@ def main() -> None:
                 for _, y in dataset:
                     count += int(y.shape[0])
             return count
+
         return run
 
     variants = {
         "NumPy reference (no augmentation)": numpy_reference,
         "tf.data, no augmentation": tf_data(),
         "tf.data, flip + crop 4": tf_data(flip=True, crop=4),
-        "tf.data, flip + crop + brightness/contrast + cutout": tf_data(flip=True, crop=4, brightness=0.2,
-                                                                       contrast=0.2, cutout=8),
+        "tf.data, flip + crop + brightness/contrast + cutout": tf_data(
+            flip=True, crop=4, brightness=0.2, contrast=0.2, cutout=8
+        ),
     }
-    rates = interleaved({name: (lambda run=run: timed(run)) for name, run in variants.items()}, args.rounds)
-    print(f"\nInput pipeline, {len(labels):,} mini-archive training images, batch {args.batch_size}, "
-          f"{args.rounds} interleaved rounds of {args.epochs} epochs")
+    rates = interleaved(
+        {name: (lambda run=run: timed(run)) for name, run in variants.items()}, args.rounds
+    )
+    print(
+        f"\nInput pipeline, {len(labels):,} mini-archive training images, batch {args.batch_size}, "
+        f"{args.rounds} interleaved rounds of {args.epochs} epochs"
+    )
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "NumPy reference (no augmentation)", "images/s"))
     flip_crop = statistics.median(rates["tf.data, flip + crop 4"])
     verdict = "meets" if flip_crop >= TARGET_IMAGES_PER_S else "MISSES"
-    print(f"\nflip + crop: {flip_crop:,.0f} images/s, {verdict} the {TARGET_IMAGES_PER_S:,} images/s target")
+    print(
+        f"\nflip + crop: {flip_crop:,.0f} images/s, {verdict} the {TARGET_IMAGES_PER_S:,} images/s target"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def numpy_variant(X, y, batches, hidden: int, dtype):
             for key in net.params:
                 net.params[key] -= LEARNING_RATE * grads[key]
         return len(batches)
+
     return lambda: timed(run)
 
 
@@ -63,6 +64,7 @@ def tensorflow_variant(X, y, batches, hidden: int, dtype):
             loss = step(batch)
         float(loss)  # wait for the last iteration
         return len(tf_batches)
+
     return lambda: timed(run)
 
 
@@ -78,13 +80,17 @@ def main() -> None:
     rng = np.random.default_rng(0)
     batches = [rng.choice(len(y), args.batch_size) for _ in range(args.iterations)]
     data = (X, y, batches, args.hidden)
-    variants = {"NumPy float64 (reference)": numpy_variant(*data, np.float64),
-                "NumPy float32": numpy_variant(*data, np.float32),
-                "TensorFlow float64": tensorflow_variant(*data, np.float64),
-                "TensorFlow float32": tensorflow_variant(*data, np.float32)}
+    variants = {
+        "NumPy float64 (reference)": numpy_variant(*data, np.float64),
+        "NumPy float32": numpy_variant(*data, np.float32),
+        "TensorFlow float64": tensorflow_variant(*data, np.float64),
+        "TensorFlow float32": tensorflow_variant(*data, np.float32),
+    }
     rates = interleaved(variants, args.rounds)
-    print(f"\nOne SGD iteration of a {X.shape[1]}-{args.hidden}-10 MLP, batch {args.batch_size}, "
-          f"{args.rounds} interleaved rounds of {args.iterations} iterations")
+    print(
+        f"\nOne SGD iteration of a {X.shape[1]}-{args.hidden}-10 MLP, batch {args.batch_size}, "
+        f"{args.rounds} interleaved rounds of {args.iterations} iterations"
+    )
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "NumPy float64 (reference)", "iterations/s"))
 

@@ -38,11 +38,27 @@ COMMANDS = {  # stage: the README's command (train.py flags)
 
 def run(data: list[str], flags: list[str], seed: int) -> dict:
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([sys.executable, str(REPO / "train.py"), *flags, *data, "--seed", str(seed),
-                        "--run-dir", runs, "--name", "run"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                *flags,
+                *data,
+                "--seed",
+                str(seed),
+                "--run-dir",
+                runs,
+                "--name",
+                "run",
+            ],
+            check=True,
+            capture_output=True,
+        )
         results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
         rows = list(csv.DictReader(open(Path(runs) / "run" / "metrics.csv")))
-    results["images_per_second"] = statistics.median(float(r["images_per_second"]) for r in rows[1:] or rows)
+    results["images_per_second"] = statistics.median(
+        float(r["images_per_second"]) for r in rows[1:] or rows
+    )
     return results
 
 
@@ -50,36 +66,67 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--stages", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "mnist", "fashion-mnist"))
-    parser.add_argument("--data-url", help="for --dataset mnist or fashion-mnist: the folder of its files")
+    parser.add_argument(
+        "--dataset", default="cifar10", choices=("cifar10", "mnist", "fashion-mnist")
+    )
+    parser.add_argument(
+        "--data-url", help="for --dataset mnist or fashion-mnist: the folder of its files"
+    )
     args = parser.parse_args()
-    data = (["--data-dir", str(mini_batches_dir().parent), *SUBSET] if args.dataset == "cifar10" else
-            ["--dataset", args.dataset, "--data-dir", tempfile.mkdtemp(), "--data-url", args.data_url])
+    data = (
+        ["--data-dir", str(mini_batches_dir().parent), *SUBSET]
+        if args.dataset == "cifar10"
+        else [
+            "--dataset",
+            args.dataset,
+            "--data-dir",
+            tempfile.mkdtemp(),
+            "--data-url",
+            args.data_url,
+        ]
+    )
     results = {stage: [] for stage in args.stages}
-    for seed in args.seeds:  # seed by seed, so that a change in machine speed hits every stage alike
+    for (
+        seed
+    ) in args.seeds:  # seed by seed, so that a change in machine speed hits every stage alike
         for stage in args.stages:
-            flags = COMMANDS[stage] if args.dataset == "cifar10" else [  # the dataset's own augmentation
-                f for f in COMMANDS[stage] if f not in ("--flip", "--crop", "4")]
+            flags = (
+                COMMANDS[stage]
+                if args.dataset == "cifar10"
+                else [  # the dataset's own augmentation
+                    f for f in COMMANDS[stage] if f not in ("--flip", "--crop", "4")
+                ]
+            )
             results[stage].append(run(data, flags, seed))
             r = results[stage][-1]
-            print(f"  seed {seed} {stage}: test {100 * r['test_accuracy']:.1f}%, "
-                  f"val {100 * r['best_val_accuracy']:.1f}%"
-                  f" in {r['train_seconds']:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"  seed {seed} {stage}: test {100 * r['test_accuracy']:.1f}%, "
+                f"val {100 * r['best_val_accuracy']:.1f}%"
+                f" in {r['train_seconds']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    print(f"\nCourse stages on {args.dataset} ({' '.join(data[2:])}), seeds {args.seeds}, mean +- std")
+    print(
+        f"\nCourse stages on {args.dataset} ({' '.join(data[2:])}), seeds {args.seeds}, mean +- std"
+    )
     print(f"Machine: {machine_summary()}\n")
-    print("| stage | command (add `--num-train-examples 4500`) | best validation accuracy (%) | "
-          "test accuracy (%) | training time (s) | images/s | all 45,000 images, same epochs (projected) |\n"
-          "|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "| stage | command (add `--num-train-examples 4500`) | best validation accuracy (%) | "
+        "test accuracy (%) | training time (s) | images/s | all 45,000 images, same epochs (projected) |\n"
+        "|---|---|---:|---:|---:|---:|---:|"
+    )
     for stage, runs in results.items():
         rate = statistics.median(r["images_per_second"] for r in runs)
         epochs = runs[0]["epochs_run"]
         projected = 45_000 * epochs / rate / 60
-        print(f"| {stage} | `python train.py {' '.join(COMMANDS[stage])}` | "
-              f"{mean_std([r['best_val_accuracy'] for r in runs], 100)} | "
-              f"{mean_std([r['test_accuracy'] for r in runs], 100)} | "
-              f"{mean_std([r['train_seconds'] for r in runs], digits=0)} | {rate:,.0f} | "
-              f"{projected:.0f} min |")
+        print(
+            f"| {stage} | `python train.py {' '.join(COMMANDS[stage])}` | "
+            f"{mean_std([r['best_val_accuracy'] for r in runs], 100)} | "
+            f"{mean_std([r['test_accuracy'] for r in runs], 100)} | "
+            f"{mean_std([r['train_seconds'] for r in runs], digits=0)} | {rate:,.0f} | "
+            f"{projected:.0f} min |"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ import time
 
 import numpy as np
 
-from common import classic_cnn, interleaved, machine_summary, mini_batches_dir, ratio_table  # first: the path
+from common import (
+    classic_cnn,
+    interleaved,
+    machine_summary,
+    mini_batches_dir,
+    ratio_table,
+)  # first: the path
 
 # isort: split
 import cifar10_input
@@ -45,8 +51,10 @@ def build(kind: str):
     if kind == "keras_bn":  # the same architecture with stock Keras batch norm
         fused = cnn.FusedBatchNorm
         cnn.FusedBatchNorm = lambda name: keras.layers.BatchNormalization(
-            momentum=fused_batch_norm.BATCH_NORM_MOMENTUM, epsilon=fused_batch_norm.BATCH_NORM_EPSILON,
-            name=name)
+            momentum=fused_batch_norm.BATCH_NORM_MOMENTUM,
+            epsilon=fused_batch_norm.BATCH_NORM_EPSILON,
+            name=name,
+        )
         try:
             return train.build_model(config, (32, 32, 3))
         finally:
@@ -56,6 +64,7 @@ def build(kind: str):
 
 def loss_fn():
     import keras
+
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
 
 
@@ -70,12 +79,13 @@ def with_fit(kind: str, batches: list):
     images = tf.concat([x for x, _ in batches], 0)
     labels = tf.one_hot(tf.concat([y for _, y in batches], 0), 10)
     batch_size = len(batches[0][1])
-    model.fit(images[:2 * batch_size], labels[:2 * batch_size], batch_size=batch_size, verbose=0)
+    model.fit(images[: 2 * batch_size], labels[: 2 * batch_size], batch_size=batch_size, verbose=0)
 
     def run() -> float:
         start = time.perf_counter()
         model.fit(images, labels, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         return len(images) / (time.perf_counter() - start)
+
     return run
 
 
@@ -101,6 +111,7 @@ def with_train_step(kind: str, batches: list, policy: str = "float32"):
             loss, _ = step(x, y)
         float(loss)  # wait for the last step
         return sum(len(y) for _, y in batches) / (time.perf_counter() - start)
+
     return run
 
 
@@ -112,8 +123,15 @@ def main() -> None:
     args = parser.parse_args()
     from plumbing import machine
 
-    dataset = cifar10_input.make_dataset(mini_batches_dir(), "train", batch_size=args.batch_size, flip=True,
-                                         crop=4, repeat=True, drop_remainder=True)
+    dataset = cifar10_input.make_dataset(
+        mini_batches_dir(),
+        "train",
+        batch_size=args.batch_size,
+        flip=True,
+        crop=4,
+        repeat=True,
+        drop_remainder=True,
+    )
     batches = list(dataset.take(args.steps))
     variants = {
         "fit, Keras BN (reference)": with_fit("keras_bn", batches),
@@ -125,22 +143,42 @@ def main() -> None:
         "train.py step, fused BN, bfloat16": with_train_step("fused", batches, "mixed_bfloat16"),
     }
     rates = interleaved(variants, args.rounds)
-    print(f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), "
-          f"batch {args.batch_size}, "
-          f"{args.rounds} interleaved rounds of {args.steps} steps")
+    print(
+        f"\nTraining speed, default CNN ({build('fused').count_params():,} parameters), "
+        f"batch {args.batch_size}, "
+        f"{args.rounds} interleaved rounds of {args.steps} steps"
+    )
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "fit, Keras BN (reference)", "images/s"))
-    ours = statistics.median([a / b for a, b in zip(rates["train.py step, fused BN (train.py)"],
-                                                    rates["fit, Keras BN (reference)"])])
-    classic = statistics.median([a / b for a, b in zip(rates["classic CNN, train.py step"],
-                                                       rates["classic CNN, fit"])])
+    ours = statistics.median(
+        [
+            a / b
+            for a, b in zip(
+                rates["train.py step, fused BN (train.py)"], rates["fit, Keras BN (reference)"]
+            )
+        ]
+    )
+    classic = statistics.median(
+        [a / b for a, b in zip(rates["classic CNN, train.py step"], rates["classic CNN, fit"])]
+    )
     verdict = "meets" if ours >= TARGET else "MISSES"
-    print(f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({verdict} the "
-          f"{TARGET}x target); on the classic CNN, our step vs fit: {classic:.2f}x")
-    bf16 = statistics.median([a / b for a, b in zip(rates["train.py step, fused BN, bfloat16"],
-                                                    rates["train.py step, fused BN (train.py)"])])
-    print(f"bfloat16 vs float32 in train.py's step: {bf16:.2f}x on this CPU, which "
-          f"{'has' if machine.cpu_has_bfloat16() else 'lacks'} bfloat16 instructions")
+    print(
+        f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({verdict} the "
+        f"{TARGET}x target); on the classic CNN, our step vs fit: {classic:.2f}x"
+    )
+    bf16 = statistics.median(
+        [
+            a / b
+            for a, b in zip(
+                rates["train.py step, fused BN, bfloat16"],
+                rates["train.py step, fused BN (train.py)"],
+            )
+        ]
+    )
+    print(
+        f"bfloat16 vs float32 in train.py's step: {bf16:.2f}x on this CPU, which "
+        f"{'has' if machine.cpu_has_bfloat16() else 'lacks'} bfloat16 instructions"
+    )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,24 @@ class TrainingState:
         self.best_model.set_weights(model.get_weights())
         self.epoch = tf.Variable(0, dtype=tf.int64)  # finished epochs
         self.step = tf.Variable(0, dtype=tf.int64)  # finished steps of the next epoch
-        self.sums = tf.Variable([0.0] * 4, dtype=tf.float64)  # its loss, correct, images, seconds so far
+        self.sums = tf.Variable(
+            [0.0] * 4, dtype=tf.float64
+        )  # its loss, correct, images, seconds so far
         self.best_epoch = tf.Variable(0, dtype=tf.int64)
         self.best_score = tf.Variable(-1.0, dtype=tf.float64)
         self.rows_json = tf.Variable("[]")  # the finished epochs' metrics rows
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, model_variables=model.variables,
-                                         best_variables=self.best_model.variables, epoch=self.epoch,
-                                         step=self.step, sums=self.sums, best_epoch=self.best_epoch,
-                                         best_score=self.best_score, rows=self.rows_json)
+        checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            model_variables=model.variables,
+            best_variables=self.best_model.variables,
+            epoch=self.epoch,
+            step=self.step,
+            sums=self.sums,
+            best_epoch=self.best_epoch,
+            best_score=self.best_score,
+            rows=self.rows_json,
+        )
         self.folder = self.run_dir / "checkpoints"
         self.checkpoint = checkpoint
         self.manager = self._manager()
@@ -58,8 +68,10 @@ class TrainingState:
         candidates = sorted(self.folder.glob("ckpt-*.index"), key=_number, reverse=True)
         if not candidates:
             if self._started():
-                raise DataError(f"{self.folder} holds no checkpoint (its ckpt-* files are gone), but the run "
-                                f"had started; it cannot be resumed: start a new run (another --name)")
+                raise DataError(
+                    f"{self.folder} holds no checkpoint (its ckpt-* files are gone), but the run "
+                    f"had started; it cannot be resumed: start a new run (another --name)"
+                )
             return False
         damaged = []
         for index in candidates:  # newest first; an older one only if the newer is damaged
@@ -71,11 +83,17 @@ class TrainingState:
             except Exception as err:  # a damaged file fails in many ways (OpError, IndexError ...)
                 damaged.append(f"{index.stem} ({type(err).__name__})")
         else:
-            raise DataError(f"the checkpoint in {self.folder} is damaged or belongs to another model "
-                            f"({', '.join(damaged)}); it cannot be resumed: start a new run (another --name)")
+            raise DataError(
+                f"the checkpoint in {self.folder} is damaged or belongs to another model "
+                f"({', '.join(damaged)}); it cannot be resumed: start a new run (another --name)"
+            )
         if damaged:
-            print(f"skipped the damaged checkpoint {', '.join(damaged)}; resuming from {index.stem}")
-        if self.manager.latest_checkpoint != prefix:  # the state file is wrong: make it name this one
+            print(
+                f"skipped the damaged checkpoint {', '.join(damaged)}; resuming from {index.stem}"
+            )
+        if (
+            self.manager.latest_checkpoint != prefix
+        ):  # the state file is wrong: make it name this one
             self._write_state_file(index.stem)
             self.manager = self._manager()
         self.write_derived_files(rows)
@@ -85,7 +103,9 @@ class TrainingState:
         """Commits the state, then writes the files derived from it."""
         try:
             self.manager.save()
-        except tf.errors.OpError as err:  # a full disk, a file in the way: the OSError of any other write
+        except (
+            tf.errors.OpError
+        ) as err:  # a full disk, a file in the way: the OSError of any other write
             where = self.run_dir / "checkpoints"
             raise write_error(err.message, where, "could not save the checkpoint") from None
         self.write_derived_files(self.rows, best_model=new_best)
@@ -119,7 +139,9 @@ class TrainingState:
         file is empty and no checkpoint is left: restore() then refuses the run."""
         try:
             return tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=1)
-        except ValueError:  # an empty state file (an unreadable one counts as none): name the newest
+        except (
+            ValueError
+        ):  # an empty state file (an unreadable one counts as none): name the newest
             candidates = sorted(self.folder.glob("ckpt-*.index"), key=_number, reverse=True)
             if not candidates:
                 return None
@@ -128,14 +150,23 @@ class TrainingState:
 
     def _write_state_file(self, name: str) -> None:
         """Rewrites `checkpoints/checkpoint` (a text protocol buffer) naming the one checkpoint `name`."""
-        files.write_text(self.folder / "checkpoint", f'model_checkpoint_path: "{name}"\n'
-                         f'all_model_checkpoint_paths: "{name}"\n'
-                         f'all_model_checkpoint_timestamps: {time.time()}\n')
+        files.write_text(
+            self.folder / "checkpoint",
+            f'model_checkpoint_path: "{name}"\n'
+            f'all_model_checkpoint_paths: "{name}"\n'
+            f"all_model_checkpoint_timestamps: {time.time()}\n",
+        )
 
     def _started(self) -> bool:
         """Whether the run had saved a checkpoint once: the state file or the files written after it."""
-        return any(path.exists() for path in (self.folder / "checkpoint", self.run_dir / "metrics.csv",
-                                                self.run_dir / "best.keras"))
+        return any(
+            path.exists()
+            for path in (
+                self.folder / "checkpoint",
+                self.run_dir / "metrics.csv",
+                self.run_dir / "best.keras",
+            )
+        )
 
 
 def _number(index: Path) -> int:

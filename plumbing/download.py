@@ -39,8 +39,13 @@ from plumbing.files import atomic_write, locked, remove_stale_temporaries, write
 from plumbing.progress import Progress
 
 # Errors worth another try: the server or the path to it may recover in a moment.
-TRANSIENT = (ConnectionError, TimeoutError, socket.timeout, http.client.IncompleteRead,
-             http.client.RemoteDisconnected)
+TRANSIENT = (
+    ConnectionError,
+    TimeoutError,
+    socket.timeout,
+    http.client.IncompleteRead,
+    http.client.RemoteDisconnected,
+)
 ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 REDIRECTS = (301, 302, 303, 307, 308)
 SOURCE_FILE = "source.json"  # in a dataset folder: what it was made from
@@ -69,8 +74,9 @@ def source_path(url: str, what: str = "--data-url") -> Path | None:
     try:
         parsed = urllib.parse.urlparse(url)
     except ValueError as err:
-        raise UsageError(f"{what} {url!r} is not a valid URL ({err}); give http(s)://..., file://... "
-                         f"or a path") from None
+        raise UsageError(
+            f"{what} {url!r} is not a valid URL ({err}); give http(s)://..., file://... or a path"
+        ) from None
     if parsed.scheme in ("http", "https"):
         if not parsed.netloc:
             raise UsageError(f"{what} {url!r} has no host; write e.g. https://example.org/path")
@@ -78,8 +84,10 @@ def source_path(url: str, what: str = "--data-url") -> Path | None:
     if parsed.scheme == "file":
         return Path(urllib.request.url2pathname(parsed.path))
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive, C:\...
-        raise UsageError(f"{what} {url!r}: {parsed.scheme}:// is not supported; use http(s)://, "
-                         f"file:// or a path")
+        raise UsageError(
+            f"{what} {url!r}: {parsed.scheme}:// is not supported; use http(s)://, "
+            f"file:// or a path"
+        )
     return Path(url)
 
 
@@ -92,11 +100,15 @@ def data_folder(data_dir: Path, what: str = "--data-dir"):
     except (FileExistsError, NotADirectoryError):
         raise UsageError(f"{what} {data_dir} is a file, not a folder; choose a folder") from None
     except PermissionError:
-        raise UsageError(f"{what} {data_dir} cannot be created (no permission); choose a folder "
-                         f"you can write to") from None
+        raise UsageError(
+            f"{what} {data_dir} cannot be created (no permission); choose a folder you can write to"
+        ) from None
 
     def waiting():
-        print(f"waiting for another job that is preparing the data in {data_dir} ...", file=sys.stderr)
+        print(
+            f"waiting for another job that is preparing the data in {data_dir} ...", file=sys.stderr
+        )
+
     try:
         with locked(data_dir / ".lock", on_wait=waiting):
             remove_stale_temporaries(data_dir)
@@ -104,13 +116,24 @@ def data_folder(data_dir: Path, what: str = "--data-dir"):
                 shutil.rmtree(staging, ignore_errors=True)
             yield data_dir
     except PermissionError:
-        raise UsageError(f"{what} {data_dir} is not writable; choose a folder you can write to") from None
+        raise UsageError(
+            f"{what} {data_dir} is not writable; choose a folder you can write to"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- download
-def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Path], None] | None = None,
-          retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 30.0, show_progress: bool = True,
-          offline: str | None = None) -> Path:
+def fetch(
+    url: str,
+    dest: Path,
+    *,
+    md5: str | None = None,
+    verify: Callable[[Path], None] | None = None,
+    retries: int = 4,
+    backoff_s: float = 1.0,
+    timeout_s: float = 30.0,
+    show_progress: bool = True,
+    offline: str | None = None,
+) -> Path:
     """Downloads `url` to `dest`, atomically: into `dest.part`, renamed only once verified.
 
     Transient errors (dropped connections, time-outs, 5xx) are retried with exponential back-off,
@@ -138,8 +161,10 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
         except (OSError, http.client.HTTPException, BadReplyError) as err:
             reason = retry_reason(err, url, part, offline)
         if attempt == retries:
-            raise DataError(f"could not download {url} after {retries + 1} tries ({reason}). {offline}")
-        wait = backoff_s * 2 ** attempt
+            raise DataError(
+                f"could not download {url} after {retries + 1} tries ({reason}). {offline}"
+            )
+        wait = backoff_s * 2**attempt
         print(f"  download interrupted ({reason}); retrying in {wait:.0f} s", file=sys.stderr)
         time.sleep(wait)
     try:
@@ -147,12 +172,25 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
     except DataError as err:
         part.unlink(missing_ok=True)
         if resumed:  # the partial file from before may have been the problem: one fresh try
-            print("  the resumed download failed its check; downloading it again from the start",
-                  file=sys.stderr)
-            return fetch(url, dest, md5=md5, verify=verify, retries=retries, backoff_s=backoff_s,
-                         timeout_s=timeout_s, show_progress=show_progress, offline=offline)
-        raise DataError(f"{err}; the damaged file was deleted. Run again, or use another mirror with "
-                        f"--data-url.") from None
+            print(
+                "  the resumed download failed its check; downloading it again from the start",
+                file=sys.stderr,
+            )
+            return fetch(
+                url,
+                dest,
+                md5=md5,
+                verify=verify,
+                retries=retries,
+                backoff_s=backoff_s,
+                timeout_s=timeout_s,
+                show_progress=show_progress,
+                offline=offline,
+            )
+        raise DataError(
+            f"{err}; the damaged file was deleted. Run again, or use another mirror with "
+            f"--data-url."
+        ) from None
     os.replace(part, dest)
     return dest
 
@@ -160,25 +198,38 @@ def fetch(url: str, dest: Path, *, md5: str | None = None, verify: Callable[[Pat
 def retry_reason(err: Exception, url: str, part: Path, offline: str) -> str:
     """Why a download attempt failed, when another try may succeed; else raises DataError in one line."""
     if isinstance(err, urllib.error.HTTPError):
-        if err.code in REDIRECTS and "infinite loop" in str(err.reason):  # a loop, or over 10 redirects
-            raise DataError(f"could not download {url}: the server redirects in a loop (HTTP {err.code}). "
-                            f"{offline}") from None
+        if err.code in REDIRECTS and "infinite loop" in str(
+            err.reason
+        ):  # a loop, or over 10 redirects
+            raise DataError(
+                f"could not download {url}: the server redirects in a loop (HTTP {err.code}). "
+                f"{offline}"
+            ) from None
         if err.code < 500 and err.code != 429:
-            raise DataError(f"could not download {url}: HTTP {err.code} {one_line(err.reason)}. {offline}"
-                            ) from None
+            raise DataError(
+                f"could not download {url}: HTTP {err.code} {one_line(err.reason)}. {offline}"
+            ) from None
         return f"HTTP {err.code}"
     if isinstance(err, urllib.error.URLError):
         if not isinstance(err.reason, TRANSIENT) or isinstance(err.reason, ssl.SSLError):
-            raise DataError(f"could not download {url}: {one_line(err.reason)}. {offline}") from None
+            raise DataError(
+                f"could not download {url}: {one_line(err.reason)}. {offline}"
+            ) from None
         return one_line(err.reason)
     if isinstance(err, TRANSIENT):
         return one_line(err) or type(err).__name__
-    if isinstance(err, (http.client.HTTPException, BadReplyError)):  # garbage will not improve with a retry
-        raise DataError(f"could not download {url}: the reply is not valid HTTP ({bad_reply(err)}); is it "
-                        f"the right address? {offline}") from None
+    if isinstance(
+        err, (http.client.HTTPException, BadReplyError)
+    ):  # garbage will not improve with a retry
+        raise DataError(
+            f"could not download {url}: the reply is not valid HTTP ({bad_reply(err)}); is it "
+            f"the right address? {offline}"
+        ) from None
     # the network errors are above: this is the disk (full, read-only)
-    raise DataError(f"could not write {part} ({err.strerror or err}); free some space or choose another "
-                    f"--data-dir, then run again: the download resumes") from None
+    raise DataError(
+        f"could not write {part} ({err.strerror or err}); free some space or choose another "
+        f"--data-dir, then run again: the download resumes"
+    ) from None
 
 
 def check(path: Path, *, md5: str | None, verify: Callable[[Path], None] | None, what: str) -> None:
@@ -197,8 +248,10 @@ def bad_reply(err: Exception) -> str:
 
 
 def way_out(dest: Path) -> str:
-    return (f"Either download {dest.name} on another machine and pass --data-url /path/to/{dest.name}, "
-            f"or place it in {dest.parent}/ and run again.")
+    return (
+        f"Either download {dest.name} on another machine and pass --data-url /path/to/{dest.name}, "
+        f"or place it in {dest.parent}/ and run again."
+    )
 
 
 def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> None:
@@ -216,10 +269,19 @@ def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> No
             have = 0
         length = response.headers.get("Content-Length")
         if length is not None and not length.strip().isdigit():
-            raise BadReplyError(f"Content-Length {one_line(length)[:40]!r} is not a number of bytes")
+            raise BadReplyError(
+                f"Content-Length {one_line(length)[:40]!r} is not a number of bytes"
+            )
         total = have + int(length) if length else None
-        bar = Progress(total, initial=have, desc=part.name[:-5], file=sys.stderr, unit="B", unit_scale=True,
-                       disable=not show_progress)
+        bar = Progress(
+            total,
+            initial=have,
+            desc=part.name[:-5],
+            file=sys.stderr,
+            unit="B",
+            unit_scale=True,
+            disable=not show_progress,
+        )
         with open(part, "ab" if have else "wb") as out:
             while chunk := response.read1(1 << 16):  # what has arrived, up to 64 KiB
                 out.write(chunk)
@@ -227,7 +289,9 @@ def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> No
                 bar.update(bar.position + len(chunk))
         bar.update(bar.position, final=True)
     if total is not None and part.stat().st_size < total:
-        raise ConnectionResetError(f"connection closed after {part.stat().st_size:,} of {total:,} bytes")
+        raise ConnectionResetError(
+            f"connection closed after {part.stat().st_size:,} of {total:,} bytes"
+        )
 
 
 # ----------------------------------------------------------------------------- archives
@@ -261,26 +325,41 @@ def tar_members(archive: Path, folder: str, files: tuple[str, ...]) -> dict[str,
         for member in tar.getmembers():
             path = PurePosixPath(member.name)  # "./a//b" reads as "a/b"
             if path.is_absolute() or ".." in path.parts or member.name.startswith("\\"):
-                raise DataError(f"{archive} has an unsafe member path {member.name!r}; not extracting it")
+                raise DataError(
+                    f"{archive} has an unsafe member path {member.name!r}; not extracting it"
+                )
             if member.issym() or member.islnk():
-                raise DataError(f"{archive} has a link member {member.name!r}; refusing to extract it")
+                raise DataError(
+                    f"{archive} has a link member {member.name!r}; refusing to extract it"
+                )
             if member.isfile() and path.name in files:
                 found.setdefault(str(path.parent), {}).setdefault(path.name, []).append(member)
     complete = sorted(name for name, held in found.items() if len(held) == len(files))
     if folder not in complete and len(complete) > 1:
-        raise DataError(f"{archive} holds the data files in several folders ({', '.join(complete)}), none of "
-                        f"them {folder}/: it is ambiguous; not extracting it")
+        raise DataError(
+            f"{archive} holds the data files in several folders ({', '.join(complete)}), none of "
+            f"them {folder}/: it is ambiguous; not extracting it"
+        )
     chosen = folder if folder in complete or not complete else complete[0]
     held = found.get(chosen, {})
     if twice := [name for name, members in held.items() if len(members) > 1]:
-        raise DataError(f"{archive} holds {chosen}/{twice[0]} more than once: it is ambiguous; not "
-                        f"extracting it")
+        raise DataError(
+            f"{archive} holds {chosen}/{twice[0]} more than once: it is ambiguous; not "
+            f"extracting it"
+        )
     return {name: members[0] for name, members in held.items()}
 
 
-def extract_members(archive: Path, members: dict[str, tarfile.TarInfo], target: Path,
-                    check_folder: Callable[[Path], str | None], *, record: dict | None = None,
-                    fix: str = "check the file, or download a fresh copy", where: str = "--data-dir") -> Path:
+def extract_members(
+    archive: Path,
+    members: dict[str, tarfile.TarInfo],
+    target: Path,
+    check_folder: Callable[[Path], str | None],
+    *,
+    record: dict | None = None,
+    fix: str = "check the file, or download a fresh copy",
+    where: str = "--data-dir",
+) -> Path:
     """Extracts `members` (from tar_members) into `target` through a staging folder renamed into place.
 
     The staging folder is `.extract-<pid>` in the same folder: a job killed half-way leaves it, and the
@@ -293,7 +372,9 @@ def extract_members(archive: Path, members: dict[str, tarfile.TarInfo], target: 
         staging.mkdir()
         with tarfile.open(archive, "r:*") as tar:
             for name, member in members.items():
-                if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: tarfile's own safety filter as well
+                if hasattr(
+                    tarfile, "data_filter"
+                ):  # Python 3.11.4+: tarfile's own safety filter as well
                     tar.extract(member.replace(name=name, deep=False), staging, filter="data")
                     continue
                 with tar.extractfile(member) as src, open(staging / name, "wb") as dst:
@@ -307,15 +388,22 @@ def extract_members(archive: Path, members: dict[str, tarfile.TarInfo], target: 
         os.chmod(staging, 0o777 & ~umask)
         os.rename(staging, target)
     except ARCHIVE_ERRORS as err:
-        raise DataError(f"could not read {archive} ({tar_reason(err)}): it is damaged or not a tar "
-                        f"archive; {fix}") from None
+        raise DataError(
+            f"could not read {archive} ({tar_reason(err)}): it is damaged or not a tar "
+            f"archive; {fix}"
+        ) from None
     except OSError as err:  # the archive was readable: this is the disk (full, read-only)
         size = sum(member.size for member in members.values())
         full = err.errno in (errno.ENOSPC, errno.EDQUOT)
-        advice = (f"free some space (the data takes {size / 1e6:,.1f} MB) or choose another {where}" if full
-                  else f"choose another {where} you can write to")
-        raise DataError(f"could not extract {archive} into {target.parent} ({err.strerror or err}): "
-                        f"{advice}, then run the same command again") from None
+        advice = (
+            f"free some space (the data takes {size / 1e6:,.1f} MB) or choose another {where}"
+            if full
+            else f"choose another {where} you can write to"
+        )
+        raise DataError(
+            f"could not extract {archive} into {target.parent} ({err.strerror or err}): "
+            f"{advice}, then run the same command again"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -339,12 +427,15 @@ def source_key(url: str, local: Path | None) -> str:
 def other_source(folder: Path, was: str | None, now: str, what: str, where: str) -> UsageError:
     """The error for a data folder made from `was` (None: not recorded) when the command names `now`."""
     held = f"the data of {was}, not of {now}" if was else f"other data than {now}"
-    return UsageError(f"{folder} holds {held} (given by {what}); choose another {where} for it, or delete "
-                      f"{folder} and run again to put it there")
+    return UsageError(
+        f"{folder} holds {held} (given by {what}); choose another {where} for it, or delete "
+        f"{folder} and run again to put it there"
+    )
 
 
-def check_archive_source(target: Path, source: str, archive: Path, known_md5: str | None, *,
-                         what: str, where: str) -> None:
+def check_archive_source(
+    target: Path, source: str, archive: Path, known_md5: str | None, *, what: str, where: str
+) -> None:
     """Raises UsageError unless the folder `target` was extracted from the archive `source`: the same path
     (unchanged) or URL, or an archive of the same MD5 (`known_md5`, else that of `archive` if it is there).
     A folder that records no source (an older version extracted it) stands for the official archive only.
@@ -352,19 +443,25 @@ def check_archive_source(target: Path, source: str, archive: Path, known_md5: st
     record = read_source(target)
     if record is None:
         if known_md5 is None:
-            raise UsageError(f"{target} does not record which archive it was extracted from (an older "
-                             f"version made it); delete it and run again to extract {source} ({what}) "
-                             f"there, or choose another {where}")
+            raise UsageError(
+                f"{target} does not record which archive it was extracted from (an older "
+                f"version made it); delete it and run again to extract {source} ({what}) "
+                f"there, or choose another {where}"
+            )
         return
     if record["source"] == source:
         if source.startswith(("http://", "https://")) or not archive.is_file():
             return  # the same URL; or a local archive since deleted: the folder is all there is
         stat = archive.stat()
-        if (record.get("size"), record.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns) or \
-                file_md5(archive) == record.get("md5"):
+        if (record.get("size"), record.get("mtime_ns")) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+        ) or file_md5(archive) == record.get("md5"):
             return
-        raise UsageError(f"{source} has changed since {target} was extracted from it; delete {target} "
-                         f"and run again to extract it afresh")
+        raise UsageError(
+            f"{source} has changed since {target} was extracted from it; delete {target} "
+            f"and run again to extract it afresh"
+        )
     if known_md5 is None and archive.is_file():  # a local archive, or one downloaded earlier
         known_md5 = file_md5(archive)
     if known_md5 is None or known_md5 != record.get("md5"):
@@ -372,10 +469,21 @@ def check_archive_source(target: Path, source: str, archive: Path, known_md5: st
 
 
 # ----------------------------------------------------------------------------- a dataset in one archive
-def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, ...], record_bytes: int,
-                    official: tuple[str, str], md5: str | None = None, named: bool = True,
-                    check_content: Callable[[Path], str | None] | None = None, what: str = "--data-url",
-                    where: str = "--data-dir", **download_options) -> Path:
+def prepare_archive(
+    data_dir: Path,
+    url: str,
+    *,
+    folder: str,
+    files: tuple[str, ...],
+    record_bytes: int,
+    official: tuple[str, str],
+    md5: str | None = None,
+    named: bool = True,
+    check_content: Callable[[Path], str | None] | None = None,
+    what: str = "--data-url",
+    where: str = "--data-dir",
+    **download_options,
+) -> Path:
     """Makes `data_dir/folder` hold `files` (fixed-size records) from the tar archive at `url`.
 
     The folder records its archive (source.json): a command that names another archive (`named`, by
@@ -406,37 +514,61 @@ def prepare_archive(data_dir: Path, url: str, *, folder: str, files: tuple[str, 
             if named:
                 check_archive_source(target, source, archive, expected_md5, what=what, where=where)
             return target  # another job extracted it while we waited
-        fix = ("check the file, or download a fresh copy" if local is not None
-               else f"delete {archive} and run again to download it afresh")
+        fix = (
+            "check the file, or download a fresh copy"
+            if local is not None
+            else f"delete {archive} and run again to download it afresh"
+        )
         if local is not None:
             check_local_archive(local, what)
         if archive.is_file():
             if expected_md5 and (actual := file_md5(archive)) != expected_md5:
-                raise DataError(f"{archive} is damaged or not the official archive (MD5 {actual}, expected "
-                                f"{expected_md5}); {fix}")
+                raise DataError(
+                    f"{archive} is damaged or not the official archive (MD5 {actual}, expected "
+                    f"{expected_md5}); {fix}"
+                )
             try:
                 check_tar_archive(archive, folder=folder, **spec)
             except DataError as err:
                 raise DataError(f"{err}; {fix}") from None
         else:
             print(f"Downloading {url} to {archive}", file=sys.stderr)
-            fetch(url, archive, md5=expected_md5, **download_options,
-                  verify=lambda path: check_tar_archive(path, folder=folder, **spec))
+            fetch(
+                url,
+                archive,
+                md5=expected_md5,
+                **download_options,
+                verify=lambda path: check_tar_archive(path, folder=folder, **spec),
+            )
         stat = archive.stat()
-        record = dict(source=source, md5=expected_md5 or file_md5(archive), size=stat.st_size,
-                      mtime_ns=stat.st_mtime_ns)
+        record = dict(
+            source=source,
+            md5=expected_md5 or file_md5(archive),
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+        )
 
         def problem(path: Path) -> str | None:
             return whole_records(path, **spec) or (check_content(path) if check_content else None)
-        return extract_members(archive, tar_members(archive, folder, files), target, problem,
-                               record=record, fix=fix, where=where)
+
+        return extract_members(
+            archive,
+            tar_members(archive, folder, files),
+            target,
+            problem,
+            record=record,
+            fix=fix,
+            where=where,
+        )
 
 
 def check_local_archive(archive: Path, what: str) -> None:
     """Raises DataError unless the path given for an archive is a file."""
     if archive.is_dir():
-        raise DataError(f"{archive} is a folder, not an archive: {what} must name the archive file itself "
-                        f"(a .tar.gz)")
+        raise DataError(
+            f"{archive} is a folder, not an archive: {what} must name the archive file itself "
+            f"(a .tar.gz)"
+        )
     if not archive.is_file():
         raise DataError(f"no such file {archive}: check the path given with {what}")
 
@@ -452,7 +584,9 @@ def whole_records(path: Path, files: tuple[str, ...], record_bytes: int) -> str 
     return None
 
 
-def check_tar_archive(archive: Path, *, folder: str, files: tuple[str, ...], record_bytes: int) -> None:
+def check_tar_archive(
+    archive: Path, *, folder: str, files: tuple[str, ...], record_bytes: int
+) -> None:
     """Raises DataError unless `archive` is a complete tar archive holding every file as whole records."""
     with open(archive, "rb") as f:
         head = f.read(64).lstrip().lower()
@@ -468,14 +602,25 @@ def check_tar_archive(archive: Path, *, folder: str, files: tuple[str, ...], rec
         if name not in members:
             raise DataError(f"{archive} lacks {folder}/{name}: it is not the expected archive")
         if members[name].size == 0 or members[name].size % record_bytes:
-            raise DataError(f"{archive}: {name} has {members[name].size:,} bytes, not a whole number of "
-                            f"{record_bytes}-byte records")
+            raise DataError(
+                f"{archive}: {name} has {members[name].size:,} bytes, not a whole number of "
+                f"{record_bytes}-byte records"
+            )
 
 
 # ----------------------------------------------------------------------------- a dataset in separate files
-def prepare_files(target: Path, base: str, *, names: tuple[str, ...], verify: Callable[[Path, str], None],
-                  named: bool = True, official: tuple[str, dict[str, str]] | None = None,
-                  what: str = "--data-url", where: str = "--data-dir", **download_options) -> Path:
+def prepare_files(
+    target: Path,
+    base: str,
+    *,
+    names: tuple[str, ...],
+    verify: Callable[[Path, str], None],
+    named: bool = True,
+    official: tuple[str, dict[str, str]] | None = None,
+    what: str = "--data-url",
+    where: str = "--data-dir",
+    **download_options,
+) -> Path:
     """Makes the folder `target` hold the files `names` from `base`: a base URL, or a folder (a file:// URL
     or a path) whose files are copied in. Each file is checked by verify(path, name) before it is placed.
 
@@ -491,39 +636,60 @@ def prepare_files(target: Path, base: str, *, names: tuple[str, ...], verify: Ca
         return target
     if local is not None and not local.is_dir():
         kind = "is a file, not a folder" if local.exists() else "does not exist"
-        raise DataError(f"{local} {kind}: {what} must name the folder (or base URL) holding "
-                        f"{', '.join(names)}")
+        raise DataError(
+            f"{local} {kind}: {what} must name the folder (or base URL) holding {', '.join(names)}"
+        )
     with data_folder(target.parent, where):
         target.mkdir(exist_ok=True)
         remove_stale_temporaries(target)
-        if all((target / name).is_file() for name in names):  # another job placed them while we waited
+        if all(
+            (target / name).is_file() for name in names
+        ):  # another job placed them while we waited
             if named:
                 check_files_source(target, source, local, names, official, what=what, where=where)
             return target
-        if (read_source(target) or {}).get("source") != source:  # begun from elsewhere: never mix two
+        if (read_source(target) or {}).get(
+            "source"
+        ) != source:  # begun from elsewhere: never mix two
             for name in names:
                 (target / name).unlink(missing_ok=True)
             write_json(target / SOURCE_FILE, dict(source=source))
         for name in names:
             if not (target / name).is_file():
                 place_file(target / name, base, local, verify, **download_options)
-        write_json(target / SOURCE_FILE, dict(source=source, content_md5=content_md5s(target, names)))
+        write_json(
+            target / SOURCE_FILE, dict(source=source, content_md5=content_md5s(target, names))
+        )
     return target
 
 
-def place_file(dest: Path, base: str, local: Path | None, verify: Callable[[Path, str], None],
-               **download_options) -> None:
+def place_file(
+    dest: Path,
+    base: str,
+    local: Path | None,
+    verify: Callable[[Path, str], None],
+    **download_options,
+) -> None:
     """Downloads one file of a dataset from the base URL, or copies it from the folder `local`, checked."""
     name = dest.name
     if local is None:
         print(f"Downloading {base.rstrip('/')}/{name} to {dest}", file=sys.stderr)
-        offline = (f"Either download the four files elsewhere and pass --data-url with their folder, "
-                   f"or place them in {dest.parent}/ and run again.")
-        fetch(f"{base.rstrip('/')}/{name}", dest, verify=lambda path: verify(path, name), offline=offline,
-              **download_options)
+        offline = (
+            f"Either download the four files elsewhere and pass --data-url with their folder, "
+            f"or place them in {dest.parent}/ and run again."
+        )
+        fetch(
+            f"{base.rstrip('/')}/{name}",
+            dest,
+            verify=lambda path: verify(path, name),
+            offline=offline,
+            **download_options,
+        )
         return
     if not (local / name).is_file():
-        raise DataError(f"{local} has no {name}: --data-url must name the folder holding the dataset's files")
+        raise DataError(
+            f"{local} has no {name}: --data-url must name the folder holding the dataset's files"
+        )
     try:
         verify(local / name, name)
     except DataError as err:
@@ -540,8 +706,16 @@ def content_md5s(folder: Path, names: tuple[str, ...]) -> dict[str, str] | None:
         return None
 
 
-def check_files_source(target: Path, source: str, local: Path | None, names: tuple[str, ...],
-                       official: tuple[str, dict[str, str]] | None, *, what: str, where: str) -> None:
+def check_files_source(
+    target: Path,
+    source: str,
+    local: Path | None,
+    names: tuple[str, ...],
+    official: tuple[str, dict[str, str]] | None,
+    *,
+    what: str,
+    where: str,
+) -> None:
     """Raises UsageError unless the folder `target` holds the files of `source`: the same path or URL, or
     files of the same content (a local folder's, or the official ones)."""
     record = read_source(target) or {}

@@ -38,7 +38,9 @@ class Stopped(BaseException):
     def __init__(self, signum: int):
         super().__init__(signal_name(signum))
         self.signum = signum
-        self.resume_command: str | None = None  # set when a run folder can go on (plumbing.runs.open_run)
+        self.resume_command: str | None = (
+            None  # set when a run folder can go on (plumbing.runs.open_run)
+        )
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -66,13 +68,22 @@ def resume_command(run_dir) -> str:
     """The command that continues a run, quoted so that it can be pasted: `--resume=-x` for a folder
     named like a flag (argparse would take `--resume -x` for two flags)."""
     path = shlex.quote(str(run_dir))
-    return f"python train.py --resume={path}" if path.startswith("-") else f"python train.py --resume {path}"
+    return (
+        f"python train.py --resume={path}"
+        if path.startswith("-")
+        else f"python train.py --resume {path}"
+    )
 
 
 # What TensorFlow's C++ writers (checkpoints, TensorBoard) say, in words only, for each errno.
-WRITE_ERRNOS = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT),
-                ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES),
-                ("is not a directory", errno.ENOTDIR), ("Not a directory", errno.ENOTDIR))
+WRITE_ERRNOS = (
+    ("No space left on device", errno.ENOSPC),
+    ("Disk quota exceeded", errno.EDQUOT),
+    ("Read-only file system", errno.EROFS),
+    ("Permission denied", errno.EACCES),
+    ("is not a directory", errno.ENOTDIR),
+    ("Not a directory", errno.ENOTDIR),
+)
 
 
 def write_error(message: str, path, doing: str = "") -> OSError:
@@ -103,8 +114,10 @@ def out_of_memory(message: str) -> str:
     with shape[3072,1000000000] and type float ...'): what was too large, and what to make smaller."""
     found = re.search(r"shape\[([\d,]*)\] and type (\w+)", message)
     what = f" a tensor of shape [{found[1]}] ({found[2]})" if found else " a tensor"
-    return (f"out of memory: TensorFlow could not allocate{what}; make the model (--hidden-units, --widths, "
-            f"--dense-units) or --batch-size smaller")
+    return (
+        f"out of memory: TensorFlow could not allocate{what}; make the model (--hidden-units, --widths, "
+        f"--dense-units) or --batch-size smaller"
+    )
 
 
 def one_line(err: BaseException) -> tuple[int, str] | None:
@@ -114,14 +127,25 @@ def one_line(err: BaseException) -> tuple[int, str] | None:
     if isinstance(err, DataError):
         return 1, f"error: {err}"
     if isinstance(err, NotImplementedError):
-        return 2, f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again"
-    if isinstance(err, OSError):  # a disk full or a folder that cannot be written: never a traceback
+        return (
+            2,
+            f"NOT IMPLEMENTED: {missing_piece(err)}; write it (see the TODO there), then run again",
+        )
+    if isinstance(
+        err, OSError
+    ):  # a disk full or a folder that cannot be written: never a traceback
         return 1, f"error: {disk_problem(err)}"
     if isinstance(err, (KeyboardInterrupt, Stopped)):
-        signum, command = getattr(err, "signum", signal.SIGINT), getattr(err, "resume_command", None)
-        return 128 + signum, f"\n{signal_name(signum)}: stopped" + (f"; continue with: {command}" if command
-                                                                     else "")
-    if isinstance(err, Exception) and "OOM when allocating" in str(err):  # a tensor too large for the memory
+        signum, command = (
+            getattr(err, "signum", signal.SIGINT),
+            getattr(err, "resume_command", None),
+        )
+        return 128 + signum, f"\n{signal_name(signum)}: stopped" + (
+            f"; continue with: {command}" if command else ""
+        )
+    if isinstance(err, Exception) and "OOM when allocating" in str(
+        err
+    ):  # a tensor too large for the memory
         return 1, f"error: {out_of_memory(str(err))}"
     return None
 
@@ -139,7 +163,9 @@ def report(main, argv: list[str] | None = None) -> int:
         answer = one_line(err)
         if answer is None:
             raise
-        logger.disabled = True  # from here: leaving this block frees the error's frames and their objects
+        logger.disabled = (
+            True  # from here: leaving this block frees the error's frames and their objects
+        )
     with signals_ignored():  # a second Ctrl-C while the line is being written changes nothing
         try:
             gc.collect()
@@ -156,7 +182,9 @@ def signals_ignored():
     """Ctrl-C and SIGTERM do nothing inside the block (the command is already stopping): a second
     Ctrl-C pressed while the last line is written must not end in a KeyboardInterrupt traceback."""
     try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
     except ValueError:  # not the main thread: signals are not ours to handle
         yield
         return

@@ -38,7 +38,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:  # a full disk, say: named by the file the user knows, not the temporary one
+    except (
+        OSError
+    ) as err:  # a full disk, say: named by the file the user knows, not the temporary one
         if err.filename not in (None, str(tmp), tmp):
             raise
         raise OSError(err.errno, err.strerror or str(err), str(path)) from err
@@ -61,9 +63,13 @@ def picture_path(text: str) -> Path:
     name that keeps this suffix, and matplotlib goes by it)."""
     from matplotlib.backend_bases import FigureCanvasBase  # here: only when a picture is asked for
 
-    if Path(text).suffix.lower().removeprefix(".") not in FigureCanvasBase.get_supported_filetypes():
-        raise argparse.ArgumentTypeError(f"{text} is not a picture file name: end it in .png (or .pdf, .svg, "
-                                         f".jpg)")
+    if (
+        Path(text).suffix.lower().removeprefix(".")
+        not in FigureCanvasBase.get_supported_filetypes()
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a picture file name: end it in .png (or .pdf, .svg, .jpg)"
+        )
     return Path(text)
 
 

@@ -11,7 +11,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-BATCH_NORM_MOMENTUM = 0.9  # Keras' 0.99 adapts too slowly with the few steps per epoch of small data
+BATCH_NORM_MOMENTUM = (
+    0.9  # Keras' 0.99 adapts too slowly with the few steps per epoch of small data
+)
 BATCH_NORM_EPSILON = 1e-3
 
 
@@ -25,29 +27,45 @@ class FusedBatchNorm(layers.Layer):
     Under mixed precision the inputs may be float16/bfloat16; the parameters stay float32.
     """
 
-    def __init__(self, momentum: float = BATCH_NORM_MOMENTUM, epsilon: float = BATCH_NORM_EPSILON, **kwargs):
+    def __init__(
+        self, momentum: float = BATCH_NORM_MOMENTUM, epsilon: float = BATCH_NORM_EPSILON, **kwargs
+    ):
         super().__init__(**kwargs)
         self.momentum, self.epsilon = momentum, epsilon
 
     def build(self, input_shape):
-        shape, fixed = (input_shape[-1],), dict(autocast=False)  # float32 even under mixed precision
+        shape, fixed = (
+            (input_shape[-1],),
+            dict(autocast=False),
+        )  # float32 even under mixed precision
         self.gamma = self.add_weight(shape=shape, initializer="ones", name="gamma", **fixed)
         self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta", **fixed)
-        self.moving_mean = self.add_weight(shape=shape, initializer="zeros", trainable=False,
-                                           name="moving_mean", **fixed)
-        self.moving_variance = self.add_weight(shape=shape, initializer="ones", trainable=False,
-                                               name="moving_variance", **fixed)
+        self.moving_mean = self.add_weight(
+            shape=shape, initializer="zeros", trainable=False, name="moving_mean", **fixed
+        )
+        self.moving_variance = self.add_weight(
+            shape=shape, initializer="ones", trainable=False, name="moving_variance", **fixed
+        )
 
     def call(self, x, training=False):
         if not training:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, self.gamma, self.beta, mean=self.moving_mean,
-                                                       variance=self.moving_variance, epsilon=self.epsilon,
-                                                       is_training=False)
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x,
+                self.gamma,
+                self.beta,
+                mean=self.moving_mean,
+                variance=self.moving_variance,
+                epsilon=self.epsilon,
+                is_training=False,
+            )
             return y
-        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, self.gamma, self.beta, epsilon=self.epsilon,
-                                                             is_training=True)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, self.gamma, self.beta, epsilon=self.epsilon, is_training=True
+        )
         self.moving_mean.assign(self.momentum * self.moving_mean + (1 - self.momentum) * mean)
-        self.moving_variance.assign(self.momentum * self.moving_variance + (1 - self.momentum) * variance)
+        self.moving_variance.assign(
+            self.momentum * self.moving_variance + (1 - self.momentum) * variance
+        )
         return y
 
     def get_config(self):

@@ -22,17 +22,30 @@ from plumbing.progress import Progress
 class EpochProgress:
     """One bar per epoch: loss and accuracy so far, images/s, and the time left in the whole run."""
 
-    def __init__(self, epoch: int, epochs: int, steps: int, start_step: int, batch_size: int,
-                 later_steps: int):
+    def __init__(
+        self,
+        epoch: int,
+        epochs: int,
+        steps: int,
+        start_step: int,
+        batch_size: int,
+        later_steps: int,
+    ):
         self.steps, self.start_step, self.batch_size = steps, start_step, batch_size
         self.later_steps = later_steps
         self.t0 = self.last = time.perf_counter()
-        self.bar = Progress(steps, initial=start_step, desc=f"epoch {epoch}/{epochs}",
-                            bar_format="{desc} |{bar}| {n_fmt}/{total_fmt}{postfix}")
+        self.bar = Progress(
+            steps,
+            initial=start_step,
+            desc=f"epoch {epoch}/{epochs}",
+            bar_format="{desc} |{bar}| {n_fmt}/{total_fmt}{postfix}",
+        )
 
     def due(self, step: int) -> bool:
         """Whether to redraw: 5 times a second on a terminal, every 10% of the epoch in a log file."""
-        return time.perf_counter() - self.last >= 0.2 if self.bar.live else step >= self.bar.next_mark
+        return (
+            time.perf_counter() - self.last >= 0.2 if self.bar.live else step >= self.bar.next_mark
+        )
 
     def update(self, step: int, loss: float, accuracy: float, final: bool = False) -> None:
         now = time.perf_counter()
@@ -47,13 +60,18 @@ class EpochProgress:
 def _sample(weight, most: int = 2**20):
     """At most `most` of a tensor's values, evenly spaced: a histogram takes 30 doubles per value."""
     values = tf.reshape(weight, [-1])
-    return values[::values.shape[0] // most + 1] if values.shape[0] > most else values
+    return values[:: values.shape[0] // most + 1] if values.shape[0] > most else values
 
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+        if seconds >= 60
+        else f"{seconds}s"
+    )
 
 
 class TensorBoard:
@@ -66,8 +84,13 @@ class TensorBoard:
             self.val = tf.summary.create_file_writer(str(self.folder / "val"))
             self.session = tf.summary.create_file_writer(str(self.folder))
             with self.session.as_default():
-                hparams_api.hparams({k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                                     for k, v in hyper_parameters.items()}, trial_id=Path(run_dir).name)
+                hparams_api.hparams(
+                    {
+                        k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                        for k, v in hyper_parameters.items()
+                    },
+                    trial_id=Path(run_dir).name,
+                )
 
     @contextlib.contextmanager
     def writing(self):
@@ -78,10 +101,13 @@ class TensorBoard:
         except tf.errors.OpError as err:
             if "OOM when allocating" in err.message:  # not a write: reported as out of memory
                 raise
-            raise write_error(err.message, self.folder, "could not write the TensorBoard logs") from None
+            raise write_error(
+                err.message, self.folder, "could not write the TensorBoard logs"
+            ) from None
 
-    def step(self, step: int, *, loss, learning_rate, step_time_ms: float, weight_penalty,
-             images=None) -> None:
+    def step(
+        self, step: int, *, loss, learning_rate, step_time_ms: float, weight_penalty, images=None
+    ) -> None:
         """Per-step curves (in the train run) and, once, the augmented inputs the model sees."""
         with self.writing():
             with self.train.as_default(step=step):
@@ -92,7 +118,9 @@ class TensorBoard:
                 if images is not None:
                     low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
                     high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
-                    shown = (images - low) / tf.maximum(high - low, 1e-6)  # each image stretched to [0, 1]
+                    shown = (images - low) / tf.maximum(
+                        high - low, 1e-6
+                    )  # each image stretched to [0, 1]
                     tf.summary.image("augmented_inputs", shown, max_outputs=8)
 
     def epoch(self, step: int, row: dict, weights=None) -> None:

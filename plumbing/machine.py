@@ -18,15 +18,19 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU features that make bfloat16 
 
 def select_device(choice: str) -> str:
     """Returns "GPU" or "CPU" and makes TensorFlow use it. Raises UsageError for --device gpu without one."""
-    with tensorflow_start_up():  # listing devices probes CUDA, which prints noise on machines without it
+    with (
+        tensorflow_start_up()
+    ):  # listing devices probes CUDA, which prints noise on machines without it
         gpus = tf.config.list_physical_devices("GPU")
     if choice == "cpu" or (choice == "auto" and not gpus):
         if gpus:
             tf.config.set_visible_devices([], "GPU")
         return "CPU"
     if not gpus:
-        raise UsageError("--device gpu, but TensorFlow sees no GPU; use --device cpu, or see the README's "
-                         "GPU notes (pip install 'tensorflow[and-cuda]==2.21.0' on Linux)")
+        raise UsageError(
+            "--device gpu, but TensorFlow sees no GPU; use --device cpu, or see the README's "
+            "GPU notes (pip install 'tensorflow[and-cuda]==2.21.0' on Linux)"
+        )
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)  # share the GPU politely
     return "GPU"
@@ -47,26 +51,38 @@ def mixed_precision_policy(device: str) -> str:
         return "mixed_float16"
     if cpu_has_bfloat16():
         return "mixed_bfloat16"
-    raise UsageError("--mixed-precision: this CPU has no bfloat16 instructions (AVX512-BF16, AMX), so 16-bit "
-                     "compute would be several times slower; drop --mixed-precision")
+    raise UsageError(
+        "--mixed-precision: this CPU has no bfloat16 instructions (AVX512-BF16, AMX), so 16-bit "
+        "compute would be several times slower; drop --mixed-precision"
+    )
 
 
 def start(config: dict) -> str:
     """Chooses the device, 16-bit compute and determinism as asked, and says so. Returns the device."""
     device = select_device(config["device"])
     # set every time: a sweep trains several runs in one process
-    keras.mixed_precision.set_global_policy(mixed_precision_policy(device) if config["mixed_precision"]
-                                            else "float32")
+    keras.mixed_precision.set_global_policy(
+        mixed_precision_policy(device) if config["mixed_precision"] else "float32"
+    )
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     policy = f" ({keras.mixed_precision.global_policy().name})" if config["mixed_precision"] else ""
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{policy}")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{policy}"
+    )
     if device == "CPU" and Path("/proc/driver/nvidia/version").exists():
-        print("hint: this machine has an NVIDIA GPU that TensorFlow cannot use; on Linux, "
-              "pip install 'tensorflow[and-cuda]==2.21.0' (see the README's quick start)")
+        print(
+            "hint: this machine has an NVIDIA GPU that TensorFlow cannot use; on Linux, "
+            "pip install 'tensorflow[and-cuda]==2.21.0' (see the README's quick start)"
+        )
     return device
 
 
 def versions() -> dict:
-    return dict(python=platform.python_version(), tensorflow=tf.__version__, keras=keras.__version__,
-                numpy=np.__version__, cpu_count=os.cpu_count())
+    return dict(
+        python=platform.python_version(),
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        numpy=np.__version__,
+        cpu_count=os.cpu_count(),
+    )

@@ -14,16 +14,37 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, total: int | None, *, desc: str, initial: int = 0, file=None, unit: str = "it",
-                 unit_scale: bool = False, bar_format: str | None = None, disable: bool = False):
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        desc: str,
+        initial: int = 0,
+        file=None,
+        unit: str = "it",
+        unit_scale: bool = False,
+        bar_format: str | None = None,
+        disable: bool = False,
+    ):
         self.file = file or sys.stdout
         self.live = self.file.isatty() and not disable
         self.quiet = disable
         self.total, self.initial, self.desc, self.t0 = total, initial, desc, time.perf_counter()
-        self.format = dict(prefix=desc, unit=unit, unit_scale=unit_scale, bar_format=bar_format, ncols=80)
-        self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.file, unit=unit,
-                        unit_scale=unit_scale, bar_format=bar_format, dynamic_ncols=True, mininterval=0.2,
-                        disable=not self.live)
+        self.format = dict(
+            prefix=desc, unit=unit, unit_scale=unit_scale, bar_format=bar_format, ncols=80
+        )
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            file=self.file,
+            unit=unit,
+            unit_scale=unit_scale,
+            bar_format=bar_format,
+            dynamic_ncols=True,
+            mininterval=0.2,
+            disable=not self.live,
+        )
         self.position = initial
         self.next_mark = self._mark(initial)
 
@@ -42,5 +63,10 @@ class Progress:
             self.next_mark = self._mark(position)
             elapsed = time.perf_counter() - self.t0
             rate = (position - self.initial) / elapsed if elapsed > 0 else None
-            print(tqdm.format_meter(position, self.total, elapsed, rate=rate, postfix=postfix, **self.format),
-                  file=self.file, flush=True)
+            print(
+                tqdm.format_meter(
+                    position, self.total, elapsed, rate=rate, postfix=postfix, **self.format
+                ),
+                file=self.file,
+                flush=True,
+            )

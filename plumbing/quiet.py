@@ -14,18 +14,22 @@ import re
 import sys
 import threading
 
-NOISE = re.compile("|".join([
-    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
-    r"Could not find cuda drivers on your machine",
-    r"failed call to cuInit",
-    r"oneDNN custom operations are on",
-    r"This TensorFlow binary is optimized to use available CPU instructions",
-    r"To enable the following instructions: .* rebuild TensorFlow",
-    r"Unable to register cu(DNN|FFT|BLAS) factory",
-    r"computation placer already registered",
-    r"TF-TRT Warning: Could not find TensorRT",
-    r"Unable to register cuda ",
-]))
+NOISE = re.compile(
+    "|".join(
+        [
+            r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+            r"Could not find cuda drivers on your machine",
+            r"failed call to cuInit",
+            r"oneDNN custom operations are on",
+            r"This TensorFlow binary is optimized to use available CPU instructions",
+            r"To enable the following instructions: .* rebuild TensorFlow",
+            r"Unable to register cu(DNN|FFT|BLAS) factory",
+            r"computation placer already registered",
+            r"TF-TRT Warning: Could not find TensorRT",
+            r"Unable to register cuda ",
+        ]
+    )
+)
 
 
 class _NoRetracingWarnings(logging.Filter):

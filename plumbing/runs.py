@@ -34,8 +34,17 @@ from pathlib import Path
 from plumbing import files
 from plumbing.errors import DataError, Stopped, UsageError, resume_command
 
-METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
-                  "seconds", "images_per_second", "weight_penalty"]
+METRIC_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+    "images_per_second",
+    "weight_penalty",
+]
 
 
 def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
@@ -45,17 +54,23 @@ def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
     if run_root.exists() and not run_root.is_dir():
         raise UsageError(f"--run-dir {run_root} is a file, not a folder; choose a folder")
     if run_root.is_symlink() and not run_root.exists():
-        raise UsageError(f"--run-dir {run_root} is a link to {os.readlink(run_root)}, which does not exist; "
-                         f"create that folder, or choose another --run-dir")
+        raise UsageError(
+            f"--run-dir {run_root} is a link to {os.readlink(run_root)}, which does not exist; "
+            f"create that folder, or choose another --run-dir"
+        )
     try:
         run_root.mkdir(parents=True, exist_ok=True)
         if name:
             path = run_root / name
             if path.exists() and not never_started(path):
-                raise UsageError(f"{path} already exists; choose another --name, or continue it with: "
-                                 f"{resume_command(path)}")
+                raise UsageError(
+                    f"{path} already exists; choose another --name, or continue it with: "
+                    f"{resume_command(path)}"
+                )
             path.mkdir(exist_ok=True)
-            files.remove_stale_temporaries(path)  # a config.json half-written by a job that was killed
+            files.remove_stale_temporaries(
+                path
+            )  # a config.json half-written by a job that was killed
             return path
         stamp = f"{preset}-{time.strftime('%m%d-%H%M%S')}"
         for attempt in range(1, 1000):
@@ -66,7 +81,9 @@ def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
             except FileExistsError:
                 continue
     except PermissionError:
-        raise UsageError(f"--run-dir {run_root} is not writable; choose a folder you can write to") from None
+        raise UsageError(
+            f"--run-dir {run_root} is not writable; choose a folder you can write to"
+        ) from None
     raise UsageError(f"could not find a free run name {stamp}-N in {run_root}; pass --name")
 
 
@@ -77,17 +94,24 @@ def lock(run_dir: Path):
         with files.locked(Path(run_dir) / ".lock", wait=False):
             yield
     except files.BusyError:
-        raise UsageError(f"{run_dir} is being trained by another job right now; wait for it to finish "
-                         f"(or stop it), then --resume") from None
+        raise UsageError(
+            f"{run_dir} is being trained by another job right now; wait for it to finish "
+            f"(or stop it), then --resume"
+        ) from None
 
 
 def never_started(run_dir: Path) -> bool:
     """A folder a job created but left before its config.json was complete (killed at once, or while
     writing it): free to reuse. It holds nothing but the lock and a temporary config.json.tmp-PID."""
     run_dir = Path(run_dir)
-    return run_dir.is_dir() and not (run_dir / "config.json").exists() and all(
-        p.name == ".lock" or (p.name.startswith("config.") and files.TEMPORARY.search(p.name))
-        for p in run_dir.iterdir())
+    return (
+        run_dir.is_dir()
+        and not (run_dir / "config.json").exists()
+        and all(
+            p.name == ".lock" or (p.name.startswith("config.") and files.TEMPORARY.search(p.name))
+            for p in run_dir.iterdir()
+        )
+    )
 
 
 def read_config(run_dir: Path, defaults: dict | None = None) -> dict:
@@ -98,30 +122,45 @@ def read_config(run_dir: Path, defaults: dict | None = None) -> dict:
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
         what = "a file, not a folder" if Path(run_dir).exists() else "no such folder"
-        raise UsageError(f"{run_dir} is not a run folder ({what}); pass the run's folder, runs/NAME")
+        raise UsageError(
+            f"{run_dir} is not a run folder ({what}); pass the run's folder, runs/NAME"
+        )
     try:
         saved = json.loads(path.read_text())
         options = saved["options"]
         options.items()  # a dict, not a list or a number
     except FileNotFoundError:
         if never_started(run_dir):
-            raise UsageError(f"{run_dir} holds no run (it was stopped before it started); start it again "
-                             f"with the same command and --name {Path(run_dir).name}") from None
-        raise UsageError(f"{run_dir} has no config.json: it is not a run folder; check the path") from None
+            raise UsageError(
+                f"{run_dir} holds no run (it was stopped before it started); start it again "
+                f"with the same command and --name {Path(run_dir).name}"
+            ) from None
+        raise UsageError(
+            f"{run_dir} has no config.json: it is not a run folder; check the path"
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise DataError(f"{path} is damaged (not the JSON train.py writes); the run can be neither "
-                        f"resumed nor evaluated: start a new one (another --name); delete {run_dir} if you "
-                        f"do not need it") from None
+        raise DataError(
+            f"{path} is damaged (not the JSON train.py writes); the run can be neither "
+            f"resumed nor evaluated: start a new one (another --name); delete {run_dir} if you "
+            f"do not need it"
+        ) from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     if defaults is not None:
         check_saved_options(path, options, defaults)
     if not isinstance(saved.get("data_folder"), (str, type(None))):
-        raise DataError(f"{path}: data_folder is {saved['data_folder']!r}, not a folder name; {REDO}")
+        raise DataError(
+            f"{path}: data_folder is {saved['data_folder']!r}, not a folder name; {REDO}"
+        )
     return {**options, "data_folder": saved.get("data_folder")}
 
 
-KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a text", tuple: "a list of "
-         "whole numbers"}  # what a saved option must be, by the type of its default
+KINDS = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "a text",
+    tuple: "a list of whole numbers",
+}  # what a saved option must be, by the type of its default
 REDO = "this run cannot be resumed or evaluated by this version of train.py: start a new one (another --name)"
 
 
@@ -131,15 +170,26 @@ def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
     from plumbing import options  # here, not at the top: options imports this module's neighbours
 
     try:
-        reference = options.resolve({k: saved[k] for k in ("model", "preset", "dataset") if k in saved},
-                                    defaults)
+        reference = options.resolve(
+            {k: saved[k] for k in ("model", "preset", "dataset") if k in saved}, defaults
+        )
     except (UsageError, KeyError, TypeError):
-        raise DataError(f"{path}: its model, preset or dataset is not one this version knows; "
-                        f"{REDO}") from None
-    model = options.model_files()[reference["model"]]  # its options may be left out: the builder's defaults
-    choices = dict(model["choices"], optimizer=options.OPTIMIZERS, lr_schedule=options.SCHEDULES,
-                   device=("auto", "cpu", "gpu"))
-    for key, default in [*reference.items(), *((k, v) for k, v in model["options"].items() if k in saved)]:
+        raise DataError(
+            f"{path}: its model, preset or dataset is not one this version knows; {REDO}"
+        ) from None
+    model = options.model_files()[
+        reference["model"]
+    ]  # its options may be left out: the builder's defaults
+    choices = dict(
+        model["choices"],
+        optimizer=options.OPTIMIZERS,
+        lr_schedule=options.SCHEDULES,
+        device=("auto", "cpu", "gpu"),
+    )
+    for key, default in [
+        *reference.items(),
+        *((k, v) for k, v in model["options"].items() if k in saved),
+    ]:
         kind = options.UNSET_TYPES.get(key) if default is None else type(default)
         if key not in saved:
             raise DataError(f"{path} has no option {key!r} (written by an older version?); {REDO}")
@@ -179,28 +229,49 @@ def check_same_data(run_dir: Path, data_folder: Path) -> None:
     """Raises UsageError if `data_folder` holds other data than the run was started with."""
     saved = json.loads((Path(run_dir) / "config.json").read_text())
     recorded, folder = saved.get("data_fingerprint"), Path(data_folder).resolve()
-    if recorded == data_fingerprint(folder) or (recorded is None and str(folder) == saved.get("data_folder")):
+    if recorded == data_fingerprint(folder) or (
+        recorded is None and str(folder) == saved.get("data_folder")
+    ):
         return
     was = saved.get("data_folder")
-    raise UsageError(f"{folder} holds other data than {run_dir} was trained on ({was}"
-                     f"{'' if recorded else ', whose config.json records no checksum to compare'}); "
-                     f"resume it on its own data (drop --data-dir/--data-url), or start a new run")
+    raise UsageError(
+        f"{folder} holds other data than {run_dir} was trained on ({was}"
+        f"{'' if recorded else ', whose config.json records no checksum to compare'}); "
+        f"resume it on its own data (drop --data-dir/--data-url), or start a new run"
+    )
 
 
-def write_config(run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict) -> None:
+def write_config(
+    run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict
+) -> None:
     """config.json: the options, the command, versions, device, git commit, the resolved data folder."""
-    files.write_json(run_dir / "config.json", dict(
-        options={k: v for k, v in config.items() if k != "data_folder"},
-        command=" ".join(map(shlex.quote, ["python", *sys.argv])), git_commit=git_commit(), versions=versions,
-        machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), device=device),
-        data_folder=str(Path(data_folder).resolve()), data_fingerprint=data_fingerprint(data_folder),
-        started=time.strftime("%Y-%m-%d %H:%M:%S")))
+    files.write_json(
+        run_dir / "config.json",
+        dict(
+            options={k: v for k, v in config.items() if k != "data_folder"},
+            command=" ".join(map(shlex.quote, ["python", *sys.argv])),
+            git_commit=git_commit(),
+            versions=versions,
+            machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), device=device),
+            data_folder=str(Path(data_folder).resolve()),
+            data_fingerprint=data_fingerprint(data_folder),
+            started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        ),
+    )
 
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -217,8 +288,13 @@ def read_metrics_csv(path: Path) -> list[dict]:
     """The rows of a metrics.csv (numbers as floats, epoch as int). Raises DataError if it is damaged."""
     try:
         with open(path, newline="") as f:
-            return [{k: (float(v) if v not in ("", None) else None) if k != "epoch" else int(v)
-                     for k, v in row.items()} for row in csv.DictReader(f)]
+            return [
+                {
+                    k: (float(v) if v not in ("", None) else None) if k != "epoch" else int(v)
+                    for k, v in row.items()
+                }
+                for row in csv.DictReader(f)
+            ]
     except (ValueError, TypeError, csv.Error) as err:
         raise DataError(f"{path} is damaged ({err})") from None
 
@@ -230,9 +306,13 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
     Yields None (and says so) for a finished run. A new folder is removed again if the run fails
     before its first checkpoint: it never started, and a usage error must leave nothing behind.
     """
-    from plumbing import machine  # here, not at the top: compare.py reads run folders without TensorFlow
+    from plumbing import (
+        machine,
+    )  # here, not at the top: compare.py reads run folders without TensorFlow
 
-    run_dir = Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
+    run_dir = (
+        Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
+    )
     with lock(run_dir):
         if resume:
             check_same_data(run_dir, data_folder)
@@ -243,16 +323,22 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
                 yield None
                 return
             verb = "is" if len(damaged) == 1 else "are"
-            print(f"{run_dir} is finished, but its {' and '.join(damaged)} {verb} damaged: rewriting the "
-                  f"run's files from its checkpoint")
+            print(
+                f"{run_dir} is finished, but its {' and '.join(damaged)} {verb} damaged: rewriting the "
+                f"run's files from its checkpoint"
+            )
         if not resume:
-            write_config(run_dir, config, device=device, data_folder=data_folder, versions=machine.versions())
+            write_config(
+                run_dir, config, device=device, data_folder=data_folder, versions=machine.versions()
+            )
         try:
             yield run_dir
         except BaseException as err:
             if not resume and not (run_dir / "checkpoints").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
-            elif isinstance(err, Stopped):  # stopped outside the loop (e.g. while plotting): say how to go on
+            elif isinstance(
+                err, Stopped
+            ):  # stopped outside the loop (e.g. while plotting): say how to go on
                 err.resume_command = resume_command(run_dir)
             raise
 
@@ -283,8 +369,10 @@ def damaged_outputs(run_dir: Path) -> list[str]:
 def summary(run_dir: Path) -> str:
     try:
         results = json.loads((Path(run_dir) / "metrics.json").read_text())
-        return (f"{results['epochs_run']} epochs, test accuracy {100 * results['test_accuracy']:.2f}% "
-                f"(best epoch {results['best_epoch']})")
+        return (
+            f"{results['epochs_run']} epochs, test accuracy {100 * results['test_accuracy']:.2f}% "
+            f"(best epoch {results['best_epoch']})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return "its metrics.json is damaged"
 
@@ -304,5 +392,7 @@ def load_model(path: Path):
         fix = "train again"
         if (run_dir / "checkpoints").is_dir():
             fix = f"rewrite it from its run's checkpoint with {resume_command(run_dir)}"
-        raise DataError(f"{path} could not be loaded ({type(err).__name__}): it is damaged or from another "
-                        f"version of this code; {fix}") from None
+        raise DataError(
+            f"{path} could not be loaded ({type(err).__name__}): it is damaged or from another "
+            f"version of this code; {fix}"
+        ) from None

@@ -35,8 +35,11 @@ def exit_quietly(signum, _frame):
 
 def stopped(signum: int, run_dir, where: str) -> int:
     """After a requested stop (the checkpoint is saved): the command that resumes, and 128 + the signal."""
-    print(f"\n{signal_name(signum)}: saved a checkpoint {where}. Resume with:\n"
-          f"  {resume_command(run_dir)}", flush=True)
+    print(
+        f"\n{signal_name(signum)}: saved a checkpoint {where}. Resume with:\n"
+        f"  {resume_command(run_dir)}",
+        flush=True,
+    )
     return 128 + signum
 
 
@@ -47,13 +50,20 @@ class StopRequests:
         self.requested: int | None = None  # the first signal's number, once one arrived
         self._deferring = False
         self._previous_hook = sys.unraisablehook
-        self._dropped, self._again = None, None  # a stop Python dropped, and the timer that sends it again
+        self._dropped, self._again = (
+            None,
+            None,
+        )  # a stop Python dropped, and the timer that sends it again
 
     def _handle(self, signum, _frame):
         if self._deferring and self.requested is None:
             self.requested = signum
-            print(f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
-                  f"(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
+                f"(press Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.requested, self._dropped = self.requested or signum, None
         raise Stopped(signum)
@@ -61,7 +71,9 @@ class StopRequests:
     def _unraisable(self, unraisable) -> None:
         """sys.unraisablehook while handled(): a Stopped that Python dropped (raised inside a __del__ method
         or a weakref callback) is sent again; other exceptions are printed as usual."""
-        if isinstance(unraisable.exc_value, Stopped):  # sent again a moment later, after this __del__
+        if isinstance(
+            unraisable.exc_value, Stopped
+        ):  # sent again a moment later, after this __del__
             self._dropped = unraisable.exc_value.signum
             self._again = threading.Timer(0.01, os.kill, (os.getpid(), self._dropped))
             self._again.daemon = True
@@ -85,7 +97,9 @@ def handled():
     stop = StopRequests()
     try:
         previous = {sig: signal.signal(sig, stop._handle) for sig in HANDLED}
-    except ValueError:  # not the main thread (e.g. called from a test runner's worker): leave them alone
+    except (
+        ValueError
+    ):  # not the main thread (e.g. called from a test runner's worker): leave them alone
         yield stop
         return
     stop._previous_hook, sys.unraisablehook = sys.unraisablehook, stop._unraisable

@@ -21,7 +21,14 @@ from pathlib import Path
 from plumbing import files, runs
 from plumbing.errors import DataError, UsageError
 
-FIXED = ("resume", "eval_only", "name", "run_dir", "list_presets", "sweep")  # what names the sweep itself
+FIXED = (
+    "resume",
+    "eval_only",
+    "name",
+    "run_dir",
+    "list_presets",
+    "sweep",
+)  # what names the sweep itself
 WHERE = ("data_dir", "data_url")  # where the data is: compare.py compares runs on the same data
 
 
@@ -47,13 +54,19 @@ def parse(texts: list[str], parse_flags) -> dict[str, list]:
         if key in FIXED:
             raise UsageError(f"--sweep {key}: that option cannot vary in a sweep")
         if key in WHERE:
-            raise UsageError(f"--sweep {key.replace('_', '-')}: where the data comes from cannot vary in a "
-                             f"sweep (its runs would not compare); run one sweep per data source, each with "
-                             f"its own --name")
+            raise UsageError(
+                f"--sweep {key.replace('_', '-')}: where the data comes from cannot vary in a "
+                f"sweep (its runs would not compare); run one sweep per data source, each with "
+                f"its own --name"
+            )
         if key in ("device", "deterministic"):  # TensorFlow sets them once per process
-            raise UsageError(f"--sweep {key}: that option cannot vary in a sweep; give it as --{key} "
-                             f"(or run one sweep per value)")
-        sweeps[key] = [_value(key, value.replace(":", ","), parse_flags) for value in values.split(",")]
+            raise UsageError(
+                f"--sweep {key}: that option cannot vary in a sweep; give it as --{key} "
+                f"(or run one sweep per value)"
+            )
+        sweeps[key] = [
+            _value(key, value.replace(":", ","), parse_flags) for value in values.split(",")
+        ]
     return sweeps
 
 
@@ -80,14 +93,23 @@ def points(sweeps: dict[str, list]) -> list[dict]:
 
 def point_name(point: dict) -> str:
     """The run folder of a grid point: lr=0.001_dropout=0.2 (several numbers joined by x: 512x256)."""
+
     def show(value):
-        return "x".join(map(str, value)) if isinstance(value, tuple) else str(value).lower() \
-            if isinstance(value, bool) else str(value)
+        return (
+            "x".join(map(str, value))
+            if isinstance(value, tuple)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+
     return "_".join(f"{key.replace('_', '-')}={show(value)}" for key, value in point.items())
 
 
 def folder(run_root: str, name: str | None, preset: str, sweeps: dict[str, list]) -> Path:
-    return Path(run_root) / (name or f"sweep-{preset}-{'-'.join(k.replace('_', '-') for k in sweeps)}")
+    return Path(run_root) / (
+        name or f"sweep-{preset}-{'-'.join(k.replace('_', '-') for k in sweeps)}"
+    )
 
 
 def claim(sweep_dir: Path, command: dict, names: list[str]) -> None:
@@ -100,16 +122,22 @@ def claim(sweep_dir: Path, command: dict, names: list[str]) -> None:
             if not isinstance(saved, dict) or set(saved) != set(command):
                 raise ValueError("not a sweep's record")
         except (OSError, ValueError):
-            raise DataError(f"{record} is damaged (not the JSON train.py writes); if this folder is this "
-                            f"command's sweep, delete {record.name} and run the command again (it takes the "
-                            f"folder over, keeping its runs); else pass --name for a new sweep") from None
+            raise DataError(
+                f"{record} is damaged (not the JSON train.py writes); if this folder is this "
+                f"command's sweep, delete {record.name} and run the command again (it takes the "
+                f"folder over, keeping its runs); else pass --name for a new sweep"
+            ) from None
         if saved != json.loads(json.dumps(command, default=str)):
-            raise UsageError(f"{sweep_dir} holds a sweep with other options; run that sweep's own command to "
-                             f"continue it, or pass --name for a new sweep")
+            raise UsageError(
+                f"{sweep_dir} holds a sweep with other options; run that sweep's own command to "
+                f"continue it, or pass --name for a new sweep"
+            )
         return
     ours = {*names, "comparison.png", "comparison.csv", "comparison.md"}
-    others = sweep_dir.exists() and any(not f.name.startswith(".") and f.name not in ours  # hidden: locks
-                                        for f in sweep_dir.iterdir())
+    others = sweep_dir.exists() and any(
+        not f.name.startswith(".") and f.name not in ours  # hidden: locks
+        for f in sweep_dir.iterdir()
+    )
     if others:
         raise UsageError(f"{sweep_dir} exists and is not a sweep folder; choose another --name")
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -149,22 +177,27 @@ def run(plan: dict, train_one, compare, check_data=None) -> int:
         print(f"\n=== sweep {sweep_dir.name}: run {number}/{len(grid)}: {name}", flush=True)
         try:
             with files.locked(sweep_dir / f".{name}.lock", wait=False):
-                code = _train_point(sweep_dir / name, {**config, "run_dir": str(sweep_dir), "name": name},
-                                    train_one)
+                code = _train_point(
+                    sweep_dir / name, {**config, "run_dir": str(sweep_dir), "name": name}, train_one
+                )
         except files.BusyError:
             print(f"{sweep_dir / name} is being trained by another job: on to the next run")
             continue
         if code != 0:
-            print(f"the sweep stopped at {sweep_dir / name}; run the same command again to continue it")
+            print(
+                f"the sweep stopped at {sweep_dir / name}; run the same command again to continue it"
+            )
             return code
     busy = [name for name in names if not done(sweep_dir / name)]
     if busy:
-        print(f"\n{len(busy)} run(s) of {sweep_dir} were taken by another job; the last job to finish draws "
-              f"the comparison (if that job stopped, run the same command again to continue)")
+        print(
+            f"\n{len(busy)} run(s) of {sweep_dir} were taken by another job; the last job to finish draws "
+            f"the comparison (if that job stopped, run the same command again to continue)"
+        )
         return 0
     lost = [name for name in names if diverged(sweep_dir / name)]
     if lost:
-        print(f"\n{len(lost)} run(s) diverged: {', '.join(lost)} (\"diverged\" in the comparison)")
+        print(f'\n{len(lost)} run(s) diverged: {", ".join(lost)} ("diverged" in the comparison)')
     return compare([str(sweep_dir), "--out", str(sweep_dir / "comparison.png")])
 
 
@@ -181,7 +214,11 @@ def _train_point(run_dir: Path, config: dict, train_one) -> int:
         return train_one(config, run_dir if (run_dir / "config.json").is_file() else None)
     except DivergedError as err:
         message = f"the loss became {err.loss:.4g} at epoch {err.epoch}, step {err.step}"
-        files.write_json(run_dir / "diverged.json", dict(loss=f"{err.loss:.4g}", epoch=err.epoch,
-                                                          step=err.step, message=message))
-        print(f"{run_dir} diverged: {message}; recorded as diverged, on to the next run", flush=True)
+        files.write_json(
+            run_dir / "diverged.json",
+            dict(loss=f"{err.loss:.4g}", epoch=err.epoch, step=err.step, message=message),
+        )
+        print(
+            f"{run_dir} diverged: {message}; recorded as diverged, on to the next run", flush=True
+        )
         return 0

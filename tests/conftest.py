@@ -24,7 +24,9 @@ os.environ.setdefault("KERAS_HOME", os.path.join(_scratch, "keras"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_scratch, "matplotlib"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.pop("CIFAR10_DATA_DIR", None)  # a student's own data folder must not change what tests see
+os.environ.pop(
+    "CIFAR10_DATA_DIR", None
+)  # a student's own data folder must not change what tests see
 os.environ.pop("CIFAR10_URL", None)
 MINI_ARCHIVE_ENV, MNIST_MINI_ENV = "CIFAR10_MINI_ARCHIVE", "MNIST_MINI_DIR"
 for _name in (MINI_ARCHIVE_ENV, MNIST_MINI_ENV):  # relative to where pytest started: pin them now
@@ -46,12 +48,15 @@ def pytest_configure(config):
 def synthetic_dir(tmp_path: Path) -> Path:
     """A cifar-10-batches-bin folder: five train files of 20 records and a test file of 10."""
     import cifar10_input
+
     folder = tmp_path / cifar10_input.BATCHES_DIRNAME
     folder.mkdir()
     for i, name in enumerate(cifar10_input.TRAIN_FILES):
         ids = np.arange(i * 20, (i + 1) * 20)
         write_records(folder / name, ids % 10, known_images(20, first_id=i * 20))
-    write_records(folder / "test_batch.bin", (np.arange(10) * 3) % 10, known_images(10, first_id=1000))
+    write_records(
+        folder / "test_batch.bin", (np.arange(10) * 3) % 10, known_images(10, first_id=1000)
+    )
     return folder
 
 
@@ -59,7 +64,9 @@ def synthetic_dir(tmp_path: Path) -> Path:
 def sample_dir() -> Path:
     """The real CIFAR-10 sample in tests/data: 500 training and 100 test images, official format."""
     if not (SAMPLE_DIR / "test_batch.bin").is_file():
-        pytest.fail(f"{SAMPLE_DIR} is missing: it ships with the repository; git checkout tests/data")
+        pytest.fail(
+            f"{SAMPLE_DIR} is missing: it ships with the repository; git checkout tests/data"
+        )
     return SAMPLE_DIR
 
 
@@ -67,6 +74,7 @@ def sample_dir() -> Path:
 def real_images(sample_dir):
     """The sample's 500 training images, normalised (float32 NHWC), and their labels."""
     import cifar10_input
+
     images, labels = cifar10_input.load_split(sample_dir, "train")
     mean, std = cifar10_input.channel_stats(images)
     return ((images / 255.0 - mean) / std).astype(np.float32), labels
@@ -78,8 +86,10 @@ def _mini(env: str, what: str, check) -> Path:
     path = Path(value) if value else None
     if path is None or not check(path):
         example = "cifar-10-mini-binary.tar.gz" if "CIFAR" in env else "mnist-mini"
-        message = (f"{env} is {'unset' if value is None else repr(value) + ', not ' + what}; set it to run "
-                   f"this end-to-end test, e.g. {env}=../shared/data/{example} pytest")
+        message = (
+            f"{env} is {'unset' if value is None else repr(value) + ', not ' + what}; set it to run "
+            f"this end-to-end test, e.g. {env}=../shared/data/{example} pytest"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -96,7 +106,10 @@ def mini_archive() -> Path:
 def mini_dir(mini_archive: Path, tmp_path_factory) -> Path:
     """The mini archive extracted once per test session through the real extraction code."""
     import cifar10_input
-    return cifar10_input.maybe_download_and_extract(tmp_path_factory.mktemp("mini"), str(mini_archive))
+
+    return cifar10_input.maybe_download_and_extract(
+        tmp_path_factory.mktemp("mini"), str(mini_archive)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -165,12 +178,31 @@ def serve():
     """Starts servers on 127.0.0.1 serving a payload; returns (url, server) for each."""
     servers = []
 
-    def start(payload: bytes, *, ranges: bool = True, drops: int = 0, status: int = 0,
-              send_length: bool = True, cut_at: int | None = None, stall: bool = False,
-              name: str = "cifar-10-mini-binary.tar.gz", files: dict[str, bytes] | None = None):
+    def start(
+        payload: bytes,
+        *,
+        ranges: bool = True,
+        drops: int = 0,
+        status: int = 0,
+        send_length: bool = True,
+        cut_at: int | None = None,
+        stall: bool = False,
+        name: str = "cifar-10-mini-binary.tar.gz",
+        files: dict[str, bytes] | None = None,
+    ):
         server = _Server(("127.0.0.1", 0), _Handler)
-        server.payload, server.ranges, server.drops_left, server.requests = payload, ranges, drops, []
-        server.status, server.send_length, server.cut_at, server.stall = status, send_length, cut_at, stall
+        server.payload, server.ranges, server.drops_left, server.requests = (
+            payload,
+            ranges,
+            drops,
+            [],
+        )
+        server.status, server.send_length, server.cut_at, server.stall = (
+            status,
+            send_length,
+            cut_at,
+            stall,
+        )
         server.files = files
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -186,18 +218,19 @@ def serve():
 def sample_archive(tmp_path_factory) -> Path:
     """A .tar.gz of the real sample in tests/data, laid out like the official archive."""
     import cifar10_input
+
     path = tmp_path_factory.mktemp("archive") / "cifar-10-sample-binary.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         tar.add(SAMPLE_DIR, arcname=cifar10_input.BATCHES_DIRNAME)
     return path
 
 
-
-
 @pytest.fixture(scope="session")
 def trained(sample_dir, tmp_path_factory) -> Path:
     """A finished one-epoch run of the linear model on the sample, trained once per session: tests that
     change a run work on a copy of it."""
-    code, run_dir = run_train(sample_dir.parent, tmp_path_factory.mktemp("trained"), *TINY, "--epochs", "1")
+    code, run_dir = run_train(
+        sample_dir.parent, tmp_path_factory.mktemp("trained"), *TINY, "--epochs", "1"
+    )
     assert code == 0
     return run_dir

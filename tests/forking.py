@@ -103,12 +103,21 @@ def run_jobs(jobs: list[dict], timeout: float = 900) -> list[dict]:
     """Runs the jobs one after another; each is {"root": tree, "cwd": folder, "module": "train" or "pytest" or
     another module with main(argv), "argv": [...], "fault": {...} (optional)}. Returns one report per job:
     {"code": exit code or -signal, "events": [...]} plus "output" (the helper's stdout and stderr)."""
-    result = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(jobs)], capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, "COLUMNS": "200"})
-    reports = [json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("REPORT ")]
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    reports = [
+        json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("REPORT ")
+    ]
     if len(reports) != len(jobs):
-        raise AssertionError(f"the job runner stopped after {len(reports)} of {len(jobs)} jobs:\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"the job runner stopped after {len(reports)} of {len(jobs)} jobs:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     for report in reports:
         report["output"] = result.stdout + result.stderr
     return reports

@@ -22,8 +22,18 @@ from pathlib import Path
 import pytest
 
 # The student stages, in course order (the linear model is given, ready to run, and earns no points).
-STAGES = ("augmentation", "MLP", "CNN", "batch norm", "strided & dropout", "NumPy net", "NumPy conv")
-STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+): ")  # "<file>::<function>: ", as an exercise stub says
+STAGES = (
+    "augmentation",
+    "MLP",
+    "CNN",
+    "batch norm",
+    "strided & dropout",
+    "NumPy net",
+    "NumPy conv",
+)
+STUB_NAME = re.compile(
+    r"([\w/.-]+\.py::[\w.]+): "
+)  # "<file>::<function>: ", as an exercise stub says
 
 
 # ----------------------------------------------------------------------------- NotImplementedError
@@ -95,22 +105,30 @@ class GradingPlugin:
             if stage is None and marker:
                 raise collector.CollectError(
                     f"{where} has a points marker but {module.nodeid} sets no STAGE; "
-                                             f"add STAGE = one of {', '.join(STAGES)}")
+                    f"add STAGE = one of {', '.join(STAGES)}"
+                )
             if stage is None:
                 continue
             if stage not in STAGES:
                 raise collector.CollectError(
-                    f"{module.nodeid}: STAGE = {stage!r} is not one of {', '.join(STAGES)}")
+                    f"{module.nodeid}: STAGE = {stage!r} is not one of {', '.join(STAGES)}"
+                )
             if marker is None:
-                raise collector.CollectError(f"{where} is a grading test (STAGE = {stage!r}) without points; "
-                                             f"add @pytest.mark.points(n)")
+                raise collector.CollectError(
+                    f"{where} is a grading test (STAGE = {stage!r}) without points; "
+                    f"add @pytest.mark.points(n)"
+                )
             points = marker.args[0] if len(marker.args) == 1 and not marker.kwargs else None
             if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
-                raise collector.CollectError(f"{where}: write points(n) with one positive number n, not "
-                                             f"points{marker.args!r}")
+                raise collector.CollectError(
+                    f"{where}: write points(n) with one positive number n, not "
+                    f"points{marker.args!r}"
+                )
             if item.get_closest_marker("slow"):
-                raise collector.CollectError(f"{where}: a grading test cannot be slow (pytest leaves slow "
-                                             f"tests out); make it faster")
+                raise collector.CollectError(
+                    f"{where}: a grading test cannot be slow (pytest leaves slow "
+                    f"tests out); make it faster"
+                )
         return result
 
     def pytest_collectreport(self, report):
@@ -121,9 +139,12 @@ class GradingPlugin:
         for item in session.items:
             marker = item.get_closest_marker("points")
             if marker:
-                self.tests[item.nodeid] = dict(stage=item.module.STAGE, points=marker.args[0],
-                                               status="not run",
-                                               output="not run")
+                self.tests[item.nodeid] = dict(
+                    stage=item.module.STAGE,
+                    points=marker.args[0],
+                    status="not run",
+                    output="not run",
+                )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -132,18 +153,28 @@ class GradingPlugin:
             where = not_implemented_where(call.excinfo)
             if where:
                 report.longrepr = OneLineFailure(f"NOT IMPLEMENTED: {where}")
-        if report.skipped and item.nodeid in self.tests:  # a graded test never skips: it fails, saying why
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if (
+            report.skipped and item.nodeid in self.tests
+        ):  # a graded test never skips: it fails, saying why
+            reason = (
+                report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            )
             report.outcome = "failed"
-            report.longrepr = OneLineFailure(f"graded tests cannot skip: {reason.removeprefix('Skipped: ')}")
+            report.longrepr = OneLineFailure(
+                f"graded tests cannot skip: {reason.removeprefix('Skipped: ')}"
+            )
         if report.failed and call.when != "teardown" and item.get_closest_marker("points") is None:
             # an ungraded test that needs a stage not written yet skips, naming it; graded ones fail
             text = "\n".join((str(report.longrepr), report.capstdout, report.capstderr))
             unwritten = unwritten_stub(item.config.rootpath, text)
             if unwritten:
                 report.outcome = "skipped"
-                report.longrepr = (str(item.path), item.location[1] + 1, f"Skipped: needs {unwritten[0]} "
-                                   f"(stage {unwritten[1]}): write it, then run again")
+                report.longrepr = (
+                    str(item.path),
+                    item.location[1] + 1,
+                    f"Skipped: needs {unwritten[0]} "
+                    f"(stage {unwritten[1]}): write it, then run again",
+                )
         return report
 
     def pytest_runtest_logreport(self, report):
@@ -162,7 +193,9 @@ class GradingPlugin:
 
     def totals(self) -> dict[str, tuple[float, float]]:
         totals = {}
-        for stage in STAGES + tuple(sorted({t["stage"] for t in self.tests.values()} - set(STAGES))):
+        for stage in STAGES + tuple(
+            sorted({t["stage"] for t in self.tests.values()} - set(STAGES))
+        ):
             tests = [t for t in self.tests.values() if t["stage"] == stage]
             if tests:
                 totals[stage] = (sum(self.score(t) for t in tests), sum(t["points"] for t in tests))
@@ -173,9 +206,14 @@ class GradingPlugin:
         scored, possible = sum(s for s, _ in totals.values()), sum(p for _, p in totals.values())
         rows = [f"{'stage':18s} {'scored':>7s} / possible"]
         rows += [f"{stage:18s} {_number(s):>7s} / {_number(p)}" for stage, (s, p) in totals.items()]
-        rows.append(f"{'total':18s} {_number(scored):>7s} / {_number(possible)}   "
-                    f"({100 * scored / possible:.0f}%)")
-        rows += [f"could not collect {node}: its tests are not counted" for node in self.collection_errors]
+        rows.append(
+            f"{'total':18s} {_number(scored):>7s} / {_number(possible)}   "
+            f"({100 * scored / possible:.0f}%)"
+        )
+        rows += [
+            f"could not collect {node}: its tests are not counted"
+            for node in self.collection_errors
+        ]
         return rows
 
     def pytest_terminal_summary(self, terminalreporter):

@@ -11,7 +11,16 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
 # The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a step.
-TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
+TINY = [
+    "--preset",
+    "linear",
+    "--num-train-examples",
+    "100",
+    "--val-size",
+    "50",
+    "--batch-size",
+    "50",
+]
 
 
 def known_images(num_images: int, first_id: int = 0) -> np.ndarray:
@@ -25,29 +34,37 @@ def known_images(num_images: int, first_id: int = 0) -> np.ndarray:
 
 def write_records(path: Path, labels: np.ndarray, images_chw: np.ndarray) -> None:
     """Writes CIFAR-10 binary records: one label byte, then 3,072 pixel bytes in CHW order."""
-    records = np.concatenate([np.asarray(labels, np.uint8)[:, None],
-                              images_chw.reshape(len(labels), -1)], axis=1)
+    records = np.concatenate(
+        [np.asarray(labels, np.uint8)[:, None], images_chw.reshape(len(labels), -1)], axis=1
+    )
     path.write_bytes(records.tobytes())
 
 
 def random_images(shape, batch: int = 4, seed: int = 0):
     """A batch of standard-normal images [batch, *shape], the same for the same seed."""
     import tensorflow as tf
+
     return tf.random.stateless_normal((batch, *shape), [seed, 0])
 
 
 def check_logits(model, input_shape) -> None:
     """The model maps a batch of images to float32 logits [B, 10] (not probabilities)."""
     import tensorflow as tf
+
     logits = model(random_images(input_shape, batch=3), training=False)
-    assert tuple(logits.shape) == (3, 10), f"logits of shape {tuple(logits.shape)}, expected (3, 10)"
+    assert tuple(logits.shape) == (3, 10), (
+        f"logits of shape {tuple(logits.shape)}, expected (3, 10)"
+    )
     assert logits.dtype == tf.float32, f"logits of type {logits.dtype.name}, expected float32"
-    assert not np.allclose(np.sum(np.exp(logits.numpy()), axis=1), 1.0), "outputs must be logits, not softmax"
+    assert not np.allclose(np.sum(np.exp(logits.numpy()), axis=1), 1.0), (
+        "outputs must be logits, not softmax"
+    )
 
 
 def check_initial_loss(build, real_images) -> None:
     """Before training, the mean cross-entropy on real images is ln(10): no class is favoured."""
     import keras
+
     keras.utils.set_random_seed(0)
     x, y = real_images
     logits = build((32, 32, 3), 10)(x, training=False)
@@ -55,7 +72,9 @@ def check_initial_loss(build, real_images) -> None:
     assert abs(loss - np.log(10)) < 0.05, f"initial loss {loss:.3f}, expected about ln(10) = 2.303"
 
 
-def check_overfits(build, real_images, learning_rate: float, steps: int, num_images: int = 64) -> None:
+def check_overfits(
+    build, real_images, learning_rate: float, steps: int, num_images: int = 64
+) -> None:
     """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps.
 
     The accuracy is measured in training mode, as the network was trained: batch norm then normalises
@@ -63,16 +82,21 @@ def check_overfits(build, real_images, learning_rate: float, steps: int, num_ima
     steps (Keras' default momentum 0.99 keeps 74% of their initial values after 30), which says nothing
     about whether the network can fit; the batch-norm tests check inference on their own."""
     import keras
+
     keras.utils.set_random_seed(0)
     x, y = real_images[0][:num_images], real_images[1][:num_images]
     model = build((32, 32, 3), 10)
-    model.compile(keras.optimizers.Adam(learning_rate),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     for _ in range(steps):
         model.train_on_batch(x, y)
     accuracy = np.mean(np.argmax(model(x, training=True).numpy(), axis=1) == y)
-    assert accuracy == 1.0, (f"{model.name} reached {accuracy:.0%} training accuracy (training mode) on "
-                             f"{num_images} images after {steps} Adam steps: the network cannot fit them")
+    assert accuracy == 1.0, (
+        f"{model.name} reached {accuracy:.0%} training accuracy (training mode) on "
+        f"{num_images} images after {steps} Adam steps: the network cannot fit them"
+    )
 
 
 def preset_builder(preset: str):
@@ -84,7 +108,9 @@ def preset_builder(preset: str):
     return lambda input_shape, num_classes: build_cnn(input_shape, num_classes, **options)
 
 
-def cnn_count(in_channels, widths, convs, batch_norm, head_inputs, dense_units=0, classes=10, kernel=3):
+def cnn_count(
+    in_channels, widths, convs, batch_norm, head_inputs, dense_units=0, classes=10, kernel=3
+):
     """build_cnn's parameter count from the formula: kernels, biases or batch norm, dense, classifier."""
     count, c_in = 0, in_channels
     for width in widths:
@@ -110,9 +136,18 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
 
     import cifar10_input
     import plumbing.fused_batch_norm  # noqa: F401  (registers the layer a saved batch-norm model uses)
-    expected = ["config.json", "metrics.csv", "metrics.json", "best.keras", "learning_curves.png",
-                "confusion_matrix.png", "confusion_matrix.csv", "per_class_accuracy.png",
-                "confident_mistakes.png"]
+
+    expected = [
+        "config.json",
+        "metrics.csv",
+        "metrics.json",
+        "best.keras",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "confusion_matrix.csv",
+        "per_class_accuracy.png",
+        "confident_mistakes.png",
+    ]
     missing = [f for f in expected if not (run_dir / f).is_file()]
     assert not missing, f"run folder lacks {missing}"
     assert list((run_dir / "tb" / "train").glob("events.out.tfevents.*")), "no TensorBoard events"
@@ -122,31 +157,45 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     assert config["versions"]["tensorflow"] == tf.__version__ and "git_commit" in config
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1)), "one metrics.csv row per epoch"
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1)), (
+        "one metrics.csv row per epoch"
+    )
     for row in rows:
         assert 0 <= float(row["train_accuracy"]) <= 1 and math.isfinite(float(row["train_loss"]))
         assert float(row["weight_penalty"]) > 0 and float(row["images_per_second"]) > 0
 
     with open(run_dir / "confusion_matrix.csv") as f:
         matrix = np.array([[int(v) for v in line.split(",")[1:]] for line in list(f)[1:]])
-    assert matrix.shape == (10, 10) and matrix.sum() == 100, "the confusion matrix covers the 100 test images"
+    assert matrix.shape == (10, 10) and matrix.sum() == 100, (
+        "the confusion matrix covers the 100 test images"
+    )
 
     # test_accuracy must equal a recomputation from the saved model (with the same test-time flip).
     results = json.loads((run_dir / "metrics.json").read_text())
     best_row = max(rows, key=lambda r: float(r["val_accuracy"]))
-    assert results["best_epoch"] == int(best_row["epoch"]), "metrics.json names the best validation epoch"
+    assert results["best_epoch"] == int(best_row["epoch"]), (
+        "metrics.json names the best validation epoch"
+    )
     option = config["options"]
     model = keras.models.load_model(run_dir / "best.keras")
     val_size = 50 if option["val_size"] is None else option["val_size"]  # None: 10% of the 500
-    test = cifar10_input.make_dataset(Path(config["data_folder"]), "test", batch_size=50, val_size=val_size,
-                                      num_train_examples=option["num_train_examples"], seed=option["seed"])
+    test = cifar10_input.make_dataset(
+        Path(config["data_folder"]),
+        "test",
+        batch_size=50,
+        val_size=val_size,
+        num_train_examples=option["num_train_examples"],
+        seed=option["seed"],
+    )
     correct = 0
     for images, labels in test:
         logits = model(images, training=False)
         if option["tta"]:
             logits = (logits + model(tf.reverse(images, axis=[2]), training=False)) / 2
         correct += int(np.sum(np.argmax(logits, 1) == labels.numpy()))
-    assert abs(results["test_accuracy"] - correct / 100) <= 1 / 100, "at most one near-tie may differ"
+    assert abs(results["test_accuracy"] - correct / 100) <= 1 / 100, (
+        "at most one near-tie may differ"
+    )
     assert np.trace(matrix) == round(results["test_accuracy"] * 100)
     return results
 
@@ -163,6 +212,7 @@ def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> 
     import sys
 
     import train
+
     argv = ["--data-dir", str(data_dir), "--run-dir", str(run_root), "--name", name, *args]
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -182,17 +232,28 @@ def raise_if_not_implemented(exit_code: int, stderr: str) -> None:
 # ----------------------------------------------------------------------------- a raw server (any bytes)
 BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says about each
     "not HTTP at all": (b"SSH-2.0-OpenSSH_9.6\r\n", "its first line is 'SSH-2.0-OpenSSH_9.6"),
-    "a bad status line": (b"HTTP/1.1 two hundred OK\r\n\r\n", "its first line is 'HTTP/1.1 two hundred OK"),
-    "a 70 KB header line": (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
-                            "got more than 65536 bytes when reading header line"),
-    "over 100 headers": (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n",
-                         "got more than 100 headers"),
-    "Content-Length: abc": (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nbody",
-                            "Content-Length 'abc' is not a number of bytes"),
+    "a bad status line": (
+        b"HTTP/1.1 two hundred OK\r\n\r\n",
+        "its first line is 'HTTP/1.1 two hundred OK",
+    ),
+    "a 70 KB header line": (
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+        "got more than 65536 bytes when reading header line",
+    ),
+    "over 100 headers": (
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+        "got more than 100 headers",
+    ),
+    "Content-Length: abc": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nbody",
+        "Content-Length 'abc' is not a number of bytes",
+    ),
 }
 
 
-def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 15.0, stall_s: float = 0.0):
+def raw_server(
+    reply: bytes, *, max_connections: int = 32, lifetime_s: float = 15.0, stall_s: float = 0.0
+):
     """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not be
     HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the first
     line of each request received).
@@ -245,8 +306,9 @@ def raw_server(reply: bytes, *, max_connections: int = 32, lifetime_s: float = 1
 def assert_one_line(capsys, code: int, expected_code: int, text: str) -> str:
     """The command exited with `expected_code`, printing one line on stderr holding `text` (no traceback)."""
     err = capsys.readouterr().err
-    assert code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err, \
-        f"exit {code}:\n{err}"
+    assert (
+        code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err
+    ), f"exit {code}:\n{err}"
     return err.strip()
 
 
@@ -259,8 +321,11 @@ def run_outcome(run_dir: Path) -> dict:
     import tensorflow as tf
 
     from plumbing import runs
-    rows = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
-            for row in runs.read_metrics_csv(run_dir / "metrics.csv")]
+
+    rows = [
+        {k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+        for row in runs.read_metrics_csv(run_dir / "metrics.csv")
+    ]
     results = json.loads((run_dir / "metrics.json").read_text())
     results.pop("train_seconds")
     reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))

@@ -19,7 +19,9 @@ from plumbing.errors import DataError
 def test_load_split_reads_every_label_and_pixel(synthetic_dir):
     images, labels = ci.load_split(synthetic_dir, "train")
     assert images.dtype == np.uint8 and images.shape == (100, 32, 32, 3)
-    np.testing.assert_array_equal(labels, np.arange(100) % 10, err_msg="train labels, in file order")
+    np.testing.assert_array_equal(
+        labels, np.arange(100) % 10, err_msg="train labels, in file order"
+    )
     expected_hwc = known_images(100).transpose(0, 2, 3, 1)  # CHW on disk -> HWC in memory
     np.testing.assert_array_equal(images, expected_hwc, err_msg="pixels: CHW-to-HWC order is wrong")
     # One pixel by hand: image 7, row 2, column 5, green = (7*37 + 1*101 + 2*7 + 5*3) % 256.
@@ -27,7 +29,9 @@ def test_load_split_reads_every_label_and_pixel(synthetic_dir):
 
     test_images, test_labels = ci.load_split(synthetic_dir, "test")
     np.testing.assert_array_equal(test_labels, (np.arange(10) * 3) % 10)
-    np.testing.assert_array_equal(test_images, known_images(10, first_id=1000).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(
+        test_images, known_images(10, first_id=1000).transpose(0, 2, 3, 1)
+    )
 
 
 def test_tf_data_path_gives_the_same_pixels_and_labels(synthetic_dir):
@@ -41,13 +45,17 @@ def test_tf_data_path_gives_the_same_pixels_and_labels(synthetic_dir):
     assert x.dtype == np.float32 and y.dtype == np.int32
     np.testing.assert_array_equal(y, labels)
     restored = (x * std + mean) * 255.0
-    np.testing.assert_allclose(restored, images, atol=1e-3, err_msg="normalisation is not (x/255-mean)/std")
+    np.testing.assert_allclose(
+        restored, images, atol=1e-3, err_msg="normalisation is not (x/255-mean)/std"
+    )
 
 
 def test_truncated_or_missing_bin_names_the_file(synthetic_dir):
     bad = synthetic_dir / "data_batch_3.bin"
     bad.write_bytes(bad.read_bytes()[:-100])
-    with pytest.raises(DataError, match=r"data_batch_3\.bin has .* not a whole number of 3073-byte"):
+    with pytest.raises(
+        DataError, match=r"data_batch_3\.bin has .* not a whole number of 3073-byte"
+    ):
         ci.load_split(synthetic_dir, "train")
     bad.unlink()
     with pytest.raises(DataError, match=r"data_batch_3\.bin is missing"):
@@ -60,8 +68,6 @@ def test_bad_split_name():
 
 
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
-
-
 
 
 def _md5(data: bytes) -> str:
@@ -87,7 +93,9 @@ def test_download_with_progress_then_no_network(sample_archive, serve, tmp_path,
 def test_dropped_connection_is_retried(sample_archive, serve, tmp_path, ranges):
     payload = sample_archive.read_bytes()
     url, server = serve(payload, ranges=ranges, drops=1)
-    dest = download.fetch(url, tmp_path / "a.tar.gz", md5=_md5(payload), show_progress=False, **FAST)
+    dest = download.fetch(
+        url, tmp_path / "a.tar.gz", md5=_md5(payload), show_progress=False, **FAST
+    )
     assert dest.read_bytes() == payload
     assert server.requests[0] is None and len(server.requests) == 2
     if ranges:  # the second request asks only for the missing half
@@ -98,7 +106,9 @@ def test_wrong_checksum_deletes_the_file(sample_archive, serve, tmp_path):
     url, _ = serve(sample_archive.read_bytes())
     with pytest.raises(DataError, match="checksum mismatch .* the damaged file was deleted"):
         ci.maybe_download_and_extract(tmp_path, url, md5="0" * 32, **FAST)
-    assert [p.name for p in tmp_path.iterdir()] == [".lock"], "a file was left after a checksum mismatch"
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"], (
+        "a file was left after a checksum mismatch"
+    )
 
 
 def test_connection_refused_gives_the_offline_message(tmp_path):
@@ -142,24 +152,31 @@ def _tar_with(tmp_path: Path, name: str, *, link: bool = False) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name,link,why", [
-    ("../escape.bin", False, "unsafe member path"),
-    ("cifar-10-batches-bin/../../escape.bin", False, "unsafe member path"),
-    ("/tmp/absolute.bin", False, "unsafe member path"),
-    ("cifar-10-batches-bin/data_batch_1.bin", True, "link member"),
-])
+@pytest.mark.parametrize(
+    "name,link,why",
+    [
+        ("../escape.bin", False, "unsafe member path"),
+        ("cifar-10-batches-bin/../../escape.bin", False, "unsafe member path"),
+        ("/tmp/absolute.bin", False, "unsafe member path"),
+        ("cifar-10-batches-bin/data_batch_1.bin", True, "link member"),
+    ],
+)
 def test_unsafe_archives_are_refused(tmp_path, name, link, why):
     archive = _tar_with(tmp_path, name, link=link)
     data_dir = tmp_path / "data"
     with pytest.raises(DataError, match=why):
         ci.maybe_download_and_extract(data_dir, str(archive))
     assert not (tmp_path / "escape.bin").exists() and not Path("/tmp/absolute.bin").exists()
-    assert [p.name for p in data_dir.iterdir()] == [".lock"], "something was extracted from an unsafe archive"
+    assert [p.name for p in data_dir.iterdir()] == [".lock"], (
+        "something was extracted from an unsafe archive"
+    )
 
 
 def test_archive_without_batches_is_refused(tmp_path):
     archive = _tar_with(tmp_path, "something/else.txt")
-    with pytest.raises(DataError, match="lacks cifar-10-batches-bin/data_batch_1.bin: it is not the"):
+    with pytest.raises(
+        DataError, match="lacks cifar-10-batches-bin/data_batch_1.bin: it is not the"
+    ):
         ci.maybe_download_and_extract(tmp_path / "data", str(archive))
 
 
@@ -193,18 +210,33 @@ def test_validation_dataset_comes_from_the_training_files(synthetic_dir):
     train_images, train_labels = ci.load_split(synthetic_dir, "train")
     train_idx, val_idx = ci.split_indices(100, val_size=30, num_train_examples=None, seed=3)
     mean, std = ci.channel_stats(train_images[train_idx])
-    x, y = next(iter(ci.make_dataset(synthetic_dir, "validation", val_size=30, seed=3, batch_size=100,
-                                     flip=True, crop=4, cutout=8)))  # augmentation must be ignored
+    x, y = next(
+        iter(
+            ci.make_dataset(
+                synthetic_dir,
+                "validation",
+                val_size=30,
+                seed=3,
+                batch_size=100,
+                flip=True,
+                crop=4,
+                cutout=8,
+            )
+        )
+    )  # augmentation must be ignored
     np.testing.assert_array_equal(y.numpy(), train_labels[val_idx])
     np.testing.assert_allclose((x.numpy() * std + mean) * 255, train_images[val_idx], atol=1e-3)
 
 
 def test_training_data_is_normalised_and_shuffled_by_seed(sample_dir):
     def first_labels(**kw):
-        return next(iter(ci.make_dataset(sample_dir, "train", batch_size=64, val_size=100, **kw)))[1].numpy()
+        return next(iter(ci.make_dataset(sample_dir, "train", batch_size=64, val_size=100, **kw)))[
+            1
+        ].numpy()
 
-    x = np.concatenate([b[0].numpy() for b in ci.make_dataset(sample_dir, "train", batch_size=100,
-                                                                 val_size=100)])
+    x = np.concatenate(
+        [b[0].numpy() for b in ci.make_dataset(sample_dir, "train", batch_size=100, val_size=100)]
+    )
     pixels = x.reshape(-1, 3).astype(np.float64)
     np.testing.assert_allclose(pixels.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(pixels.std(axis=0), 1, atol=1e-4)

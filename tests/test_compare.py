@@ -16,21 +16,45 @@ from plumbing import files, runs
 from plumbing.errors import report
 
 OPTIONS = {"model": "mlp", "lr": 0.001, "seed": 0, "num_train_examples": 100}
-RESULTS = {"test_accuracy": 0.25, "best_val_accuracy": 0.3, "best_epoch": 1, "epochs_run": 1,
-           "train_seconds": 2.0, "parameters": 1234, "train_examples": 100}
+RESULTS = {
+    "test_accuracy": 0.25,
+    "best_val_accuracy": 0.3,
+    "best_epoch": 1,
+    "epochs_run": 1,
+    "train_seconds": 2.0,
+    "parameters": 1234,
+    "train_examples": 100,
+}
 
 
-def make_run(folder: Path, *, results: dict | str | None = RESULTS, rows: int = 1, **options) -> Path:
+def make_run(
+    folder: Path, *, results: dict | str | None = RESULTS, rows: int = 1, **options
+) -> Path:
     """A run folder as train.py leaves it, without TensorBoard logs: config.json, metrics.csv and .json."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"options": {**OPTIONS, **options}}))
     if rows:
-        runs.write_metrics_csv(folder, [dict(epoch=e, train_loss=2.0, train_accuracy=0.2, val_loss=2.1,
-                                             val_accuracy=0.3, learning_rate=0.001, seconds=1.0,
-                                             images_per_second=100.0, weight_penalty=1.0)
-                                        for e in range(1, rows + 1)])
+        runs.write_metrics_csv(
+            folder,
+            [
+                dict(
+                    epoch=e,
+                    train_loss=2.0,
+                    train_accuracy=0.2,
+                    val_loss=2.1,
+                    val_accuracy=0.3,
+                    learning_rate=0.001,
+                    seconds=1.0,
+                    images_per_second=100.0,
+                    weight_penalty=1.0,
+                )
+                for e in range(1, rows + 1)
+            ],
+        )
     if results is not None:
-        (folder / "metrics.json").write_text(results if isinstance(results, str) else json.dumps(results))
+        (folder / "metrics.json").write_text(
+            results if isinstance(results, str) else json.dumps(results)
+        )
     return folder
 
 
@@ -39,8 +63,16 @@ def table(out: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- 11: what sweeps leave
-@pytest.mark.parametrize("damage", ['{"test_accuracy": 0.2', "[]", '{"test_accuracy": "high"}',
-                                    '{"best_epoch": true}', "\x00\xff"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '{"test_accuracy": 0.2',
+        "[]",
+        '{"test_accuracy": "high"}',
+        '{"best_epoch": true}',
+        "\x00\xff",
+    ],
+)
 def test_a_run_with_a_damaged_metrics_json_is_left_out_with_one_line(damage, tmp_path, capsys):
     make_run(tmp_path / "sweep" / "lr=0.001")
     make_run(tmp_path / "sweep" / "lr=0.01", results=damage, lr=0.01)
@@ -49,12 +81,16 @@ def test_a_run_with_a_damaged_metrics_json_is_left_out_with_one_line(damage, tmp
     err = capsys.readouterr().err
     assert err.startswith(f"note: {tmp_path / 'sweep' / 'lr=0.01'} is left out: ")
     assert "metrics.json is damaged" in err and err.count("\n") == 1, err
-    assert list(table(out)) == ["lr=0.001"] and table(out)["lr=0.001"]["test accuracy (%)"] == "25.0"
+    assert (
+        list(table(out)) == ["lr=0.001"] and table(out)["lr=0.001"]["test accuracy (%)"] == "25.0"
+    )
 
 
 def test_a_run_holding_only_its_config_is_compared_as_unfinished(tmp_path, capsys):
     make_run(tmp_path / "sweep" / "lr=0.001")
-    make_run(tmp_path / "sweep" / "lr=0.01", results=None, rows=0, lr=0.01)  # killed before its first epoch
+    make_run(
+        tmp_path / "sweep" / "lr=0.01", results=None, rows=0, lr=0.01
+    )  # killed before its first epoch
     out = tmp_path / "c.png"
     assert compare.main([str(tmp_path / "sweep"), "--out", str(out)]) == 0
     assert capsys.readouterr().err == ""
@@ -63,36 +99,51 @@ def test_a_run_holding_only_its_config_is_compared_as_unfinished(tmp_path, capsy
     assert out.stat().st_size > 0
 
 
-def test_a_damaged_config_or_metrics_csv_is_left_out_and_nothing_readable_is_one_line(tmp_path, capsys):
+def test_a_damaged_config_or_metrics_csv_is_left_out_and_nothing_readable_is_one_line(
+    tmp_path, capsys
+):
     make_run(tmp_path / "sweep" / "a")
     (tmp_path / "sweep" / "a" / "config.json").write_text('{"options": ')
     make_run(tmp_path / "sweep" / "b")
     (tmp_path / "sweep" / "b" / "metrics.csv").write_text("epoch,train_loss\nnot,numbers\n")
     assert compare.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "c.png")]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and "a/config.json is damaged" in err[0] and "b/metrics.csv is damaged" in err[1]
+    assert (
+        len(err) == 3
+        and "a/config.json is damaged" in err[0]
+        and "b/metrics.csv is damaged" in err[1]
+    )
     assert err[2].startswith("error: no run could be read (") and not (tmp_path / "c.png").exists()
 
 
 def test_a_diverged_run_reads_diverged_in_the_table(tmp_path, capsys):
     make_run(tmp_path / "sweep" / "lr=0.001")
     make_run(tmp_path / "sweep" / "lr=1e9", results=None, rows=0, lr=1e9)
-    files.write_json(tmp_path / "sweep" / "lr=1e9" / "diverged.json", {"loss": "inf", "epoch": 1, "step": 2})
+    files.write_json(
+        tmp_path / "sweep" / "lr=1e9" / "diverged.json", {"loss": "inf", "epoch": 1, "step": 2}
+    )
     out = tmp_path / "c.png"
     assert compare.main([str(tmp_path / "sweep"), "--out", str(out)]) == 0
     row = table(out)["lr=1e9"]
-    assert [row[c] for c in ("best val accuracy (%)", "test accuracy (%)", "parameters")] == ["diverged"] * 3
+    assert [row[c] for c in ("best val accuracy (%)", "test accuracy (%)", "parameters")] == [
+        "diverged"
+    ] * 3
     markdown = out.with_suffix(".md").read_text()
     assert "| lr=1000000000.0 | lr=1e9 | diverged | diverged | diverged | 0 |" in markdown
 
 
 def test_seeds_of_a_setting_say_how_many_diverged(tmp_path):
     for seed, accuracy in ((0, 0.2), (1, 0.3)):
-        make_run(tmp_path / "s" / f"lr=0.001_seed={seed}", results={**RESULTS, "test_accuracy": accuracy},
-                 seed=seed)
+        make_run(
+            tmp_path / "s" / f"lr=0.001_seed={seed}",
+            results={**RESULTS, "test_accuracy": accuracy},
+            seed=seed,
+        )
         make_run(tmp_path / "s" / f"lr=0.01_seed={seed}", lr=0.01, seed=seed)
     make_run(tmp_path / "s" / "lr=0.001_seed=2", results=None, rows=0, seed=2)
-    files.write_json(tmp_path / "s" / "lr=0.001_seed=2" / "diverged.json", {"loss": "nan", "epoch": 1})
+    files.write_json(
+        tmp_path / "s" / "lr=0.001_seed=2" / "diverged.json", {"loss": "nan", "epoch": 1}
+    )
     out = tmp_path / "c.png"
     assert compare.main([str(tmp_path / "s"), "--out", str(out)]) == 0
     rows = {row["options"]: row for row in csv.DictReader(open(out.with_suffix(".csv")))}
@@ -104,26 +155,46 @@ def test_seeds_of_a_setting_say_how_many_diverged(tmp_path):
 
 # ----------------------------------------------------------------------------- 12: picture paths
 @pytest.mark.parametrize("name", ["x.txt", "x", "runs/v1.2"])
-def test_compare_refuses_a_picture_name_without_an_image_suffix_before_any_work(name, tmp_path, capsys,
-                                                                                monkeypatch):
+def test_compare_refuses_a_picture_name_without_an_image_suffix_before_any_work(
+    name, tmp_path, capsys, monkeypatch
+):
     make_run(tmp_path / "run")
     monkeypatch.chdir(tmp_path)
     assert compare.main(["run", "--out", name]) == 2
     err = capsys.readouterr().err
-    assert err == (f"usage error: argument --out: {name} is not a picture file name: end it in .png "
-                   f"(or .pdf, .svg, .jpg) (see python compare.py --help)\n")
+    assert err == (
+        f"usage error: argument --out: {name} is not a picture file name: end it in .png "
+        f"(or .pdf, .svg, .jpg) (see python compare.py --help)\n"
+    )
     assert sorted(os.listdir(tmp_path)) == ["run"], "nothing written"
 
 
-def test_cifar10_input_refuses_a_show_name_without_an_image_suffix_before_the_download(tmp_path, capsys):
-    code = report(cifar10_input.main, ["--data-dir", str(tmp_path / "data"), "--data-url",
-                                       "http://127.0.0.1:9/x", "--show", "samples"])
-    assert code == 2 and "argument --show: samples is not a picture file name" in capsys.readouterr().err
+def test_cifar10_input_refuses_a_show_name_without_an_image_suffix_before_the_download(
+    tmp_path, capsys
+):
+    code = report(
+        cifar10_input.main,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--data-url",
+            "http://127.0.0.1:9/x",
+            "--show",
+            "samples",
+        ],
+    )
+    assert (
+        code == 2
+        and "argument --show: samples is not a picture file name" in capsys.readouterr().err
+    )
     assert not (tmp_path / "data").exists(), "checked before the data is fetched"
 
 
-TEMPORARIES = [("best.keras", "best.tmp-{}.keras"), ("a.b.png", "a.b.tmp-{}.png"),
-               ("checkpoint", "checkpoint.tmp-{}")]
+TEMPORARIES = [
+    ("best.keras", "best.tmp-{}.keras"),
+    ("a.b.png", "a.b.tmp-{}.png"),
+    ("checkpoint", "checkpoint.tmp-{}"),
+]
 
 
 @pytest.mark.parametrize("name,temporary", TEMPORARIES)

@@ -23,10 +23,22 @@ from plumbing import files
 
 pytestmark = pytest.mark.faults
 
-TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50",
-        "--epochs", "1"]
-DISK_FULL = re.compile(r"error: (could not [^:]+: )?the disk is full \((?P<path>[^)]+)\); free some space, "
-                       r"then (continue with: (?P<command>.+)|run the same command again)")
+TINY = [
+    "--preset",
+    "linear",
+    "--num-train-examples",
+    "100",
+    "--val-size",
+    "50",
+    "--batch-size",
+    "50",
+    "--epochs",
+    "1",
+]
+DISK_FULL = re.compile(
+    r"error: (could not [^:]+: )?the disk is full \((?P<path>[^)]+)\); free some space, "
+    r"then (continue with: (?P<command>.+)|run the same command again)"
+)
 
 
 class SmallDisk:
@@ -36,8 +48,13 @@ class SmallDisk:
         self.folder, self.at, self.writes, self.full = folder, None, [], False
         folder.mkdir()
         try:
-            self.real = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)],
-                                       capture_output=True).returncode == 0
+            self.real = (
+                subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)],
+                    capture_output=True,
+                ).returncode
+                == 0
+            )
         except OSError:  # no mount command
             self.real = False
 
@@ -95,8 +112,10 @@ def disk(tmp_path, monkeypatch):
         def hooked_close():
             disk.write(f"close {logdir}", "tensorflow")
             close()
+
         writer.close = hooked_close
         return writer
+
     monkeypatch.setattr(files, "atomic_write", hooked_atomic_write)
     monkeypatch.setattr(tf.train.CheckpointManager, "save", hooked_save)
     monkeypatch.setattr(tf.summary, "create_file_writer", hooked_writer)
@@ -106,11 +125,14 @@ def disk(tmp_path, monkeypatch):
 
 
 def test_a_full_disk_at_every_write_gives_the_disk_line_and_the_given_command_finishes_the_run(
-        sample_dir, disk, capsys):
+    sample_dir, disk, capsys
+):
     runs = disk.folder / "runs"
     code, _ = run_train(sample_dir.parent, runs, *TINY, name="reference")
     writes = list(disk.writes)
-    assert code == 0 and len(writes) >= 14, writes  # config, 2 checkpoints, tb, metrics, best, plots ...
+    assert code == 0 and len(writes) >= 14, (
+        writes
+    )  # config, 2 checkpoints, tb, metrics, best, plots ...
     capsys.readouterr()
     problems = []
     for k, what in enumerate(writes, start=1):
@@ -124,7 +146,9 @@ def test_a_full_disk_at_every_write_gives_the_disk_line_and_the_given_command_fi
             problems.append(f"full at write {k} ({what}): exit {code}, {err[-1:]}")
             continue
         if not found["path"].startswith(str(run_dir)):
-            problems.append(f"full at write {k} ({what}): the line names {found['path']}, not in {run_dir}")
+            problems.append(
+                f"full at write {k} ({what}): the line names {found['path']}, not in {run_dir}"
+            )
         if found["command"]:
             argv = shlex.split(found["command"])
             assert argv[:2] == ["python", "train.py"], found["command"]
@@ -132,8 +156,10 @@ def test_a_full_disk_at_every_write_gives_the_disk_line_and_the_given_command_fi
         else:
             code = run_train(sample_dir.parent, runs, *TINY, name=f"full{k}")[0]
         if code != 0:
-            problems.append(f"full at write {k} ({what}): the advised command exited {code}: "
-                            f"{capsys.readouterr().err[-500:]}")
+            problems.append(
+                f"full at write {k} ({what}): the advised command exited {code}: "
+                f"{capsys.readouterr().err[-500:]}"
+            )
             continue
         check_run_folder(run_dir, epochs=1)
         capsys.readouterr()

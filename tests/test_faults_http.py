@@ -24,8 +24,13 @@ FAST = {"retries": 2, "backoff_s": 0.01, "timeout_s": 1.0, "show_progress": Fals
 
 def command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """python cifar10_input.py ARGS with tmp_path/data as the data folder, bounded in time."""
-    return subprocess.run([sys.executable, "cifar10_input.py", "--data-dir", str(tmp_path / "data"), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "cifar10_input.py", "--data-dir", str(tmp_path / "data"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_one_line(result: subprocess.CompletedProcess, starts: str, contains: str) -> None:
@@ -56,19 +61,36 @@ def test_the_mnist_download_gives_one_line_for_a_reply_http_client_rejects(case,
     assert "download the four files elsewhere" in result.stderr
 
 
-@pytest.mark.parametrize("reply,starts,contains", [
-    (b"HTTP/1.1 302 Found\r\nLocation: /x.tar.gz\r\nContent-Length: 0\r\n\r\n",
-     "could not download {url}: the server redirects in a loop (HTTP 302)", "place it in"),
-    (b"HTTP/1.1 301 Moved\r\nLocation: gopher://127.0.0.1/x\r\nContent-Length: 0\r\n\r\n",
-     "could not download {url}: HTTP 301 Moved - Redirection to url 'gopher://127.0.0.1/x' is not allowed",
-     "place it in"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n<html><body>Login</body>\n\n",
-     "{part} is a web page, not an archive", "the damaged file was deleted"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",  # the official name needs the official MD5
-     "checksum mismatch for {url}: MD5 5d41402abc4b2a76b9719d911017c592", "the damaged file was deleted"),
-], ids=["a redirect loop", "a redirect to another scheme", "a login page", "the wrong bytes"])
-def test_the_command_line_gives_one_line_for_replies_that_are_http_but_wrong(reply, starts, contains,
-                                                                              tmp_path):
+@pytest.mark.parametrize(
+    "reply,starts,contains",
+    [
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: /x.tar.gz\r\nContent-Length: 0\r\n\r\n",
+            "could not download {url}: the server redirects in a loop (HTTP 302)",
+            "place it in",
+        ),
+        (
+            b"HTTP/1.1 301 Moved\r\nLocation: gopher://127.0.0.1/x\r\nContent-Length: 0\r\n\r\n",
+            "could not download {url}: HTTP 301 Moved - "
+            "Redirection to url 'gopher://127.0.0.1/x' is not allowed",
+            "place it in",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n<html><body>Login</body>\n\n",
+            "{part} is a web page, not an archive",
+            "the damaged file was deleted",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",  # the official name needs the official MD5
+            "checksum mismatch for {url}: MD5 5d41402abc4b2a76b9719d911017c592",
+            "the damaged file was deleted",
+        ),
+    ],
+    ids=["a redirect loop", "a redirect to another scheme", "a login page", "the wrong bytes"],
+)
+def test_the_command_line_gives_one_line_for_replies_that_are_http_but_wrong(
+    reply, starts, contains, tmp_path
+):
     base, _ = raw_server(reply)
     name = ci.ARCHIVE_NAME if b"hello" in reply else "x.tar.gz"
     url = f"{base}/{name}"
@@ -78,18 +100,28 @@ def test_the_command_line_gives_one_line_for_replies_that_are_http_but_wrong(rep
     assert not list((tmp_path / "data").glob("*.tar.gz")), "nothing unverified is kept"
 
 
-@pytest.mark.parametrize("reply,stall_s,reason", [
-    (b"", 0.0, "Remote end closed connection without response"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc", 0.0, "connection closed after 3 of 1,000 bytes"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0.0, "IncompleteRead"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc", 1.5, "timed out"),
-    (b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", 0.0, "HTTP 503"),
-], ids=["no reply", "a cut body", "a garbled chunk", "a stall", "busy"])
+@pytest.mark.parametrize(
+    "reply,stall_s,reason",
+    [
+        (b"", 0.0, "Remote end closed connection without response"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc",
+            0.0,
+            "connection closed after 3 of 1,000 bytes",
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0.0, "IncompleteRead"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nabc", 1.5, "timed out"),
+        (b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", 0.0, "HTTP 503"),
+    ],
+    ids=["no reply", "a cut body", "a garbled chunk", "a stall", "busy"],
+)
 def test_transient_faults_are_retried_then_reported_in_one_line(reply, stall_s, reason, tmp_path):
     base, requests = raw_server(reply, stall_s=stall_s)
     url = f"{base}/x.tar.gz"
     with pytest.raises(DataError) as info:
         ci.maybe_download_and_extract(tmp_path, url, **FAST)
     message = str(info.value)
-    assert message.startswith(f"could not download {url} after 3 tries (") and reason in message, message
+    assert message.startswith(f"could not download {url} after 3 tries (") and reason in message, (
+        message
+    )
     assert "\n" not in message and len(requests) == 3

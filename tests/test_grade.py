@@ -56,7 +56,7 @@ def ramp(n):
     return np.arange(n, dtype=float)
     # END SOLUTION
 '''
-TEST_CALC = '''\
+TEST_CALC = """\
 import pytest
 
 import calc
@@ -72,8 +72,8 @@ def test_double():
 @pytest.mark.points(3)
 def test_square():
     assert calc.square(4) == 16, "square(4) should be 16"
-'''
-TEST_SHAPES = '''\
+"""
+TEST_SHAPES = """\
 import numpy as np
 import pytest
 
@@ -95,8 +95,8 @@ def test_ramp():
 @pytest.mark.points(1)
 def test_triple_of_zero():
     assert shapes.triple(0) == 0
-'''
-TEST_HIDDEN = '''\
+"""
+TEST_HIDDEN = """\
 import pytest
 
 import shapes
@@ -108,14 +108,19 @@ STAGE = "CNN"
 def test_triple_of_a_negative():
     secret_expected = -9
     assert shapes.triple(-3) == secret_expected, "triple of a negative number"
-'''
+"""
 FULL = 2 + 3 + 1 + 4 + 1 + 2  # 13
 
 
 def make_course(root: Path) -> Path:
     """A solution checkout of the tiny course: git-tracked, with this repository's test set-up."""
-    files = {"calc.py": CALC, "shapes.py": SHAPES, "tests/test_calc.py": TEST_CALC,
-             "tests/test_shapes.py": TEST_SHAPES, "tests/hidden/test_hidden_shapes.py": TEST_HIDDEN}
+    files = {
+        "calc.py": CALC,
+        "shapes.py": SHAPES,
+        "tests/test_calc.py": TEST_CALC,
+        "tests/test_shapes.py": TEST_SHAPES,
+        "tests/hidden/test_hidden_shapes.py": TEST_HIDDEN,
+    }
     for name in ("tests/conftest.py", "tests/grading.py", "tests/helpers.py", "pytest.ini"):
         files[name] = (REPO / name).read_text()
     for name, text in files.items():
@@ -135,8 +140,18 @@ def course(tmp_path_factory) -> Path:
 def exercise(course, tmp_path_factory) -> Path:
     """The tiny course's exercise version, as a student gets it."""
     out = tmp_path_factory.mktemp("exercise") / "ex"
-    subprocess.run([sys.executable, str(REPO / "tools" / "make_exercise.py"), "--source", str(course),
-                    "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "make_exercise.py"),
+            "--source",
+            str(course),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -152,8 +167,13 @@ def student(tmp_path: Path, name: str, course: Path, **changes: str) -> Path:
 
 def run_grade(course: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """tools/grade.py in a subprocess, started in the course's parent folder (relative paths land there)."""
-    return subprocess.run([sys.executable, str(REPO / "tools" / "grade.py"), "--solution", str(course),
-                           *args], capture_output=True, text=True, timeout=timeout, cwd=course.parent)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / "grade.py"), "--solution", str(course), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=course.parent,
+    )
 
 
 def graded(course: Path, submission: Path, tmp_path: Path, *args: str) -> dict:
@@ -178,7 +198,9 @@ def check_gradescope_format(data: dict) -> None:
     """The fields and types of Gradescope's results.json specification, and our own promises."""
     formats = {"text", "html", "simple_format", "md", "ansi"}
     visibilities = {"visible", "hidden", "after_due_date", "after_published"}
-    assert isinstance(data["score"], int | float) and isinstance(data["execution_time"], int | float)
+    assert isinstance(data["score"], int | float) and isinstance(
+        data["execution_time"], int | float
+    )
     assert isinstance(data["output"], str) and data["output_format"] in formats
     assert data["test_output_format"] in formats and data["test_name_format"] in formats
     assert data["visibility"] in visibilities and data["stdout_visibility"] in visibilities
@@ -191,7 +213,9 @@ def check_gradescope_format(data: dict) -> None:
         assert isinstance(test["output"], str) and test["output_format"] in formats
         assert test["visibility"] in visibilities and isinstance(test["tags"], list)
     assert data["score"] == sum(test["score"] for test in data["tests"])
-    assert data["max_score"] == sum(test["max_score"] for test in data["tests"]), "possible never shrinks"
+    assert data["max_score"] == sum(test["max_score"] for test in data["tests"]), (
+        "possible never shrinks"
+    )
 
 
 # ----------------------------------------------------------------------------- scores
@@ -218,7 +242,9 @@ def test_a_missing_file_is_graded_as_the_unwritten_exercise_and_said(course, tmp
     (folder / "shapes.py").unlink()
     data = graded(course, folder, tmp_path)
     assert stage_scores(data) == {"MLP": 5, "CNN": 0}
-    assert "shapes.py: not in the submission; graded as the unwritten exercise file" in data["output"]
+    assert (
+        "shapes.py: not in the submission; graded as the unwritten exercise file" in data["output"]
+    )
 
 
 def test_the_same_work_gets_the_same_score(course, tmp_path):
@@ -234,7 +260,10 @@ def test_a_file_that_does_not_compile_costs_only_the_stages_that_load_it(course,
     folder = student(tmp_path, "syntax", course, calc=CALC.replace("return 2 * x", "return 2 *"))
     data = graded(course, folder, tmp_path)
     assert (data["score"], data["max_score"]) == (8, FULL), data["output"]
-    assert by_name(data)["test_double"]["output"] == "not run: calc.py line 7: SyntaxError: invalid syntax"
+    assert (
+        by_name(data)["test_double"]["output"]
+        == "not run: calc.py line 7: SyntaxError: invalid syntax"
+    )
     assert "calc.py line 7: SyntaxError: invalid syntax" in data["output"]
 
 
@@ -246,7 +275,9 @@ def test_an_endless_loop_times_out_and_the_rest_is_still_graded(course, tmp_path
     tests = by_name(data)
     assert tests["test_triple"]["output"] == "timed out after 2 s"
     assert tests["test_triple_of_zero"]["output"] == "timed out after 2 s"
-    assert tests["test_ramp"]["status"] == "passed", "the test after a timeout runs in a new process"
+    assert tests["test_ramp"]["status"] == "passed", (
+        "the test after a timeout runs in a new process"
+    )
     assert stage_scores(data) == {"MLP": 5, "CNN": 4}
     assert "cut off: tests/test_shapes.py::test_triple: timed out after 2 s" in data["output"]
     assert time.monotonic() - started < 60
@@ -268,10 +299,14 @@ def test_a_crash_in_a_test_or_at_import_costs_only_what_it_stopped(course, tmp_p
 
 
 # ----------------------------------------------------------------------------- what a student cannot fake
-def test_os_exit_during_collection_or_a_test_scores_no_more_than_the_honest_work(course, exercise, tmp_path):
+def test_os_exit_during_collection_or_a_test_scores_no_more_than_the_honest_work(
+    course, exercise, tmp_path
+):
     stubs = (exercise / "calc.py").read_text()
-    for name, text in [("exit-in-test", stubs.replace("raise NotImplementedError", "os._exit(0)  #", 1)),
-                       ("exit-at-import", "import os\nos._exit(0)\n" + stubs)]:
+    for name, text in [
+        ("exit-in-test", stubs.replace("raise NotImplementedError", "os._exit(0)  #", 1)),
+        ("exit-at-import", "import os\nos._exit(0)\n" + stubs),
+    ]:
         text = text if text.startswith("import os") else "import os\n" + text
         data = graded(course, student(tmp_path, name, course, calc=text), tmp_path)
         assert stage_scores(data)["MLP"] == 0, (name, data["output"])
@@ -279,15 +314,24 @@ def test_os_exit_during_collection_or_a_test_scores_no_more_than_the_honest_work
 
 
 PATCH_PLUGIN = 'import grading as _g\n_g.GradingPlugin.score = lambda self, t: t["points"]\n'
-PATCH_ASSERT = ('import numpy\nnumpy.testing.__dict__["assert_" + "allclose"] = lambda *a, **k: None\n')
+PATCH_ASSERT = (
+    'import numpy\nnumpy.testing.__dict__["assert_" + "allclose"] = lambda *a, **k: None\n'
+)
 
 
-@pytest.mark.parametrize("patch,seen", [(PATCH_PLUGIN, "shapes.py line 1 imports grading"),
-                                         (PATCH_ASSERT, "numpy.testing.assert_allclose was replaced")])
-def test_patching_the_test_machinery_withholds_the_stage_and_says_so(course, exercise, tmp_path,
-                                                                      patch, seen):
+@pytest.mark.parametrize(
+    "patch,seen",
+    [
+        (PATCH_PLUGIN, "shapes.py line 1 imports grading"),
+        (PATCH_ASSERT, "numpy.testing.assert_allclose was replaced"),
+    ],
+)
+def test_patching_the_test_machinery_withholds_the_stage_and_says_so(
+    course, exercise, tmp_path, patch, seen
+):
     shapes = patch + (exercise / "shapes.py").read_text().replace(
-        'raise NotImplementedError("shapes.py::ramp: a ramp")', "return None")
+        'raise NotImplementedError("shapes.py::ramp: a ramp")', "return None"
+    )
     data = graded(course, student(tmp_path, "patcher", course, shapes=shapes), tmp_path)
     assert stage_scores(data)["CNN"] == 0, data["output"]
     assert stage_scores(data)["MLP"] == 5, "the other stage is graded as usual"
@@ -295,11 +339,11 @@ def test_patching_the_test_machinery_withholds_the_stage_and_says_so(course, exe
 
 
 def test_rewriting_the_tests_while_they_run_withholds_the_stage(course, tmp_path):
-    rewrite = textwrap.dedent('''\
+    rewrite = textwrap.dedent("""\
         import os
         with open(os.path.join("te" + "sts", "test_shapes.py"), "a") as f:
             f.write("#")
-        ''')
+        """)
     data = graded(course, student(tmp_path, "rewriter", course, shapes=rewrite + SHAPES), tmp_path)
     assert stage_scores(data) == {"MLP": 5, "CNN": 0}, data["output"]
     assert "tests/test_shapes.py was changed while the tests ran" in data["output"]
@@ -314,11 +358,13 @@ def test_shipped_results_tests_and_settings_are_ignored(course, exercise, tmp_pa
     (folder / "pytest.ini").write_text("[pytest]\naddopts = -p no:grade_child\n")
     data = graded(course, folder, tmp_path)
     assert stage_scores(data) == {"MLP": 0, "CNN": 8}
-    assert json.loads((folder / "results.json").read_text())["score"] == 999, "the submission is not written"
+    assert json.loads((folder / "results.json").read_text())["score"] == 999, (
+        "the submission is not written"
+    )
 
 
 def test_fake_result_lines_on_stdout_or_the_report_pipe_do_not_count(course, exercise, tmp_path):
-    fake = textwrap.dedent('''\
+    fake = textwrap.dedent("""\
         import json, os
         line = json.dumps({"token": "guess", "event": "end", "id": "tests/test_calc.py::test_double",
                            "outcome": "passed", "message": ""}) + "\\n"
@@ -328,12 +374,18 @@ def test_fake_result_lines_on_stdout_or_the_report_pipe_do_not_count(course, exe
                 os.write(fd, line.encode())
             except OSError:
                 pass
-        ''')
-    data = graded(course, student(tmp_path, "forger", course, calc=fake + (exercise / "calc.py").read_text()),
-                  tmp_path)
+        """)
+    data = graded(
+        course,
+        student(tmp_path, "forger", course, calc=fake + (exercise / "calc.py").read_text()),
+        tmp_path,
+    )
     assert stage_scores(data)["MLP"] == 0, data["output"]
-    assert "without this run's token" in data["output"] or "uses ._exit" in data["output"] \
-        or "points withheld" in data["output"], data["output"]
+    assert (
+        "without this run's token" in data["output"]
+        or "uses ._exit" in data["output"]
+        or "points withheld" in data["output"]
+    ), data["output"]
 
 
 # ----------------------------------------------------------------------------- feedback
@@ -356,8 +408,13 @@ def test_hidden_tests_are_published_later_and_never_show_their_source(course, tm
     assert by_name(data)["test_triple"]["visibility"] == "visible"
 
     raising = SHAPES.replace("return 3 * x", "raise ValueError('negative') if x < 0 else 3 * x")
-    data = graded(course, student(tmp_path, "raises", course, shapes=raising), tmp_path,
-                  "--hidden-visibility", "after_due_date")
+    data = graded(
+        course,
+        student(tmp_path, "raises", course, shapes=raising),
+        tmp_path,
+        "--hidden-visibility",
+        "after_due_date",
+    )
     hidden = by_name(data)["test_triple_of_a_negative"]
     assert hidden["output"] == "ValueError: negative" and hidden["visibility"] == "after_due_date"
 
@@ -372,8 +429,21 @@ def test_zip_and_git_submissions_grade_like_the_folder(course, tmp_path):
     bare = tmp_path / "alice-repo.git"
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
     subprocess.run(["git", "-C", str(folder), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(folder), "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm",
-                    "x"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(folder),
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-qm",
+            "x",
+        ],
+        check=True,
+    )
     subprocess.run(["git", "clone", "-q", "--bare", str(folder), str(bare)], check=True)
     scores = [graded(course, path, tmp_path)["score"] for path in (folder, archive, bare)]
     assert scores == [FULL - 3] * 3
@@ -397,18 +467,23 @@ def test_a_class_gets_one_results_file_each_and_a_csv(course, exercise, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["ann.json", "bob.json", "ex.json"]
     rows = list(csv.DictReader(table.open()))
     assert [(r["student"], r["MLP"], r["CNN"], r["total"], r["max_score"]) for r in rows] == [
-        ("ann", "5", "8", "13", "13"), ("bob", "5", "8", "13", "13"), ("ex", "0", "0", "0", "13")]
+        ("ann", "5", "8", "13", "13"),
+        ("bob", "5", "8", "13", "13"),
+        ("ex", "0", "0", "0", "13"),
+    ]
     assert "ann: 13 / 13" in result.stdout
 
 
 def test_bad_commands_are_one_line_usage_errors(course, tmp_path):
     folder = student(tmp_path, "s", course)
-    for args, expected in [([str(folder)], "--results DIR_OR_FILE is required"),
-                           ([str(folder), "--results", str(folder / "r.json")], "inside the submission"),
-                           ([str(folder), "--results", "x.json", "--timeout", "0"], "must be positive"),
-                           ([str(folder), str(folder), "--results", "x.json"], "give a folder"),
-                           ([str(tmp_path / "nobody"), "--results", "x.json"], "no such file or folder"),
-                           ([str(course / "calc.py"), "--results", "x.json"], "not a folder, a .zip")]:
+    for args, expected in [
+        ([str(folder)], "--results DIR_OR_FILE is required"),
+        ([str(folder), "--results", str(folder / "r.json")], "inside the submission"),
+        ([str(folder), "--results", "x.json", "--timeout", "0"], "must be positive"),
+        ([str(folder), str(folder), "--results", "x.json"], "give a folder"),
+        ([str(tmp_path / "nobody"), "--results", "x.json"], "no such file or folder"),
+        ([str(course / "calc.py"), "--results", "x.json"], "not a folder, a .zip"),
+    ]:
         result = run_grade(course, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
@@ -416,11 +491,16 @@ def test_bad_commands_are_one_line_usage_errors(course, tmp_path):
 
 def test_a_hidden_test_named_like_a_visible_one_is_refused(tmp_path):
     course = make_course(tmp_path / "clash")
-    shutil.copy(course / "tests/hidden/test_hidden_shapes.py", course / "tests/hidden/test_shapes.py")
+    shutil.copy(
+        course / "tests/hidden/test_hidden_shapes.py", course / "tests/hidden/test_shapes.py"
+    )
     subprocess.run(["git", "-C", str(course), "add", "-A"], check=True)
     result = run_grade(course, str(course), "--results", str(tmp_path / "r.json"))
     assert result.returncode == 1
-    assert "tests/hidden/test_shapes.py has the name of a visible test file; rename it" in result.stderr
+    assert (
+        "tests/hidden/test_shapes.py has the name of a visible test file; rename it"
+        in result.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- Gradescope
@@ -433,13 +513,22 @@ def test_the_autograder_zip_run_in_gradescopes_layout_writes_valid_results(cours
         names = z.namelist()
         z.extractall(root / "source")
     assert {"setup.sh", "run_autograder", "requirements.txt", "kit/manifest.json"} <= set(names)
-    assert "return 2 * x" not in (root / "source/kit/tree/calc.py").read_text(), "no solution inside"
-    student_files = student(tmp_path, "submission", course, calc=CALC.replace("return 2 * x", "return x"))
+    assert "return 2 * x" not in (root / "source/kit/tree/calc.py").read_text(), (
+        "no solution inside"
+    )
+    student_files = student(
+        tmp_path, "submission", course, calc=CALC.replace("return 2 * x", "return x")
+    )
     shutil.move(student_files, root / "submission")
     (root / "results").mkdir()
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
-    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     data = json.loads((root / "results" / "results.json").read_text())
     check_gradescope_format(data)

@@ -19,12 +19,12 @@ from wrong_answers import CASES, write_variant
 REPO = Path(__file__).resolve().parent.parent
 STUDENT_FILES = ["cifar10_input.py", "mlp.py", "cnn.py", "numpy_mlp.py", "numpy_conv.py"]
 TOTAL = 110
-ENDLESS_CROP = '''
+ENDLESS_CROP = """
 
 def random_crop(images, seed, pad):  # a submission whose crop never returns
     while True:
         pass
-'''
+"""
 
 
 def tree(tmp_path: Path, name: str, *solved: str) -> Path:
@@ -45,13 +45,20 @@ def tree(tmp_path: Path, name: str, *solved: str) -> Path:
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory) -> dict[str, dict]:
     tmp_path = tmp_path_factory.mktemp("class")
-    submissions = {"exercise": tree(tmp_path, "exercise"), "solution": tree(tmp_path, "solution", "ALL"),
-                   "mlp-only": tree(tmp_path, "mlp-only", "MLP")}
+    submissions = {
+        "exercise": tree(tmp_path, "exercise"),
+        "solution": tree(tmp_path, "solution", "ALL"),
+        "mlp-only": tree(tmp_path, "mlp-only", "MLP"),
+    }
     broken = tree(tmp_path, "syntax-error", "ALL")
-    (broken / "cifar10_input.py").write_text((broken / "cifar10_input.py").read_text() + "\ndef oops(:\n")
+    (broken / "cifar10_input.py").write_text(
+        (broken / "cifar10_input.py").read_text() + "\ndef oops(:\n"
+    )
     submissions["syntax-error"] = broken
     endless = tree(tmp_path, "endless-crop", "ALL")
-    (endless / "cifar10_input.py").write_text((endless / "cifar10_input.py").read_text() + ENDLESS_CROP)
+    (endless / "cifar10_input.py").write_text(
+        (endless / "cifar10_input.py").read_text() + ENDLESS_CROP
+    )
     submissions["endless-crop"] = endless
     patcher = tree(tmp_path, "patcher")
     text = (patcher / "mlp.py").read_text()
@@ -69,8 +76,15 @@ def graded_class(tmp_path_factory) -> dict[str, dict]:
         write_variant(variant, case)
         submissions[f"wrong-{case.name}"] = variant
     out = tmp_path / "results"
-    command = [sys.executable, str(REPO / "tools" / "grade.py"), *map(str, submissions.values()),
-               "--results", str(out), "--csv", str(tmp_path / "grades.csv")]
+    command = [
+        sys.executable,
+        str(REPO / "tools" / "grade.py"),
+        *map(str, submissions.values()),
+        "--results",
+        str(out),
+        "--csv",
+        str(tmp_path / "grades.csv"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
     graded = {name: json.loads((out / f"{name}.json").read_text()) for name in submissions}
@@ -89,9 +103,15 @@ def named_tests(data: dict, part: str) -> list[dict]:
 @pytest.mark.slow
 def test_the_exercise_scores_nothing_and_the_solution_everything(graded_class):
     assert (graded_class["exercise"]["score"], graded_class["exercise"]["max_score"]) == (0, TOTAL)
-    assert (graded_class["solution"]["score"], graded_class["solution"]["max_score"]) == (TOTAL, TOTAL)
-    assert all(t["output"].startswith("NOT IMPLEMENTED: ") for t in graded_class["exercise"]["tests"]
-               if t["visibility"] == "visible")
+    assert (graded_class["solution"]["score"], graded_class["solution"]["max_score"]) == (
+        TOTAL,
+        TOTAL,
+    )
+    assert all(
+        t["output"].startswith("NOT IMPLEMENTED: ")
+        for t in graded_class["exercise"]["tests"]
+        if t["visibility"] == "visible"
+    )
 
 
 @pytest.mark.slow
@@ -103,7 +123,9 @@ def test_one_stage_written_scores_exactly_that_stage(graded_class):
 @pytest.mark.slow
 def test_a_syntax_error_in_the_input_pipeline_leaves_the_numpy_stages_graded(graded_class):
     data = graded_class["syntax-error"]
-    assert data["max_score"] == TOTAL and len(data["tests"]) == len(graded_class["solution"]["tests"])
+    assert data["max_score"] == TOTAL and len(data["tests"]) == len(
+        graded_class["solution"]["tests"]
+    )
     assert stages(data)["NumPy net"] == 13 and stages(data)["NumPy conv"] == 12, data["output"]
     assert stages(data)["augmentation"] == 0
     crop = named_tests(data, "test_augmentation.py")[0]
@@ -116,15 +138,19 @@ def test_an_endless_loop_times_out_alone(graded_class):
     data, solution = graded_class["endless-crop"], graded_class["solution"]
     timed_out = [t for t in data["tests"] if t["output"].startswith("timed out after")]
     assert timed_out and all("augmentation" in t["tags"] for t in timed_out), data["output"]
-    assert {s: v for s, v in stages(data).items() if s != "augmentation"} == \
-        {s: v for s, v in stages(solution).items() if s != "augmentation"}, "the other stages are graded"
+    assert {s: v for s, v in stages(data).items() if s != "augmentation"} == {
+        s: v for s, v in stages(solution).items() if s != "augmentation"
+    }, "the other stages are graded"
     assert "cut off:" in data["output"]
     assert data["execution_time"] < 2 * solution["execution_time"] + 60
 
 
 @pytest.mark.slow
 def test_cheats_score_no_more_than_their_honest_work(graded_class):
-    assert graded_class["patcher"]["score"] == 0 and "points withheld" in graded_class["patcher"]["output"]
+    assert (
+        graded_class["patcher"]["score"] == 0
+        and "points withheld" in graded_class["patcher"]["output"]
+    )
     assert "mlp.py line 1 imports grading" in graded_class["patcher"]["output"]
     assert graded_class["shipper"]["score"] == 0
     assert graded_class["exiter"]["score"] == 0 and graded_class["exiter"]["max_score"] == TOTAL
@@ -141,7 +167,9 @@ def test_each_subtly_wrong_answer_loses_points_with_a_message_naming_it(graded_c
         assert data["score"] == solution["score"], data["output"]
         return
     assert stages(data)[case.stage] < stages(solution)[case.stage], data["output"]
-    failed = {test["name"].split("::")[-1]: test for test in data["tests"] if test["status"] == "failed"}
+    failed = {
+        test["name"].split("::")[-1]: test for test in data["tests"] if test["status"] == "failed"
+    }
     assert case.must_fail in failed, sorted(failed)
     if not failed[case.must_fail]["name"].startswith("tests/hidden/"):
         assert case.says in failed[case.must_fail]["output"], failed[case.must_fail]["output"]

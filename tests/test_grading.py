@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-GRADED_CNN = '''
+GRADED_CNN = """
 import pytest
 
 STAGE = "CNN"
@@ -68,9 +68,9 @@ def test_other_not_implemented():
 @pytest.mark.parametrize("n", [1, 2])
 def test_each_parameter_counts(n):
     assert n == 1
-'''
+"""
 
-GRADED_MLP = '''
+GRADED_MLP = """
 import pytest
 
 STAGE = "MLP"
@@ -79,12 +79,12 @@ STAGE = "MLP"
 @pytest.mark.points(1.5)
 def test_passes():
     pass
-'''
+"""
 
-UNGRADED = '''
+UNGRADED = """
 def test_not_graded():
     assert False, "ungraded failures do not change the score"
-'''
+"""
 
 
 def make_suite(root: Path, files: dict[str, str]) -> Path:
@@ -102,13 +102,21 @@ def make_suite(root: Path, files: dict[str, str]) -> Path:
 
 def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess:
     """pytest in a subprocess, with a wide terminal so that its summary lines are not cut."""
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=root,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_scores_per_stage_and_one_line_for_stubs(tmp_path):
-    root = make_suite(tmp_path, {"test_cnn_part.py": GRADED_CNN, "test_mlp_part.py": GRADED_MLP,
-                                 "test_other.py": UNGRADED})
+    root = make_suite(
+        tmp_path,
+        {"test_cnn_part.py": GRADED_CNN, "test_mlp_part.py": GRADED_MLP, "test_other.py": UNGRADED},
+    )
     result = run_pytest(root)
     assert result.returncode == 1, result.stdout[-3000:]
     out = result.stdout
@@ -120,24 +128,30 @@ def test_scores_per_stage_and_one_line_for_stubs(tmp_path):
 
     # NotImplementedError: one line naming file::function, no traceback.
     assert "NOT IMPLEMENTED: cnn.py::conv_block" in out
-    assert "test_stub - NOT IMPLEMENTED: cnn.py::conv_block" in out, "the -ra summary line names it too"
+    assert "test_stub - NOT IMPLEMENTED: cnn.py::conv_block" in out, (
+        "the -ra summary line names it too"
+    )
     assert "test_stub_reraised_by_tensorflow - NOT IMPLEMENTED: train.py::make_train_step" in out
     assert "test_other_not_implemented - NOT IMPLEMENTED: test_cnn_part.py::helper" in out
-    assert 'raise NotImplementedError("cnn.py' not in out, "a stub's failure must not print its traceback"
+    assert 'raise NotImplementedError("cnn.py' not in out, (
+        "a stub's failure must not print its traceback"
+    )
     assert "assert (1 + 1) == 3" in out, "other failures keep pytest's full report"
 
     assert "FAILED tests/test_cnn_part.py::test_skipped - graded tests cannot skip: no data" in out
 
 
 def test_grading_tests_without_points_are_collection_errors(tmp_path):
-    root = make_suite(tmp_path, {
-        "test_no_points.py": '''
+    root = make_suite(
+        tmp_path,
+        {
+            "test_no_points.py": """
             STAGE = "MLP"
 
             def test_forgotten():
                 pass
-            ''',
-        "test_bad_stage.py": '''
+            """,
+            "test_bad_stage.py": """
             import pytest
 
             STAGE = "cnn"
@@ -145,15 +159,15 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
             @pytest.mark.points(1)
             def test_x():
                 pass
-            ''',
-        "test_stray_points.py": '''
+            """,
+            "test_stray_points.py": """
             import pytest
 
             @pytest.mark.points(1)
             def test_x():
                 pass
-            ''',
-        "test_bad_points.py": '''
+            """,
+            "test_bad_points.py": """
             import pytest
 
             STAGE = "MLP"
@@ -161,8 +175,8 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
             @pytest.mark.points(0)
             def test_x():
                 pass
-            ''',
-        "test_typo.py": '''
+            """,
+            "test_typo.py": """
             import pytest
 
             STAGE = "MLP"
@@ -170,8 +184,8 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
             @pytest.mark.point(1)
             def test_x():
                 pass
-            ''',
-        "test_slow_points.py": '''
+            """,
+            "test_slow_points.py": """
             import pytest
 
             STAGE = "MLP"
@@ -180,21 +194,30 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
             @pytest.mark.points(1)
             def test_x():
                 pass
-            ''',
-    })
+            """,
+        },
+    )
     result = run_pytest(root)
     out = result.stdout
     assert result.returncode == 2, out[-3000:]
     assert "6 errors during collection" in out, out[-3000:]
-    assert ("tests/test_no_points.py::test_forgotten is a grading test (STAGE = 'MLP') without points; "
-            "add @pytest.mark.points(n)") in out
-    assert ("tests/test_bad_stage.py: STAGE = 'cnn' is not one of augmentation, MLP, CNN, batch norm, "
-            "strided & dropout, NumPy net, NumPy conv") in out
-    assert ("tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no "
-            "STAGE") in out
+    assert (
+        "tests/test_no_points.py::test_forgotten is a grading test (STAGE = 'MLP') without points; "
+        "add @pytest.mark.points(n)"
+    ) in out
+    assert (
+        "tests/test_bad_stage.py: STAGE = 'cnn' is not one of augmentation, MLP, CNN, batch norm, "
+        "strided & dropout, NumPy net, NumPy conv"
+    ) in out
+    assert (
+        "tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no "
+        "STAGE"
+    ) in out
     assert "tests/test_bad_points.py::test_x: write points(n) with one positive number n" in out
     assert "tests/test_slow_points.py::test_x: a grading test cannot be slow" in out
-    assert "'point' not found in `markers` configuration option" in out, "--strict-markers catches typos"
+    assert "'point' not found in `markers` configuration option" in out, (
+        "--strict-markers catches typos"
+    )
 
 
 def test_no_table_without_grading_tests(tmp_path):
@@ -204,8 +227,13 @@ def test_no_table_without_grading_tests(tmp_path):
 
 
 def test_a_module_that_does_not_import_is_named_under_the_table(tmp_path):
-    root = make_suite(tmp_path, {"test_mlp_part.py": GRADED_MLP,
-                                 "test_broken.py": 'STAGE = "MLP"\nimport no_such_module_here\n'})
+    root = make_suite(
+        tmp_path,
+        {
+            "test_mlp_part.py": GRADED_MLP,
+            "test_broken.py": 'STAGE = "MLP"\nimport no_such_module_here\n',
+        },
+    )
     result = run_pytest(root, "--continue-on-collection-errors")
     assert result.returncode == 1, result.stdout[-3000:]
     assert "could not collect tests/test_broken.py: its tests are not counted" in result.stdout

@@ -19,7 +19,9 @@ def test_output_is_logits_of_the_right_shape(input_shape):
 
 
 def test_parameter_count():
-    assert build_linear_model((32, 32, 3), 10).count_params() == 3072 * 10 + 10, "W is 3072 x 10, b is 10"
+    assert build_linear_model((32, 32, 3), 10).count_params() == 3072 * 10 + 10, (
+        "W is 3072 x 10, b is 10"
+    )
 
 
 def test_initial_loss_is_ln10(real_images):
@@ -50,7 +52,9 @@ def test_gradients_match_finite_differences():
         grads = tape.gradient(value, model.trainable_weights)
         for weight, grad in zip(model.trainable_weights, grads):
             flat = weight.numpy().reshape(-1)
-            for i in np.random.default_rng(0).choice(flat.size, size=min(20, flat.size), replace=False):
+            for i in np.random.default_rng(0).choice(
+                flat.size, size=min(20, flat.size), replace=False
+            ):
                 h = 1e-6
                 original = flat[i]
                 estimates = []
@@ -63,6 +67,8 @@ def test_gradients_match_finite_differences():
                 numeric = (estimates[0] - estimates[1]) / (2 * h)
                 analytic = float(tf.reshape(grad, [-1])[i])
                 rel_error = abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-12)
-                assert rel_error < 1e-7, f"{weight.name}[{i}]: analytic {analytic}, numeric {numeric}"
+                assert rel_error < 1e-7, (
+                    f"{weight.name}[{i}]: analytic {analytic}, numeric {numeric}"
+                )
     finally:
         keras.config.set_dtype_policy("float32")

@@ -73,8 +73,10 @@ class Net:
 
 def test_regions_become_todo_stub_and_raise():
     exercise, regions = mx.make_exercise_source(SOURCE, "pkg/m.py")
-    assert [(r.stage, r.function, r.line) for r in regions] == [("one", "pkg/m.py::build", 7),
-                                                                 ("two", "pkg/m.py::Net.loss", 17)]
+    assert [(r.stage, r.function, r.line) for r in regions] == [
+        ("one", "pkg/m.py::build", 7),
+        ("two", "pkg/m.py::Net.loss", 17),
+    ]
     assert exercise == EXPECTED
 
 
@@ -82,12 +84,14 @@ def test_solved_stages_keep_their_solution():
     exercise, regions = mx.make_exercise_source(SOURCE, "pkg/m.py", solved=frozenset({"one"}))
     assert len(regions) == 2
     assert "result = 2 * y" in exercise and "pkg/m.py::build" not in exercise
-    assert "raise NotImplementedError(\"pkg/m.py::Net.loss" in exercise
+    assert 'raise NotImplementedError("pkg/m.py::Net.loss' in exercise
 
 
 def test_markdown_blocks_for_one_version_only():
-    text = ("# Title\n<!-- BEGIN SOLUTION ONLY -->\nsolution text\n<!-- END SOLUTION ONLY -->\n"
-            "<!-- BEGIN EXERCISE ONLY\nexercise text\nEND EXERCISE ONLY -->\nboth\n")
+    text = (
+        "# Title\n<!-- BEGIN SOLUTION ONLY -->\nsolution text\n<!-- END SOLUTION ONLY -->\n"
+        "<!-- BEGIN EXERCISE ONLY\nexercise text\nEND EXERCISE ONLY -->\nboth\n"
+    )
     assert mx.make_exercise_markdown(text, "R.md") == "# Title\nexercise text\nboth\n"
     with pytest.raises(mx.ExerciseError, match="R.md:2: this block is never closed"):
         mx.make_exercise_markdown("x\n<!-- BEGIN SOLUTION ONLY -->\n", "R.md")
@@ -114,7 +118,11 @@ def test_the_stub_raises_the_named_error():
 def test_a_long_raise_is_wrapped_to_the_line_length_and_keeps_its_message():
     hint = "a hint long enough that the raise line would not fit in forty-five characters"
     source = _body(f"# BEGIN SOLUTION [s]: {hint}", "return x", "# END SOLUTION")
-    for width, lines in ((None, 1), (90, 2), (45, 8)):  # one line; the hint on its own; split at spaces
+    for width, lines in (
+        (None, 1),
+        (90, 2),
+        (45, 8),
+    ):  # one line; the hint on its own; split at spaces
         exercise, _ = mx.make_exercise_source(source, "m.py", line_length=width)
         raise_lines = exercise.splitlines()[2:]
         assert len(raise_lines) == lines, raise_lines
@@ -129,14 +137,22 @@ def test_a_long_raise_is_wrapped_to_the_line_length_and_keeps_its_message():
 def test_the_files_with_stubs_get_per_file_ignores_in_the_exercises_ruff_config():
     config = '[lint]\nselect = ["F"]\n\n[lint.per-file-ignores]\n"train.py" = ["E402"]\n'
     exercise = mx.exercise_ruff_config(config, ["a.py", "b.py"])
-    assert exercise == ('[lint]\nselect = ["F"]\n\n[lint.per-file-ignores]\n' + mx.STUB_IGNORES_NOTE + "\n"
-                        '"a.py" = ["F401", "F841", "B007"]\n"b.py" = ["F401", "F841", "B007"]\n'
-                        '"train.py" = ["E402"]\n')
+    assert exercise == (
+        '[lint]\nselect = ["F"]\n\n[lint.per-file-ignores]\n' + mx.STUB_IGNORES_NOTE + "\n"
+        '"a.py" = ["F401", "F841", "B007"]\n"b.py" = ["F401", "F841", "B007"]\n'
+        '"train.py" = ["E402"]\n'
+    )
     assert mx.exercise_ruff_config("line-length = 100", ["a.py"]) == (
-        'line-length = 100\n\n[lint.per-file-ignores]\n' + mx.STUB_IGNORES_NOTE +
-        '\n"a.py" = ["F401", "F841", "B007"]\n')
-    assert mx.exercise_ruff_config(config, []) == config, "no stubs (every stage --solved): no change"
-    with pytest.raises(mx.ExerciseError, match="give the files holding regions no per-file ignores"):
+        "line-length = 100\n\n[lint.per-file-ignores]\n"
+        + mx.STUB_IGNORES_NOTE
+        + '\n"a.py" = ["F401", "F841", "B007"]\n'
+    )
+    assert mx.exercise_ruff_config(config, []) == config, (
+        "no stubs (every stage --solved): no change"
+    )
+    with pytest.raises(
+        mx.ExerciseError, match="give the files holding regions no per-file ignores"
+    ):
         mx.exercise_ruff_config(config, ["train.py"])
 
 
@@ -144,23 +160,50 @@ def _body(*lines: str) -> str:
     return "def f(x):\n" + "".join(f"    {line}\n" for line in lines)
 
 
-@pytest.mark.parametrize("source,error", [
-    (_body("# BEGIN SOLUTION [s]", "# BEGIN SOLUTION [s]", "return x", "# END SOLUTION"),
-     "m.py:3: nested # BEGIN SOLUTION (the region opened at line 2 is not closed)"),
-    (_body("# BEGIN SOLUTION [s]", "return x"), "m.py:2: # BEGIN SOLUTION is never closed by # END SOLUTION"),
-    (_body("return x", "# END SOLUTION"), "m.py:3: stray # END SOLUTION without a # BEGIN SOLUTION"),
-    (_body("# STUB: y = 1", "return x"), "m.py:2: stray # STUB: outside a solution region"),
-    ("# BEGIN SOLUTION [s]\nx = 1\n# END SOLUTION\n", "m.py:1: # BEGIN SOLUTION outside a function body"),
-    (_body("return x  # BEGIN SOLUTION [s]"), "m.py:2: a solution marker must be a whole-line comment"),
-    (_body("# BEGIN SOLUTIONS", "return x", "# END SOLUTION"),
-     "m.py:2: malformed marker '# BEGIN SOLUTIONS'"),
-    (_body("# BEGIN SOLUTION: no stage", "return x", "# END SOLUTION"), "m.py:2: malformed marker"),
-    ("def f(x):\n    # BEGIN SOLUTION [s]\n    return x\n\n\ndef g(x):\n    # END SOLUTION\n    return x\n",
-     "m.py:7: # END SOLUTION is not in the function its region opened in (line 2)"),
-    ("def f(x):\n    return (x\n", "m.py:2: the solution does not parse"),
-    (_body("# BEGIN SOLUTION [s]", "if x:", "# END SOLUTION", "    return x"),
-     "m.py:2: the exercise version of this region does not parse"),
-])
+@pytest.mark.parametrize(
+    "source,error",
+    [
+        (
+            _body("# BEGIN SOLUTION [s]", "# BEGIN SOLUTION [s]", "return x", "# END SOLUTION"),
+            "m.py:3: nested # BEGIN SOLUTION (the region opened at line 2 is not closed)",
+        ),
+        (
+            _body("# BEGIN SOLUTION [s]", "return x"),
+            "m.py:2: # BEGIN SOLUTION is never closed by # END SOLUTION",
+        ),
+        (
+            _body("return x", "# END SOLUTION"),
+            "m.py:3: stray # END SOLUTION without a # BEGIN SOLUTION",
+        ),
+        (_body("# STUB: y = 1", "return x"), "m.py:2: stray # STUB: outside a solution region"),
+        (
+            "# BEGIN SOLUTION [s]\nx = 1\n# END SOLUTION\n",
+            "m.py:1: # BEGIN SOLUTION outside a function body",
+        ),
+        (
+            _body("return x  # BEGIN SOLUTION [s]"),
+            "m.py:2: a solution marker must be a whole-line comment",
+        ),
+        (
+            _body("# BEGIN SOLUTIONS", "return x", "# END SOLUTION"),
+            "m.py:2: malformed marker '# BEGIN SOLUTIONS'",
+        ),
+        (
+            _body("# BEGIN SOLUTION: no stage", "return x", "# END SOLUTION"),
+            "m.py:2: malformed marker",
+        ),
+        (
+            "def f(x):\n    # BEGIN SOLUTION [s]\n    return x\n\n\n"
+            "def g(x):\n    # END SOLUTION\n    return x\n",
+            "m.py:7: # END SOLUTION is not in the function its region opened in (line 2)",
+        ),
+        ("def f(x):\n    return (x\n", "m.py:2: the solution does not parse"),
+        (
+            _body("# BEGIN SOLUTION [s]", "if x:", "# END SOLUTION", "    return x"),
+            "m.py:2: the exercise version of this region does not parse",
+        ),
+    ],
+)
 def test_malformed_markers_name_file_and_line(source, error):
     with pytest.raises(mx.ExerciseError) as caught:
         mx.make_exercise_source(source, "m.py")
@@ -174,7 +217,9 @@ def test_every_problem_in_the_tree_is_listed(tmp_path, capsys):
     subprocess.run(["git", "-C", str(tmp_path), "add", "a.py", "b.py"], check=True)
     assert mx.main(["--source", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "a.py:2: stray # END SOLUTION" in err and "b.py:2: # BEGIN SOLUTION is never closed" in err
+    assert (
+        "a.py:2: stray # END SOLUTION" in err and "b.py:2: # BEGIN SOLUTION is never closed" in err
+    )
     assert not (tmp_path / "out").exists(), "nothing is written when a marker is wrong"
 
 
@@ -209,12 +254,18 @@ def test_generation_is_deterministic_and_check_passes(exercise_tree, tmp_path, c
     assert mx.main(["--check", str(again)]) == 0
     assert mx.main(["--check", str(exercise_tree)]) == 0
     assert "matches the exercise version" in capsys.readouterr().out
-    for excluded in ("tests/hidden/test_hidden_cnn.py", "tests/test_make_exercise.py", "tests/test_stages.py",
-                     "tools/make_exercise.py", "docs/instructors.md"):
+    for excluded in (
+        "tests/hidden/test_hidden_cnn.py",
+        "tests/test_make_exercise.py",
+        "tests/test_stages.py",
+        "tools/make_exercise.py",
+        "docs/instructors.md",
+    ):
         assert not (exercise_tree / excluded).exists(), f"{excluded} must be left out"
     assert os.access(exercise_tree / ".ci" / "run", os.X_OK), "the executable bit is kept"
-    assert set(p.relative_to(exercise_tree).as_posix() for p in exercise_tree.rglob("*") if p.is_file()) == \
-        set(solution_files()), "the exercise holds exactly the tracked files minus the exclusions"
+    assert set(
+        p.relative_to(exercise_tree).as_posix() for p in exercise_tree.rglob("*") if p.is_file()
+    ) == set(solution_files()), "the exercise holds exactly the tracked files minus the exclusions"
 
 
 def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
@@ -236,17 +287,24 @@ def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
         "if BN",
         "    +    # TODO [CNN]: a Dense named `name`: stride, 'same', he_normal, make_regularizer, no bias "
         "if BN",
-        '         raise NotImplementedError("cnn.py::conv_block: a Conv2D named `name`: stride, \'same\', '
+        "         raise NotImplementedError(\"cnn.py::conv_block: a Conv2D named `name`: stride, 'same', "
         'he_normal, "',
-        "tests/hidden/test_leaked.py: not part of the exercise version (left out or removed)"]
+        "tests/hidden/test_leaked.py: not part of the exercise version (left out or removed)",
+    ]
     assert "2 file(s) differ; regenerate it with --out" in out.err
 
 
 def test_check_ignores_what_the_trees_gitignore_ignores(exercise_tree, tmp_path, capsys):
     used = tmp_path / "used"
     shutil.copytree(exercise_tree, used)
-    for output in ("runs/mlp/metrics.csv", "data/cifar-10-batches-bin/data_batch_1.bin", "curves.png",
-                   "tests/__pycache__/conftest.cpython-311.pyc", ".ruff_cache/x", "comparison.md"):
+    for output in (
+        "runs/mlp/metrics.csv",
+        "data/cifar-10-batches-bin/data_batch_1.bin",
+        "curves.png",
+        "tests/__pycache__/conftest.cpython-311.pyc",
+        ".ruff_cache/x",
+        "comparison.md",
+    ):
         (used / output).parent.mkdir(parents=True, exist_ok=True)
         (used / output).write_text("made by a run")
     assert mx.main(["--check", str(used)]) == 0, capsys.readouterr().out
@@ -255,18 +313,28 @@ def test_check_ignores_what_the_trees_gitignore_ignores(exercise_tree, tmp_path,
     (used / "runs" / "keep.py").write_text("")  # in an ignored folder: ignored too
     assert mx.main(["--check", str(used)]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        "notes.txt: not part of the exercise version (left out or removed)"]
+        "notes.txt: not part of the exercise version (left out or removed)"
+    ]
 
 
 def test_check_caps_each_files_diff():
     expected = "".join(f"line {n}\n" for n in range(100)).encode()
     found = expected.replace(b"line ", b"LINE ")
     diff = mx.file_diff(expected, found, "f.txt", limit=5)
-    assert diff == ["    --- f.txt (generated)", "    +++ f.txt (found)", "    @@ -1,100 +1,100 @@",
-                    "    -line 0", "    -line 1", "    ... 198 more diff lines"]
+    assert diff == [
+        "    --- f.txt (generated)",
+        "    +++ f.txt (found)",
+        "    @@ -1,100 +1,100 @@",
+        "    -line 0",
+        "    -line 1",
+        "    ... 198 more diff lines",
+    ]
     assert mx.file_diff(b"a\n", b"a\r\n", "f.txt") == [
-        "    (the same lines; the line endings or the final newline differ)"]
-    assert mx.file_diff(b"\xff\x00", b"\xfe", "f.bin") == ["    (binary: 2 bytes expected, 1 found)"]
+        "    (the same lines; the line endings or the final newline differ)"
+    ]
+    assert mx.file_diff(b"\xff\x00", b"\xfe", "f.bin") == [
+        "    (binary: 2 bytes expected, 1 found)"
+    ]
 
 
 def solution_regions(source: str, path: str) -> tuple[set[int], list[str], int]:
@@ -303,11 +371,26 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
     for path in solution_files():
         (solution / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path, solution / path)  # with its mode, as the generator keeps it
-    diff = subprocess.run(["git", "diff", "--no-index", "--unified=0", "--no-color", str(solution),
-                           str(exercise_tree)], capture_output=True, text=True)
+    diff = subprocess.run(
+        [
+            "git",
+            "diff",
+            "--no-index",
+            "--unified=0",
+            "--no-color",
+            str(solution),
+            str(exercise_tree),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert diff.returncode == 1, diff.stderr
 
-    regions, raises, path = {}, {}, None  # path -> (region lines, stubs, region count); path -> raises added
+    regions, raises, path = (
+        {},
+        {},
+        None,
+    )  # path -> (region lines, stubs, region count); path -> raises added
     continued = False  # the last added line was an unfinished raise: its message goes on
     for line in diff.stdout.splitlines():
         if line.startswith("diff --git"):
@@ -316,7 +399,9 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
                 continue
             text = (REPO / path).read_text()
             markdown = path.endswith(".md")
-            regions[path] = (markdown_blocks(text), [], 0) if markdown else solution_regions(text, path)
+            regions[path] = (
+                (markdown_blocks(text), [], 0) if markdown else solution_regions(text, path)
+            )
             raises[path] = 0
             assert regions[path][0], f"{path} differs but has no solution region"
         elif path == mx.RUFF_CONFIG:
@@ -330,15 +415,26 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
             assert not path.endswith(".md"), f"{path}: the exercise version only leaves lines out"
             text = line[1:].strip()
             raises[path] += text.startswith("raise NotImplementedError(")
-            stub_raise = (f'raise NotImplementedError("{path}::', f"raise NotImplementedError('{path}::")
-            assert text.startswith(("# TODO [", *stub_raise)) or text in regions[path][1] or \
-                (continued and text.startswith(('"', "'"))), \
-                f"{path}: added line {text!r} is not a TODO, a stub or the raise"
+            stub_raise = (
+                f'raise NotImplementedError("{path}::',
+                f"raise NotImplementedError('{path}::",
+            )
+            assert (
+                text.startswith(("# TODO [", *stub_raise))
+                or text in regions[path][1]
+                or (continued and text.startswith(('"', "'")))
+            ), f"{path}: added line {text!r} is not a TODO, a stub or the raise"
             continued = text.startswith((*stub_raise, '"', "'")) and not text.endswith(")")
         elif line.startswith(("new file", "deleted file", "Binary", "old mode", "new mode")):
             pytest.fail(f"unexpected difference in the exercise version: {line}")
-    assert set(regions) == {"cifar10_input.py", "mlp.py", "cnn.py", "numpy_mlp.py", "numpy_conv.py",
-                            "README.md"}
+    assert set(regions) == {
+        "cifar10_input.py",
+        "mlp.py",
+        "cnn.py",
+        "numpy_mlp.py",
+        "numpy_conv.py",
+        "README.md",
+    }
     for path, (_, _, count) in regions.items():  # one TODO + raise per region
         assert raises[path] == count, f"{path}: {raises[path]} stubs for {count} regions"
 
@@ -348,30 +444,61 @@ def test_the_student_readme_names_every_stage_its_functions_tests_and_commands(e
     _, regions, _ = mx.build_exercise(REPO)
     for region in regions:
         function = region.function.split("::")[1]
-        assert f"`{function}`" in readme, f"the README's stage path lacks {function} ({region.stage})"
-    stages = ("augmentation", "mlp", "cnn", "batch_norm", "strided_dropout", "numpy_mlp", "numpy_conv")
+        assert f"`{function}`" in readme, (
+            f"the README's stage path lacks {function} ({region.stage})"
+        )
+    stages = (
+        "augmentation",
+        "mlp",
+        "cnn",
+        "batch_norm",
+        "strided_dropout",
+        "numpy_mlp",
+        "numpy_conv",
+    )
     for test_file in stages:
         assert f"pytest tests/test_{test_file}.py" in readme, test_file
-    for command in ("python train.py --model linear", "python train.py --preset cnn ", "--preset cnn-bn",
-                    "--preset cnn-strided", "--preset cnn-large", "python numpy_mlp.py", "numpy_conv.py"):
+    for command in (
+        "python train.py --model linear",
+        "python train.py --preset cnn ",
+        "--preset cnn-bn",
+        "--preset cnn-strided",
+        "--preset cnn-large",
+        "python numpy_mlp.py",
+        "numpy_conv.py",
+    ):
         assert command in readme, command
-    for solution_only in ("docs/instructors.md", "tests/hidden", "--grades-json", "is the **solution**"):
+    for solution_only in (
+        "docs/instructors.md",
+        "tests/hidden",
+        "--grades-json",
+        "is the **solution**",
+    ):
         assert solution_only not in readme, f"the student README mentions {solution_only!r}"
-    assert "This is the **exercise** version" in readme and "NOT IMPLEMENTED: mlp.py::build_mlp" in readme
+    assert (
+        "This is the **exercise** version" in readme
+        and "NOT IMPLEMENTED: mlp.py::build_mlp" in readme
+    )
 
 
 # ----------------------------------------------------------------------------- the exercise's own checks
 def test_the_exercise_passes_its_own_ruff_check_and_fix_changes_nothing(exercise_tree):
     ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--no-cache", "."], cwd=exercise_tree, capture_output=True,
-                           text=True)
+    check = subprocess.run(
+        [*ruff, "check", "--no-cache", "."], cwd=exercise_tree, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    fix = subprocess.run([*ruff, "check", "--no-cache", "--fix", "--diff", "."], cwd=exercise_tree,
-                         capture_output=True, text=True)
+    fix = subprocess.run(
+        [*ruff, "check", "--no-cache", "--fix", "--diff", "."],
+        cwd=exercise_tree,
+        capture_output=True,
+        text=True,
+    )
     assert (fix.returncode, fix.stdout) == (0, ""), f"ruff check --fix would change:\n{fix.stdout}"
     _, regions, _ = mx.build_exercise(REPO)
     assert (exercise_tree / mx.RUFF_CONFIG).read_text() == mx.exercise_ruff_config(
-        (REPO / mx.RUFF_CONFIG).read_text(), sorted({r.path for r in regions}))
+        (REPO / mx.RUFF_CONFIG).read_text(), sorted({r.path for r in regions})
+    )
 
 
 def test_the_exercise_names_no_file_it_does_not_ship(exercise_tree):
@@ -380,8 +507,14 @@ def test_the_exercise_names_no_file_it_does_not_ship(exercise_tree):
     for path in excluded + [p.rstrip("/") for p in mx.exclude_patterns(REPO) if p.endswith("/")]:
         names |= {path, Path(path).name} if "." in Path(path).name else {path}
         if path.endswith(".py"):
-            names.add(path.removesuffix(".py").replace("/", "."))  # tools.make_exercise, as imported
-    assert "tools/make_exercise.py" in names and "tests/hidden" in names and "make_exercise.py" in names
+            names.add(
+                path.removesuffix(".py").replace("/", ".")
+            )  # tools.make_exercise, as imported
+    assert (
+        "tools/make_exercise.py" in names
+        and "tests/hidden" in names
+        and "make_exercise.py" in names
+    )
     found = []
     for path in sorted(p for p in exercise_tree.rglob("*") if p.is_file()):
         try:
@@ -390,8 +523,7 @@ def test_the_exercise_names_no_file_it_does_not_ship(exercise_tree):
             continue  # the sample's binary files
         for number, line in enumerate(text.splitlines(), start=1):
             shipped = path.relative_to(exercise_tree).as_posix()
-            found += [f"{shipped}:{number}: {name}" for name in sorted(names)
-                      if name in line]
+            found += [f"{shipped}:{number}: {name}" for name in sorted(names) if name in line]
     assert not found, "the exercise names files it does not ship:\n" + "\n".join(found)
 
 
@@ -406,7 +538,7 @@ def written():
     return 1
 '''
 
-SKIP_TESTS = '''\
+SKIP_TESTS = """\
 import sys
 
 import lesson
@@ -424,9 +556,9 @@ def test_runs_a_command_that_stops_at_a_stub():  # as train.py's main reports it
 def test_fails_for_a_reason_of_its_own():  # it names a function that is written: a real failure
     print("NOT IMPLEMENTED: lesson.py::written", file=sys.stderr)
     assert lesson.written() == 2
-'''
+"""
 
-SKIP_GRADED = '''\
+SKIP_GRADED = """\
 import pytest
 
 import lesson
@@ -437,39 +569,76 @@ STAGE = "MLP"
 @pytest.mark.points(1)
 def test_graded():
     lesson.unwritten()
-'''
+"""
 
 
 def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp_path):
-    for name in ("conftest.py", "grading.py", "helpers.py"):  # the real plugin, on three small modules
+    for name in (
+        "conftest.py",
+        "grading.py",
+        "helpers.py",
+    ):  # the real plugin, on three small modules
         shutil.copy(REPO / "tests" / name, tmp_path / name)
     shutil.copy(REPO / "pytest.ini", tmp_path / "pytest.ini")
-    (tmp_path / "pytest.ini").write_text((REPO / "pytest.ini").read_text().replace("testpaths = tests", ""))
+    (tmp_path / "pytest.ini").write_text(
+        (REPO / "pytest.ini").read_text().replace("testpaths = tests", "")
+    )
     (tmp_path / "lesson.py").write_text(SKIP_LESSON)
     (tmp_path / "test_ungraded.py").write_text(SKIP_TESTS)
     (tmp_path / "test_graded.py").write_text(SKIP_GRADED)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfs",
-                          "test_ungraded.py", "test_graded.py"], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            "-rfs",
+            "test_ungraded.py",
+            "test_graded.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     outcomes = dict(re.findall(r"^(test_\w+\.py::\w+) ([A-Z]+)", run.stdout, re.MULTILINE))
-    assert outcomes == {"test_ungraded.py::test_calls_a_stub": "SKIPPED",
-                        "test_ungraded.py::test_runs_a_command_that_stops_at_a_stub": "SKIPPED",
-                        "test_ungraded.py::test_fails_for_a_reason_of_its_own": "FAILED",
-                        "test_graded.py::test_graded": "FAILED"}, run.stdout
+    assert outcomes == {
+        "test_ungraded.py::test_calls_a_stub": "SKIPPED",
+        "test_ungraded.py::test_runs_a_command_that_stops_at_a_stub": "SKIPPED",
+        "test_ungraded.py::test_fails_for_a_reason_of_its_own": "FAILED",
+        "test_graded.py::test_graded": "FAILED",
+    }, run.stdout
     reason = "needs lesson.py::unwritten (stage MLP): write it, then run again"
     skips = re.findall(r"^SKIPPED \[1\] test_ungraded\.py:\d+: (.*)$", run.stdout, re.MULTILINE)
     assert skips == [reason] * 2, run.stdout
-    assert "FAILED test_graded.py::test_graded - NOT IMPLEMENTED: lesson.py::unwritten" in run.stdout
+    assert (
+        "FAILED test_graded.py::test_graded - NOT IMPLEMENTED: lesson.py::unwritten" in run.stdout
+    )
 
 
 @pytest.mark.slow
 def test_on_the_exercise_no_ungraded_test_fails_and_each_skip_names_what_to_write(exercise_tree):
     modules = (exercise_tree / "tests").glob("test_*.py")
-    ungraded = sorted(p.relative_to(exercise_tree).as_posix() for p in modules
-                      if not re.search(r"^STAGE = ", p.read_text(), re.MULTILINE))
+    ungraded = sorted(
+        p.relative_to(exercise_tree).as_posix()
+        for p in modules
+        if not re.search(r"^STAGE = ", p.read_text(), re.MULTILINE)
+    )
     assert "tests/test_train.py" in ungraded and "tests/test_mlp.py" not in ungraded
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *ungraded],
-                         cwd=exercise_tree, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *ungraded],
+        cwd=exercise_tree,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout[-3000:]
-    needs = re.findall(r"^SKIPPED \[\d+\] [\w/.]+:\d+: needs ([\w/.]+::[\w.]+) \(stage ([^)]+)\): "
-                       r"write it, then run again$", run.stdout, re.MULTILINE)
-    assert ("mlp.py", "MLP") in {(where.split("::")[0], stage) for where, stage in needs}, run.stdout[-3000:]
+    needs = re.findall(
+        r"^SKIPPED \[\d+\] [\w/.]+:\d+: needs ([\w/.]+::[\w.]+) \(stage ([^)]+)\): "
+        r"write it, then run again$",
+        run.stdout,
+        re.MULTILINE,
+    )
+    assert ("mlp.py", "MLP") in {(where.split("::")[0], stage) for where, stage in needs}, (
+        run.stdout[-3000:]
+    )

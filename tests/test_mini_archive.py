@@ -13,7 +13,9 @@ MINI_TEST_COUNTS = [57, 41, 51, 49, 40, 48, 54, 47, 57, 56]
 
 
 def test_mini_archive_counts_and_first_labels(mini_archive, tmp_path):
-    folder = ci.maybe_download_and_extract(tmp_path, mini_archive.resolve().as_uri())  # a file:// URL
+    folder = ci.maybe_download_and_extract(
+        tmp_path, mini_archive.resolve().as_uri()
+    )  # a file:// URL
     train_images, train_labels = ci.load_split(folder, "train")
     test_images, test_labels = ci.load_split(folder, "test")
     assert len(train_labels) == 5085 and len(test_labels) == 500

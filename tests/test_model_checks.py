@@ -32,7 +32,10 @@ def test_fused_batch_norm_matches_keras_batch_normalization():
     fused = FusedBatchNorm(momentum=0.9, epsilon=1e-3)
     reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
     np.testing.assert_allclose(fused(x, training=True), reference(x, training=True), atol=1e-4)
-    for layer in (fused, reference):  # same moving statistics, up to Bessel's correction of the variance
+    for layer in (
+        fused,
+        reference,
+    ):  # same moving statistics, up to Bessel's correction of the variance
         layer.moving_variance.assign(tf.ones(5) * 2.0)
         layer.moving_mean.assign(tf.ones(5) * 3.0)
     np.testing.assert_allclose(fused(x, training=False), reference(x, training=False), atol=1e-5)

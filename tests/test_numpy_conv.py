@@ -16,11 +16,28 @@ import numpy_conv as nc
 from numpy_mlp import numerical_gradient, relative_error
 
 STAGE = "NumPy conv"
-CONVOLUTIONS = [(nc.conv2d_forward_naive, nc.conv2d_backward_naive), (nc.conv2d_forward, nc.conv2d_backward)]
-VECTORISED = ("conv2d_forward", "conv2d_backward", "max_pool_forward", "max_pool_backward",
-              "avg_pool_forward", "avg_pool_backward", "_windows")
-NAIVE = ("conv2d_forward_naive", "conv2d_backward_naive", "max_pool_forward_naive", "max_pool_backward_naive",
-         "avg_pool_forward_naive", "avg_pool_backward_naive", "_pool_forward_naive")
+CONVOLUTIONS = [
+    (nc.conv2d_forward_naive, nc.conv2d_backward_naive),
+    (nc.conv2d_forward, nc.conv2d_backward),
+]
+VECTORISED = (
+    "conv2d_forward",
+    "conv2d_backward",
+    "max_pool_forward",
+    "max_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "_windows",
+)
+NAIVE = (
+    "conv2d_forward_naive",
+    "conv2d_backward_naive",
+    "max_pool_forward_naive",
+    "max_pool_backward_naive",
+    "avg_pool_forward_naive",
+    "avg_pool_backward_naive",
+    "_pool_forward_naive",
+)
 
 
 def alone(function):
@@ -32,15 +49,21 @@ def alone(function):
     def forbidden(name):
         def call(*args, **kwargs):
             if naive:
-                raise AssertionError(f"{function.__name__} calls numpy_conv.{name}: write the naive version "
-                                     f"with loops over output positions, not with the vectorised code")
-            raise AssertionError(f"{function.__name__} calls numpy_conv.{name}: the vectorised version must "
-                                 f"not call the naive one")
+                raise AssertionError(
+                    f"{function.__name__} calls numpy_conv.{name}: write the naive version "
+                    f"with loops over output positions, not with the vectorised code"
+                )
+            raise AssertionError(
+                f"{function.__name__} calls numpy_conv.{name}: the vectorised version must "
+                f"not call the naive one"
+            )
+
         return call
 
     def run(*args, **kwargs):
         with mock.patch.multiple(nc, **{name: forbidden(name) for name in others}):
             return function(*args, **kwargs)
+
     run.__name__ = function.__name__
     return run
 
@@ -48,7 +71,11 @@ def alone(function):
 @pytest.fixture
 def conv_inputs():
     rng = np.random.default_rng(0)
-    return rng.standard_normal((2, 7, 6, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
+    return (
+        rng.standard_normal((2, 7, 6, 3)),
+        rng.standard_normal((3, 3, 3, 4)),
+        rng.standard_normal(4),
+    )
 
 
 @pytest.mark.points(1)
@@ -59,18 +86,32 @@ def test_conv2d_matches_tensorflow(conv_inputs, stride, pad):
     xt, wt = tf.Variable(x), tf.Variable(w)
     with tf.GradientTape() as tape:
         expected = tf.nn.conv2d(xt, wt, stride, padding) + b
-        d_out = np.arange(expected.numpy().size).reshape(expected.shape) % 7 - 3.0  # a known gradient
+        d_out = (
+            np.arange(expected.numpy().size).reshape(expected.shape) % 7 - 3.0
+        )  # a known gradient
         weighted = tf.reduce_sum(expected * tf.constant(d_out))
     dx_tf, dw_tf = tape.gradient(weighted, [xt, wt])
     for forward, backward in CONVOLUTIONS:
         where = f"stride {stride}, pad {pad}"
-        np.testing.assert_allclose(alone(forward)(x, w, b, stride, pad), expected.numpy(), atol=1e-10,
-                                   err_msg=f"{forward.__name__} vs tf.nn.conv2d, {where}")
+        np.testing.assert_allclose(
+            alone(forward)(x, w, b, stride, pad),
+            expected.numpy(),
+            atol=1e-10,
+            err_msg=f"{forward.__name__} vs tf.nn.conv2d, {where}",
+        )
         dx, dw, db = alone(backward)(d_out, x, w, stride, pad)
-        np.testing.assert_allclose(dx, dx_tf.numpy(), atol=1e-10, err_msg=f"{backward.__name__} dx, {where}")
-        np.testing.assert_allclose(dw, dw_tf.numpy(), atol=1e-10, err_msg=f"{backward.__name__} dw, {where}")
-        np.testing.assert_allclose(db, d_out.sum(axis=(0, 1, 2)), atol=1e-10,
-                                   err_msg=f"{backward.__name__} db (the sum of d_out), {where}")
+        np.testing.assert_allclose(
+            dx, dx_tf.numpy(), atol=1e-10, err_msg=f"{backward.__name__} dx, {where}"
+        )
+        np.testing.assert_allclose(
+            dw, dw_tf.numpy(), atol=1e-10, err_msg=f"{backward.__name__} dw, {where}"
+        )
+        np.testing.assert_allclose(
+            db,
+            d_out.sum(axis=(0, 1, 2)),
+            atol=1e-10,
+            err_msg=f"{backward.__name__} db (the sum of d_out), {where}",
+        )
 
 
 @pytest.mark.points(2)
@@ -83,6 +124,7 @@ def test_conv2d_backward_matches_numerical_gradients(conv_inputs):
 
         def objective(forward=forward, d_out=d_out):
             return float(np.sum(forward(x, w, b, 2, 1) * d_out))
+
         for name, analytic, param in (("dx", dx, x), ("dw", dw, w), ("db", db, b)):
             error = relative_error(analytic, numerical_gradient(objective, param))
             assert error < 1e-8, f"{backward.__name__} {name}: relative error {error:.2e}"
@@ -105,10 +147,22 @@ def test_pooling_matches_tensorflow(kind, size, stride):
     backwards = (getattr(nc, f"{kind}_pool_backward_naive"), getattr(nc, f"{kind}_pool_backward"))
     for forward, backward in zip(map(alone, forwards), map(alone, backwards)):
         where = f"{size}x{size} windows, stride {stride}"
-        np.testing.assert_allclose(forward(x, size, stride), expected.numpy(), atol=1e-12,
-                                   err_msg=f"{forward.__name__} vs tf.nn.{kind}_pool2d, {where}")
+        np.testing.assert_allclose(
+            forward(x, size, stride),
+            expected.numpy(),
+            atol=1e-12,
+            err_msg=f"{forward.__name__} vs tf.nn.{kind}_pool2d, {where}",
+        )
         dx = backward(d_out, x, size, stride)
-        np.testing.assert_allclose(dx, dx_tf, atol=1e-12, err_msg=f"{backward.__name__} dx, {where}")
-        error = nc.input_gradient_error(lambda x, f=forward: f(x, size, stride),
-                                        lambda d, x, g=backward: g(d, x, size, stride), x, rng)
-        assert error < 1e-8, f"{backward.__name__}: relative error {error:.2e} against central differences"
+        np.testing.assert_allclose(
+            dx, dx_tf, atol=1e-12, err_msg=f"{backward.__name__} dx, {where}"
+        )
+        error = nc.input_gradient_error(
+            lambda x, f=forward: f(x, size, stride),
+            lambda d, x, g=backward: g(d, x, size, stride),
+            x,
+            rng,
+        )
+        assert error < 1e-8, (
+            f"{backward.__name__}: relative error {error:.2e} against central differences"
+        )

@@ -26,12 +26,16 @@ class _Unavailable:
         self.name = name
 
     def __getattr__(self, attribute):
-        raise AssertionError(f"NumpyMLP.loss uses {self.name}.{attribute}: compute the loss and the "
-                             f"gradients with NumPy only (backpropagation by hand, not autodiff)")
+        raise AssertionError(
+            f"NumpyMLP.loss uses {self.name}.{attribute}: compute the loss and the "
+            f"gradients with NumPy only (backpropagation by hand, not autodiff)"
+        )
 
     def __call__(self, *args, **kwargs):
-        raise AssertionError(f"NumpyMLP.loss calls {self.name}: compute the loss and the gradients with "
-                             f"NumPy only (backpropagation by hand, not autodiff)")
+        raise AssertionError(
+            f"NumpyMLP.loss calls {self.name}: compute the loss and the gradients with "
+            f"NumPy only (backpropagation by hand, not autodiff)"
+        )
 
 
 def _framework(value) -> str | None:
@@ -46,7 +50,9 @@ def _without_frameworks():
     """Importing TensorFlow, Keras, PyTorch or JAX fails, and numpy_mlp's names for them raise."""
     saved = {name: sys.modules[name] for name in FRAMEWORKS if name in sys.modules}
     stand_ins = {name: _Unavailable(name) for name, value in vars(nm).items() if _framework(value)}
-    sys.modules.update({name: None for name in FRAMEWORKS})  # None: `import tensorflow` raises ImportError
+    sys.modules.update(
+        {name: None for name in FRAMEWORKS}
+    )  # None: `import tensorflow` raises ImportError
     try:
         with mock.patch.multiple(nm, **stand_ins) if stand_ins else contextlib.nullcontext():
             yield
@@ -62,16 +68,24 @@ def numpy_loss(net, X, y=None, reg: float = 0.0):
         with _without_frameworks():
             result = net.loss(X, y, reg=reg)
     except ImportError as error:
-        raise AssertionError(f"NumpyMLP.loss imports {error.name}: compute the loss and the gradients with "
-                             f"NumPy only (backpropagation by hand, not autodiff)") from None
+        raise AssertionError(
+            f"NumpyMLP.loss imports {error.name}: compute the loss and the gradients with "
+            f"NumPy only (backpropagation by hand, not autodiff)"
+        ) from None
     if y is None:
-        assert isinstance(result, np.ndarray), f"scores of type {type(result).__name__}, not a NumPy array"
+        assert isinstance(result, np.ndarray), (
+            f"scores of type {type(result).__name__}, not a NumPy array"
+        )
         return result
     loss, grads = result
-    assert isinstance(loss, (float, np.floating)), f"a loss of type {type(loss).__name__}, expected a float"
+    assert isinstance(loss, (float, np.floating)), (
+        f"a loss of type {type(loss).__name__}, expected a float"
+    )
     for key, grad in grads.items():
-        assert isinstance(grad, np.ndarray), (f"the gradient of {key} is a {type(grad).__name__}, expected a "
-                                              f"NumPy array: backpropagate with NumPy")
+        assert isinstance(grad, np.ndarray), (
+            f"the gradient of {key} is a {type(grad).__name__}, expected a "
+            f"NumPy array: backpropagate with NumPy"
+        )
     return loss, grads
 
 
@@ -86,7 +100,9 @@ def tf_loss_and_grads(params: dict, X, y, reg: float):
             if layer < num_layers:
                 h = tf.nn.relu(h)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, h))
-        loss += reg * tf.add_n([tf.reduce_sum(variables[f"W{n}"] ** 2) for n in range(1, num_layers + 1)])
+        loss += reg * tf.add_n(
+            [tf.reduce_sum(variables[f"W{n}"] ** 2) for n in range(1, num_layers + 1)]
+        )
     grads = tape.gradient(loss, variables)
     return h.numpy(), float(loss), {k: g.numpy() for k, g in grads.items()}
 
@@ -97,24 +113,36 @@ def test_handout_toy_loss():
     loss, _ = numpy_loss(net, X, y, reg=0.05)
     assert abs(loss - 1.30378789133) < 1e-10, f"loss {loss!r}, the handout says 1.30378789133"
     scores, tf_loss, _ = tf_loss_and_grads(net.params, X, y, reg=0.05)
-    np.testing.assert_allclose(numpy_loss(net, X), scores, rtol=1e-12, atol=1e-12,
-                               err_msg="the scores (net.loss(X), without labels) of the toy network")
+    np.testing.assert_allclose(
+        numpy_loss(net, X),
+        scores,
+        rtol=1e-12,
+        atol=1e-12,
+        err_msg="the scores (net.loss(X), without labels) of the toy network",
+    )
     assert abs(loss - tf_loss) < 1e-12, f"loss {loss!r}, TensorFlow's {tf_loss!r}"
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("sizes", [[4, 10, 3], [4, 10, 8, 3], [4, 6, 7, 5, 3]],
-                         ids=["1 hidden", "2 hidden", "3 hidden"])
+@pytest.mark.parametrize(
+    "sizes", [[4, 10, 3], [4, 10, 8, 3], [4, 6, 7, 5, 3]], ids=["1 hidden", "2 hidden", "3 hidden"]
+)
 @pytest.mark.parametrize("reg", [0.0, 0.05])
 def test_gradients_match_numerical_ones(sizes, reg):
     _, X, y = nm.handout_toy()
-    net = nm.NumpyMLP(sizes, weight_scale=None, seed=3)  # He scaling: gradients do not vanish with depth
-    assert nm.min_abs_preactivation(net, X) > 1e-4, "central differences need pre-activations away from 0"
+    net = nm.NumpyMLP(
+        sizes, weight_scale=None, seed=3
+    )  # He scaling: gradients do not vanish with depth
+    assert nm.min_abs_preactivation(net, X) > 1e-4, (
+        "central differences need pre-activations away from 0"
+    )
     _, grads = numpy_loss(net, X, y, reg=reg)
     for key, param in net.params.items():
         numeric = nm.numerical_gradient(lambda: net.loss(X, y, reg=reg)[0], param)
         error = nm.relative_error(grads[key], numeric)
-        assert error < 1e-8, f"{key}: relative error {error:.2e} between backprop and central differences"
+        assert error < 1e-8, (
+            f"{key}: relative error {error:.2e} between backprop and central differences"
+        )
 
 
 @pytest.mark.points(1)
@@ -125,28 +153,39 @@ def test_same_loss_and_gradients_as_tensorflow(sizes):
     loss, grads = numpy_loss(net, X, y, reg=0.1)
     _, tf_loss, tf_grads = tf_loss_and_grads(net.params, X, y, reg=0.1)
     assert abs(loss - tf_loss) < 1e-10, f"loss {loss!r}, TensorFlow's {tf_loss!r}"
-    assert sorted(grads) == sorted(tf_grads), f"gradients for {sorted(grads)}, expected {sorted(tf_grads)}"
+    assert sorted(grads) == sorted(tf_grads), (
+        f"gradients for {sorted(grads)}, expected {sorted(tf_grads)}"
+    )
     for key in grads:
-        np.testing.assert_allclose(grads[key], tf_grads[key], atol=1e-10,
-                                   err_msg=f"the gradient of {key} vs TensorFlow's")
+        np.testing.assert_allclose(
+            grads[key], tf_grads[key], atol=1e-10, err_msg=f"the gradient of {key} vs TensorFlow's"
+        )
 
 
 @pytest.mark.points(1)
 def test_relative_error_can_fail():
-    assert nm.relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.001])) > 1e-4, \
+    assert nm.relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.001])) > 1e-4, (
         "relative_error([1, 2], [1, 2.001]) must exceed 1e-4"
+    )
     net, X, y = nm.handout_toy()
     _, grads = net.loss(X, y, reg=0.05)
     wrong = net.params["W2"].copy()  # forget the regulariser's gradient: the check must notice
     numeric = nm.numerical_gradient(lambda: net.loss(X, y, reg=0.05)[0], net.params["W2"])
-    assert nm.relative_error(grads["W2"] - 2 * 0.05 * wrong, numeric) > 1e-3, \
+    assert nm.relative_error(grads["W2"] - 2 * 0.05 * wrong, numeric) > 1e-3, (
         "a W2 gradient without the regulariser's term must fail the gradient check"
+    )
 
 
 @pytest.mark.points(2)
 def test_sgd_fits_the_toy_problem():
     net, X, y = nm.handout_toy()
     history = net.train(X, y, X, y, learning_rate=1e-1, reg=5e-6, num_iters=100, batch_size=200)
-    assert history["loss_history"][-1] <= 0.02, f"final training loss {history['loss_history'][-1]:.4f}"
-    assert history["loss_history"][0] > 1.0, f"first loss {history['loss_history'][0]:.4f}, expected above 1"
-    assert history["val_acc_history"][-1] == 1.0, f"final accuracy {history['val_acc_history'][-1]:.0%}"
+    assert history["loss_history"][-1] <= 0.02, (
+        f"final training loss {history['loss_history'][-1]:.4f}"
+    )
+    assert history["loss_history"][0] > 1.0, (
+        f"first loss {history['loss_history'][0]:.4f}, expected above 1"
+    )
+    assert history["val_acc_history"][-1] == 1.0, (
+        f"final accuracy {history['val_acc_history'][-1]:.0%}"
+    )

@@ -20,20 +20,36 @@ def no_work():
 
 def one_line(capsys, code: int, expected_code: int, text: str) -> None:
     err = capsys.readouterr().err
-    assert code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert (
+        code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err
+    ), err
 
 
 # ----------------------------------------------------------------------------- 14: numpy_mlp.py --iterations
 @pytest.mark.parametrize("value", ["-5", "0", "1.5"])
-def test_numpy_mlp_refuses_iterations_that_are_not_a_positive_whole_number(value, capsys, monkeypatch):
+def test_numpy_mlp_refuses_iterations_that_are_not_a_positive_whole_number(
+    value, capsys, monkeypatch
+):
     monkeypatch.setattr(numpy_mlp, "check_on_the_toy_problem", no_work)
-    one_line(capsys, numpy_mlp.main(["--iterations", value]), 2,
-             f"argument --iterations: must be a positive whole number, not {value}")
+    one_line(
+        capsys,
+        numpy_mlp.main(["--iterations", value]),
+        2,
+        f"argument --iterations: must be a positive whole number, not {value}",
+    )
 
 
 def test_numpy_mlp_trains_exactly_the_iterations_asked(sample_dir, tmp_path, capsys):
-    code = numpy_mlp.main(["--data-dir", str(sample_dir.parent), "--iterations", "3",
-                           "--plot", str(tmp_path / "curves.png")])
+    code = numpy_mlp.main(
+        [
+            "--data-dir",
+            str(sample_dir.parent),
+            "--iterations",
+            "3",
+            "--plot",
+            str(tmp_path / "curves.png"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and (tmp_path / "curves.png").stat().st_size > 0
     assert out.count("num_iters 3,") == 2 and out.count("iteration     3/3:") == 2, out
@@ -41,21 +57,32 @@ def test_numpy_mlp_trains_exactly_the_iterations_asked(sample_dir, tmp_path, cap
 
 # ----------------------------------------------------------------------------- 12: numpy_mlp.py --plot
 @pytest.mark.parametrize("name", ["x.txt", "curves"])
-def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(name, capsys, monkeypatch):
+def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(
+    name, capsys, monkeypatch
+):
     monkeypatch.setattr(numpy_mlp, "check_on_the_toy_problem", no_work)
-    one_line(capsys, numpy_mlp.main(["--plot", name]), 2,
-             f"argument --plot: {name} is not a picture file name: end it in .png")
+    one_line(
+        capsys,
+        numpy_mlp.main(["--plot", name]),
+        2,
+        f"argument --plot: {name} is not a picture file name: end it in .png",
+    )
 
 
 # ----------------------------------------------------------------------------- 15: numpy_conv.py wrapped
 def test_numpy_conv_names_an_unwritten_stub_in_one_line_with_exit_code_2(capsys, monkeypatch):
     def stub(*args, **kwargs):  # what the exercise version holds until it is written
-        raise NotImplementedError("numpy_conv.py::conv2d_forward_naive: for each output position: its window")
+        raise NotImplementedError(
+            "numpy_conv.py::conv2d_forward_naive: for each output position: its window"
+        )
+
     monkeypatch.setattr(numpy_conv, "conv2d_forward_naive", stub)
     code = numpy_conv.main([])
-    assert capsys.readouterr().err == ("NOT IMPLEMENTED: numpy_conv.py::conv2d_forward_naive: for each "
-                                       "output position: its window; write it (see the TODO there), then run "
-                                       "again\n")
+    assert capsys.readouterr().err == (
+        "NOT IMPLEMENTED: numpy_conv.py::conv2d_forward_naive: for each "
+        "output position: its window; write it (see the TODO there), then run "
+        "again\n"
+    )
     assert code == 2
 
 
@@ -67,24 +94,37 @@ def test_numpy_conv_checks_every_backward_pass(capsys):
     assert numpy_conv.main([]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert [line.split()[0] for line in lines] == [
-        "conv2d_backward_naive", "conv2d_backward", "max_pool_backward_naive", "avg_pool_backward_naive",
-        "max_pool_backward", "avg_pool_backward"]
+        "conv2d_backward_naive",
+        "conv2d_backward",
+        "max_pool_backward_naive",
+        "avg_pool_backward_naive",
+        "max_pool_backward",
+        "avg_pool_backward",
+    ]
     assert all(float(line.split()[1]) < 1e-8 for line in lines)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_numpy_conv_in_one_line(tmp_path):
     # python numpy_conv.py, with a numerical gradient that never ends: the signal arrives while NumPy works.
-    script = ("import runpy, numpy_mlp\n"
-              "def forever(f, x):\n"
-              "    print('ready', flush=True)\n"
-              "    while True:\n"
-              "        f()\n"
-              "numpy_mlp.numerical_gradient = forever\n"
-              "runpy.run_path('numpy_conv.py', run_name='__main__')\n")
+    script = (
+        "import runpy, numpy_mlp\n"
+        "def forever(f, x):\n"
+        "    print('ready', flush=True)\n"
+        "    while True:\n"
+        "        f()\n"
+        "numpy_mlp.numerical_gradient = forever\n"
+        "runpy.run_path('numpy_conv.py', run_name='__main__')\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    job = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=env)
+    job = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert job.stdout.readline().startswith("backward pass") and job.stdout.readline() == "ready\n"
     job.send_signal(signal.SIGINT)
     _, err = job.communicate(timeout=60)

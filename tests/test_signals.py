@@ -13,8 +13,17 @@ from helpers import assert_same_outcome, check_run_folder, run_outcome, run_trai
 from plumbing import signals
 from plumbing.errors import Stopped
 
-TINY = ["--preset", "linear", "--num-train-examples", "100", "--val-size", "50", "--batch-size", "50",
-        "--deterministic"]
+TINY = [
+    "--preset",
+    "linear",
+    "--num-train-examples",
+    "100",
+    "--val-size",
+    "50",
+    "--batch-size",
+    "50",
+    "--deterministic",
+]
 
 
 class SignalledWhileDeleted:
@@ -64,6 +73,7 @@ def test_other_exceptions_in_del_methods_are_reported_as_usual():
     class Broken:
         def __del__(self):
             raise ValueError("broken")
+
     seen = []
     previous, signals.sys.unraisablehook = signals.sys.unraisablehook, seen.append
     try:
@@ -74,7 +84,9 @@ def test_other_exceptions_in_del_methods_are_reported_as_usual():
     assert [type(u.exc_value) for u in seen] == [ValueError]
 
 
-def test_ctrl_c_during_the_last_validation_stops_and_resumes(sample_dir, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_the_last_validation_stops_and_resumes(
+    sample_dir, tmp_path, monkeypatch, capsys
+):
     _, reference = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "2", name="whole")
     capsys.readouterr()
     calls, evaluate = [], train.evaluate
@@ -84,18 +96,25 @@ def test_ctrl_c_during_the_last_validation_stops_and_resumes(sample_dir, tmp_pat
         if len(calls) == 2:  # the last (second) epoch's validation
             os.kill(os.getpid(), signal.SIGINT)
         return evaluate(predict, dataset)
+
     monkeypatch.setattr(train, "evaluate", interrupted)
     code, run_dir = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "2", name="cut")
     out, err = capsys.readouterr()
     assert code == 128 + signal.SIGINT, err
     assert "SIGINT: finishing this step and saving a checkpoint" in err
-    assert f"SIGINT: saved a checkpoint after epoch 2. Resume with:\n  python train.py --resume {run_dir}\n" \
+    assert (
+        f"SIGINT: saved a checkpoint after epoch 2. Resume with:\n  python train.py --resume {run_dir}\n"
         in out
-    assert not (run_dir / "metrics.json").exists() and "test accuracy" not in out, "no test after the stop"
+    )
+    assert not (run_dir / "metrics.json").exists() and "test accuracy" not in out, (
+        "no test after the stop"
+    )
     monkeypatch.undo()
     assert train.main(["--resume", str(run_dir)]) == 0
     check_run_folder(run_dir, epochs=2)
-    assert_same_outcome(run_outcome(run_dir), run_outcome(reference), "stopped in the last validation")
+    assert_same_outcome(
+        run_outcome(run_dir), run_outcome(reference), "stopped in the last validation"
+    )
 
 
 def test_a_second_ctrl_c_while_the_stop_line_is_written_is_ignored(monkeypatch, capsys):
@@ -109,7 +128,11 @@ def test_a_second_ctrl_c_while_the_stop_line_is_written_is_ignored(monkeypatch, 
         raise Stopped(signal.SIGINT)
 
     collect = gc.collect
-    monkeypatch.setattr(errors.gc, "collect", lambda: (os.kill(os.getpid(), signal.SIGINT), collect()))
+    monkeypatch.setattr(
+        errors.gc, "collect", lambda: (os.kill(os.getpid(), signal.SIGINT), collect())
+    )
     assert errors.report(stopped, []) == 130
     assert capsys.readouterr().err.strip() == "SIGINT: stopped"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is given back"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, (
+        "the handler is given back"
+    )

@@ -14,10 +14,15 @@ STAGE = "strided & dropout"
 
 @pytest.mark.points(1)
 def test_conv_stride_halves_only_at_the_end_of_a_strided_stage():
-    for convs, downsample, expected in ((3, "stride", [1, 1, 2]), (1, "stride", [2]), (2, "pool", [1, 1])):
+    for convs, downsample, expected in (
+        (3, "stride", [1, 1, 2]),
+        (1, "stride", [2]),
+        (2, "pool", [1, 1]),
+    ):
         strides = [conv_stride(i, convs, downsample) for i in range(1, convs + 1)]
-        assert strides == expected, \
+        assert strides == expected, (
             f"{convs} convs per stage, downsample={downsample!r}: strides {strides}, expected {expected}"
+        )
 
 
 @pytest.mark.points(2)
@@ -26,14 +31,23 @@ def test_strided_feature_map_sizes_follow_the_formula(size):
     model = build_cnn((size, size, 3), 10, widths=(4, 4, 4), convs_per_stage=2, downsample="stride")
     expected = size
     for stage in (1, 2, 3):
-        expected = (expected + 2 * 1 - 3) // 2 + 1  # out = floor((in + 2p - k) / s) + 1; k = 3, s = 2, p = 1
+        expected = (
+            expected + 2 * 1 - 3
+        ) // 2 + 1  # out = floor((in + 2p - k) / s) + 1; k = 3, s = 2, p = 1
         layer = model.get_layer(f"stage{stage}_conv2")
-        assert layer.strides == (2, 2), f"stage{stage}_conv2 (the stage's last) has strides {layer.strides}"
-        assert layer.output.shape[1:3] == (expected, expected), \
+        assert layer.strides == (2, 2), (
+            f"stage{stage}_conv2 (the stage's last) has strides {layer.strides}"
+        )
+        assert layer.output.shape[1:3] == (expected, expected), (
             f"stage {stage}: {tuple(layer.output.shape[1:3])}, the formula gives {expected}x{expected}"
+        )
         first = model.get_layer(f"stage{stage}_conv1").strides
-        assert first == (1, 1), f"stage{stage}_conv1 has strides {first}; only the stage's last conv has 2"
-    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)], "no pooling"
+        assert first == (1, 1), (
+            f"stage{stage}_conv1 has strides {first}; only the stage's last conv has 2"
+        )
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)], (
+        "no pooling"
+    )
 
 
 @pytest.mark.points(1)
@@ -49,19 +63,32 @@ def test_strided_parameter_count_equals_the_pooled_one():
 @pytest.mark.points(2)
 def test_dropout_after_each_stage_and_the_dense_layer_only_when_asked():
     def dropout_rates(model):
-        return {layer.name: layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+        return {
+            layer.name: layer.rate
+            for layer in model.layers
+            if isinstance(layer, keras.layers.Dropout)
+        }
 
     model = build_cnn((16, 16, 3), 10, widths=(4, 8), dropout=0.25, dense_units=6)
     expected = {"stage1_dropout": 0.25, "stage2_dropout": 0.25, "dense_dropout": 0.25}
-    assert dropout_rates(model) == expected, f"dropout layers {dropout_rates(model)}, expected {expected}"
+    assert dropout_rates(model) == expected, (
+        f"dropout layers {dropout_rates(model)}, expected {expected}"
+    )
     names = [layer.name for layer in model.layers]
-    assert names.index("stage1_dropout") == names.index("stage1_pool") + 1, f"after the stage's pool: {names}"
-    assert names.index("dense_dropout") == names.index("dense") + 1, f"after the dense layer: {names}"
+    assert names.index("stage1_dropout") == names.index("stage1_pool") + 1, (
+        f"after the stage's pool: {names}"
+    )
+    assert names.index("dense_dropout") == names.index("dense") + 1, (
+        f"after the dense layer: {names}"
+    )
     default = dropout_rates(build_cnn((16, 16, 3), 10, widths=(4, 8), dense_units=6))
     assert default == {}, f"no dropout by default, but {default}"
     x = np.ones((2, 16, 16, 3), np.float32)
-    np.testing.assert_array_equal(model(x, training=False), model(x, training=False),
-                                  err_msg="dropout is off at inference: the same input, the same output")
+    np.testing.assert_array_equal(
+        model(x, training=False),
+        model(x, training=False),
+        err_msg="dropout is off at inference: the same input, the same output",
+    )
 
 
 @pytest.mark.points(1)
@@ -76,4 +103,6 @@ def test_shapes_and_initial_loss(preset, real_images):
 # alike; the test allows 10.
 @pytest.mark.points(2)
 def test_overfits_32_real_images(real_images):
-    check_overfits(preset_builder("cnn-strided"), real_images, learning_rate=3e-3, steps=10, num_images=32)
+    check_overfits(
+        preset_builder("cnn-strided"), real_images, learning_rate=3e-3, steps=10, num_images=32
+    )

@@ -17,7 +17,14 @@ from helpers import check_run_folder, run_train
 from plumbing import options
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL = ["--num-train-examples", "128", "--val-size", "64", "--batch-size", "64"]  # 2 steps per epoch
+SMALL = [
+    "--num-train-examples",
+    "128",
+    "--val-size",
+    "64",
+    "--batch-size",
+    "64",
+]  # 2 steps per epoch
 
 
 # ----------------------------------------------------------------------------- the training step
@@ -31,28 +38,46 @@ def test_one_training_step_is_one_sgd_step_on_loss_plus_penalty():
     loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
     before = [w.numpy() for w in model.trainable_weights]
     logits = model(images).numpy()
-    expected_loss = np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    with tf.GradientTape() as tape:  # the step must descend on the smoothed loss plus the L2 penalty
+    expected_loss = np.mean(
+        keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    )
+    with (
+        tf.GradientTape() as tape
+    ):  # the step must descend on the smoothed loss plus the L2 penalty
         total = loss_fn(tf.one_hot(labels, 3), model(images)) + tf.add_n(model.losses)
     grads = [g.numpy() for g in tape.gradient(total, model.trainable_weights)]
 
     step = train.make_train_step(model, keras.optimizers.SGD(0.5), loss_fn)
     loss, correct = step(images, labels)
-    assert float(loss) == pytest.approx(expected_loss, rel=1e-5), "the plain cross-entropy, as validation's"
-    assert int(correct) == int(np.sum(np.argmax(logits, 1) == labels.numpy())), "count correct predictions"
+    assert float(loss) == pytest.approx(expected_loss, rel=1e-5), (
+        "the plain cross-entropy, as validation's"
+    )
+    assert int(correct) == int(np.sum(np.argmax(logits, 1) == labels.numpy())), (
+        "count correct predictions"
+    )
     for weight, old, grad in zip(model.trainable_weights, before, grads):
-        np.testing.assert_allclose(weight.numpy(), old - 0.5 * grad, rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{weight.name}: one SGD step is w - lr * d(loss + penalty)/dw")
+        np.testing.assert_allclose(
+            weight.numpy(),
+            old - 0.5 * grad,
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"{weight.name}: one SGD step is w - lr * d(loss + penalty)/dw",
+        )
 
 
-@pytest.mark.parametrize("kind,checks", [
-    ("constant", {0: 1.0, 50: 1.0, 99: 1.0}),
-    ("step", {0: 1.0, 49: 1.0, 50: 0.1, 75: 0.01}),
-    ("cosine", {0: 1.0, 50: 0.5, 100: 0.0}),
-    ("onecycle", {0: 0.001, 25: 1.0, 62.5: 0.5, 100: 0.001}),
-])
+@pytest.mark.parametrize(
+    "kind,checks",
+    [
+        ("constant", {0: 1.0, 50: 1.0, 99: 1.0}),
+        ("step", {0: 1.0, 49: 1.0, 50: 0.1, 75: 0.01}),
+        ("cosine", {0: 1.0, 50: 0.5, 100: 0.0}),
+        ("onecycle", {0: 0.001, 25: 1.0, 62.5: 0.5, 100: 0.001}),
+    ],
+)
 def test_learning_rate_schedules(kind, checks):
-    schedule = train.learning_rate_schedule({"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0}, 10, 100)
+    schedule = train.learning_rate_schedule(
+        {"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0}, 10, 100
+    )
     for step, expected in checks.items():
         assert float(schedule(step)) == pytest.approx(expected, abs=1e-6), f"{kind} at step {step}"
 
@@ -61,19 +86,24 @@ def test_warmup_rises_linearly_to_the_peak():
     config = {"lr": 0.5, "lr_schedule": "constant", "warmup_epochs": 1}
     schedule = train.learning_rate_schedule(config, 10, 100)
     assert [round(float(schedule(s)), 6) for s in (0, 4, 9, 10)] == [0.05, 0.25, 0.5, 0.5]
-    cosine = train.learning_rate_schedule({"lr": 0.5, "lr_schedule": "cosine", "warmup_epochs": 1}, 10, 110)
+    cosine = train.learning_rate_schedule(
+        {"lr": 0.5, "lr_schedule": "cosine", "warmup_epochs": 1}, 10, 110
+    )
     assert [round(float(cosine(s)), 6) for s in (0, 9, 10, 60, 110)] == [0.05, 0.5, 0.5, 0.25, 0.0]
 
 
-@pytest.mark.parametrize("name,cls,attrs", [
-    ("sgd", keras.optimizers.SGD, {"momentum": 0.0}),
-    ("momentum", keras.optimizers.SGD, {"momentum": 0.8, "nesterov": True}),
-    ("adam", keras.optimizers.Adam, {"beta_1": 0.91, "epsilon": 1e-4}),
-    ("adamw", keras.optimizers.AdamW, {"weight_decay": 5e-4}),
-    ("rmsprop", keras.optimizers.RMSprop, {"momentum": 0.8}),
-    ("adagrad", keras.optimizers.Adagrad, {"epsilon": 1e-4}),
-    ("adadelta", keras.optimizers.Adadelta, {"epsilon": 1e-4}),
-])
+@pytest.mark.parametrize(
+    "name,cls,attrs",
+    [
+        ("sgd", keras.optimizers.SGD, {"momentum": 0.0}),
+        ("momentum", keras.optimizers.SGD, {"momentum": 0.8, "nesterov": True}),
+        ("adam", keras.optimizers.Adam, {"beta_1": 0.91, "epsilon": 1e-4}),
+        ("adamw", keras.optimizers.AdamW, {"weight_decay": 5e-4}),
+        ("rmsprop", keras.optimizers.RMSprop, {"momentum": 0.8}),
+        ("adagrad", keras.optimizers.Adagrad, {"epsilon": 1e-4}),
+        ("adadelta", keras.optimizers.Adadelta, {"epsilon": 1e-4}),
+    ],
+)
 def test_optimizers_get_their_hyper_parameters(name, cls, attrs):
     config = {**train.DEFAULTS, "optimizer": name, "momentum": 0.8, "beta1": 0.91, "epsilon": 1e-4}
     optimizer = train.make_optimizer(config, 0.01)
@@ -87,8 +117,12 @@ def test_adamw_moves_weight_decay_from_the_loss_to_the_optimizer():
         config = options.resolve({"optimizer": optimizer, "weight_decay": 1e-3}, train.DEFAULTS)
         model = train.build_model(config, (32, 32, 3))
         model(tf.zeros((1, 32, 32, 3)))
-        assert bool(model.losses) is has_l2, f"{optimizer}: L2 terms in the loss: {bool(model.losses)}"
-    config = options.resolve({"model": "mlp", "optimizer": "adamw", "hidden_units": (4,)}, train.DEFAULTS)
+        assert bool(model.losses) is has_l2, (
+            f"{optimizer}: L2 terms in the loss: {bool(model.losses)}"
+        )
+    config = options.resolve(
+        {"model": "mlp", "optimizer": "adamw", "hidden_units": (4,)}, train.DEFAULTS
+    )
     model = train.build_model(config, (2, 2, 1))
     optimizer = train.make_optimizer(config, 0.01)
     optimizer.build(model.trainable_variables)
@@ -98,7 +132,9 @@ def test_adamw_moves_weight_decay_from_the_loss_to_the_optimizer():
 
 # ----------------------------------------------------------------------------- whole runs on the sample
 def test_default_cnn_end_to_end_and_eval_only(sample_dir, tmp_path, capsys):
-    code, run_dir = run_train(sample_dir.parent, tmp_path, *SMALL, "--epochs", "2", "--widths", "8,16")
+    code, run_dir = run_train(
+        sample_dir.parent, tmp_path, *SMALL, "--epochs", "2", "--widths", "8,16"
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "training on the CPU" in out and "TensorFlow 2." in out and "Param #" in out
@@ -108,14 +144,30 @@ def test_default_cnn_end_to_end_and_eval_only(sample_dir, tmp_path, capsys):
     # --eval-only re-evaluates the saved model the way the run did, giving metrics.json's figure.
     assert train.main(["--eval-only", str(run_dir / "best.keras")]) == 0
     accuracy = results["test_accuracy"]
-    assert f"test accuracy {100 * accuracy:.2f}% ({round(accuracy * 100)}/100) with test-time flip" in \
-        capsys.readouterr().out
+    assert (
+        f"test accuracy {100 * accuracy:.2f}% ({round(accuracy * 100)}/100) with test-time flip"
+        in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize("lr", ["1e12", "1e9"])
 def test_a_diverging_loss_stops_the_run(sample_dir, tmp_path, capsys, lr):
-    code, run_dir = run_train(sample_dir.parent, tmp_path, "--model", "mlp", "--optimizer", "sgd", "--lr", lr,
-                              "--val-size", "64", "--batch-size", "32", "--epochs", "2")
+    code, run_dir = run_train(
+        sample_dir.parent,
+        tmp_path,
+        "--model",
+        "mlp",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        lr,
+        "--val-size",
+        "64",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "2",
+    )
     err = capsys.readouterr().err
     assert code == 1, err
     assert "the loss became" in err and f"--lr {float(lr) / 10:g}" in err, err
@@ -125,14 +177,37 @@ def test_a_diverging_loss_stops_the_run(sample_dir, tmp_path, capsys, lr):
 @pytest.mark.slow  # 23 s; the default run keeps test_signals' bit-identical resume, -m faults 24 more
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
 def test_resume_after_a_signal_gives_identical_weights_and_rows(sample_dir, tmp_path):
-    args = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), "--num-train-examples", "128",
-            "--batch-size", "16", "--epochs", "2", "--widths", "8,16", "--dropout", "0.2", "--cutout", "8",
-            "--deterministic"]
+    args = [
+        "--data-dir",
+        str(sample_dir.parent),
+        "--run-dir",
+        str(tmp_path),
+        "--num-train-examples",
+        "128",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--widths",
+        "8,16",
+        "--dropout",
+        "0.2",
+        "--cutout",
+        "8",
+        "--deterministic",
+    ]
     job = dict(root=str(REPO), cwd=str(tmp_path), module="train")
-    whole, cut, resumed = forking.run_jobs([
-        {**job, "argv": [*args, "--name", "whole"]},
-        {**job, "argv": [*args, "--name", "cut"], "fault": {"at": "step", "after": 8 + 3, "signal": 15}},
-        {**job, "argv": ["--resume", str(tmp_path / "cut")]}])  # 8 steps per epoch: stopped in the second
+    whole, cut, resumed = forking.run_jobs(
+        [
+            {**job, "argv": [*args, "--name", "whole"]},
+            {
+                **job,
+                "argv": [*args, "--name", "cut"],
+                "fault": {"at": "step", "after": 8 + 3, "signal": 15},
+            },
+            {**job, "argv": ["--resume", str(tmp_path / "cut")]},
+        ]
+    )  # 8 steps per epoch: stopped in the second
     codes = (whole["code"], cut["code"], resumed["code"])
     assert codes == (0, 128 + signal.SIGTERM, 0), whole["output"][-3000:]
     assert "SIGTERM: saved a checkpoint at epoch 2, step 3. Resume with:" in cut["output"]
@@ -143,11 +218,19 @@ def test_resume_after_a_signal_gives_identical_weights_and_rows(sample_dir, tmp_
         reader = tf.train.load_checkpoint(str(tmp_path / run / "checkpoints"))
         names = [k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables")]
         return {k: reader.get_tensor(k) for k in names}
+
     whole, cut = final_weights("whole"), final_weights("cut")
     assert whole.keys() == cut.keys() and len(whole) > 10
     for key in whole:
         np.testing.assert_array_equal(whole[key], cut[key], err_msg=f"{key} differs after resume")
-    rows = {run: list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("whole", "cut")}
+    rows = {
+        run: list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("whole", "cut")
+    }
     assert [r["epoch"] for r in rows["cut"]] == ["1", "2"]
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):  # the resumed epoch's row too
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+    ):  # the resumed epoch's row too
         assert [r[key] for r in rows["cut"]] == [r[key] for r in rows["whole"]], key

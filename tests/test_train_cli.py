@@ -27,19 +27,25 @@ def test_an_existing_run_folder_is_never_overwritten(sample_dir, tmp_path, capsy
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--model", "linear", "--batch-norm"], "--batch-norm does not apply to --model linear"),
-    (["--model", "mlp", "--widths", "8,16"], "--widths does not apply to --model mlp"),
-    (["--preset", "cnn-bn", "--model", "mlp"], "--preset cnn-bn trains the cnn model; drop --model mlp"),
-    (["--lr", "-0.1"], "--lr must be positive"),
-    (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
-    (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
-    (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
-    (["--resume", "nowhere"], "nowhere is not a run folder (no such folder)"),
-    (["--eval-only", "missing.keras"], "--eval-only missing.keras: no such file"),
-    (["--epochs", "2", "--steps", "3"], "argument --steps: not allowed with argument --epochs"),
-    (["--widths", "32,x"], "expected comma-separated integers"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "linear", "--batch-norm"], "--batch-norm does not apply to --model linear"),
+        (["--model", "mlp", "--widths", "8,16"], "--widths does not apply to --model mlp"),
+        (
+            ["--preset", "cnn-bn", "--model", "mlp"],
+            "--preset cnn-bn trains the cnn model; drop --model mlp",
+        ),
+        (["--lr", "-0.1"], "--lr must be positive"),
+        (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+        (["--resume", "nowhere"], "nowhere is not a run folder (no such folder)"),
+        (["--eval-only", "missing.keras"], "--eval-only missing.keras: no such file"),
+        (["--epochs", "2", "--steps", "3"], "argument --steps: not allowed with argument --epochs"),
+        (["--widths", "32,x"], "expected comma-separated integers"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
     saved_run = argv[0] in ("--resume", "--eval-only")
     assert train.main(argv if saved_run else [*argv, "--run-dir", str(tmp_path)]) == 2
@@ -56,12 +62,18 @@ def test_data_dependent_usage_error_leaves_no_run_folder(sample_dir, tmp_path, c
 
 def test_help_is_fast_and_the_last_line_of_an_error_is_ours():
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "--widths" in result.stdout
-    assert time.perf_counter() - start < 5, "--help must not load TensorFlow"  # loose: the bench measures
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--model", "linear", "--dropout", "0.5"],
-                            capture_output=True, text=True)
+    assert time.perf_counter() - start < 5, (
+        "--help must not load TensorFlow"
+    )  # loose: the bench measures
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--model", "linear", "--dropout", "0.5"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr == "usage error: --dropout does not apply to --model linear; drop it\n"
 
@@ -76,16 +88,22 @@ def test_every_default_in_the_help_is_the_real_one():
 
     def text(value):
         return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
     for key, value in train.DEFAULTS.items():
         if value is not None:
             first = shown[key].split(";")[0]  # "30; the tuned CNN on MNIST ...: 10"
-            assert first == text(value), f"--{key}: help says {shown[key]!r}, the default is {value!r}"
+            assert first == text(value), (
+                f"--{key}: help says {shown[key]!r}, the default is {value!r}"
+            )
     for model, info in options.model_files().items():  # the model flags: the builders' own defaults
         for name, default in info["options"].items():
             if name not in train.DEFAULTS and name not in ("input_shape", "num_classes"):
-                assert text(default) in shown[name], f"--{name}: help {shown[name]!r}, {model}: {default!r}"
+                assert text(default) in shown[name], (
+                    f"--{name}: help {shown[name]!r}, {model}: {default!r}"
+                )
     import cnn
     import mlp
+
     help_text = " ".join(parser.format_help().split())
     for module in (cnn, mlp):  # choices come from the model files
         for name, values in module.CHOICES.items():
@@ -100,10 +118,15 @@ def test_presets_list_their_own_values(capsys):
     assert [line.split()[0] for line in lines] == list(options.PRESETS)
     cnn_bn = next(line for line in lines if line.startswith("cnn-bn "))
     assert "--widths 32,64" in cnn_bn and "--batch-norm" in cnn_bn and "--optimizer adam" in cnn_bn
-    for name, preset in options.PRESETS.items():  # each listed flag, parsed back, gives the preset's values
+    for (
+        name,
+        preset,
+    ) in options.PRESETS.items():  # each listed flag, parsed back, gives the preset's values
         line = next(line for line in lines if line.split()[0] == name)
         flags = line.split(None, 1)[1].split("   (")[0].split() if preset else []
-        config = options.resolve(vars(options.make_parser(train.DEFAULTS).parse_args(flags)), train.DEFAULTS)
+        config = options.resolve(
+            vars(options.make_parser(train.DEFAULTS).parse_args(flags)), train.DEFAULTS
+        )
         assert {k: config[k] for k in preset} == preset, name
 
 

@@ -26,7 +26,10 @@ from wrong_answers import CASES, STAGE_TESTS, write_variant
 
 REPO = Path(__file__).resolve().parent.parent
 GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux"),
+]
 
 
 def _cases():
@@ -35,7 +38,9 @@ def _cases():
 
 def _copy_tracked_files(root: Path) -> None:
     """The repository's tracked files as they are in the working tree (so uncommitted test edits count)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout
     for name in listed.decode().split("\0"):
         source = REPO / name
         if name and source.is_file():
@@ -63,7 +68,10 @@ def _points(test_file: Path) -> dict[str, float]:
     for node in ast.parse(test_file.read_text()).body:
         if isinstance(node, ast.FunctionDef):
             for decorator in node.decorator_list:
-                if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.mark.points":
+                if (
+                    isinstance(decorator, ast.Call)
+                    and ast.unparse(decorator.func) == "pytest.mark.points"
+                ):
                     points[node.name] = decorator.args[0].value
     return points
 
@@ -71,10 +79,15 @@ def _points(test_file: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def graded(request, tmp_path_factory):
     """Grades every selected case once: {case name: (pytest's exit code, grades.json, failures)}."""
-    selected = [item.callspec.params["case"] for item in request.session.items
-                if item.module is request.module and hasattr(item, "callspec")]
+    selected = [
+        item.callspec.params["case"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
     if not (REPO / ".git").exists():
-        pytest.fail(f"{REPO} is not a git checkout; the cases copy its tracked files (git ls-files)")
+        pytest.fail(
+            f"{REPO} is not a git checkout; the cases copy its tracked files (git ls-files)"
+        )
     jobs = []
     for case in selected:
         root = tmp_path_factory.mktemp(case.name)
@@ -105,11 +118,15 @@ def _stage_points(outcomes: dict, stage: str) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("case", _cases())
-def test_a_wrong_answer_loses_points_with_a_message_naming_it_and_a_right_one_scores_all(case, graded):
+def test_a_wrong_answer_loses_points_with_a_message_naming_it_and_a_right_one_scores_all(
+    case, graded
+):
     code, outcomes, failures = graded[case.name]
     if case.must_fail is None:
-        assert not failures, f"{case.name} is a correct answer, but these tests fail:\n" + "\n".join(
-            f"{name}: {text.strip()[:500]}" for name, text in failures.items())
+        assert not failures, (
+            f"{case.name} is a correct answer, but these tests fail:\n"
+            + "\n".join(f"{name}: {text.strip()[:500]}" for name, text in failures.items())
+        )
         assert code == 0, f"{case.name}: pytest exited {code}"
         for stage in case.stages:
             scored, possible = _stage_points(outcomes, stage)
@@ -118,9 +135,13 @@ def test_a_wrong_answer_loses_points_with_a_message_naming_it_and_a_right_one_sc
         return
     scored, possible = _stage_points(outcomes, case.stage)
     assert possible > 0, f"{case.name}: no graded test of stage {case.stage!r} ran"
-    assert scored < possible, f"{case.name} scores full marks for {case.stage} ({scored} / {possible})"
-    assert case.must_fail in failures, (f"{case.name}: {case.must_fail} passed; the failing tests are "
-                                        f"{sorted(failures)}")
+    assert scored < possible, (
+        f"{case.name} scores full marks for {case.stage} ({scored} / {possible})"
+    )
+    assert case.must_fail in failures, (
+        f"{case.name}: {case.must_fail} passed; the failing tests are {sorted(failures)}"
+    )
     assert case.says in failures[case.must_fail], (
         f"{case.name}: the message of {case.must_fail} does not say {case.says!r}:\n"
-        f"{failures[case.must_fail]}")
+        f"{failures[case.must_fail]}"
+    )

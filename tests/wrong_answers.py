@@ -71,8 +71,15 @@ def _find(tree: ast.Module, dotted: str):
     """The definition node of `function` or `Class.method` in a module's tree."""
     body, node = tree.body, None
     for part in dotted.split("."):
-        node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                     and n.name == part), None)
+        node = next(
+            (
+                n
+                for n in body
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and n.name == part
+            ),
+            None,
+        )
         if node is None:
             raise LookupError(f"no definition of {dotted} (no {part!r})")
         body = node.body
@@ -87,7 +94,7 @@ def replace_function(text: str, dotted: str, source: str) -> str:
     first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
     indent = " " * node.col_offset
     new = textwrap.indent(textwrap.dedent(source).strip("\n") + "\n", indent)
-    return "".join(lines[:first]) + new + "".join(lines[node.end_lineno:])
+    return "".join(lines[:first]) + new + "".join(lines[node.end_lineno :])
 
 
 def write_variant(root: Path, case: WrongAnswer) -> Path:
@@ -106,10 +113,13 @@ NUMPY_ONLY = "compute the loss and the gradients with NumPy only"
 
 CASES = [
     WrongAnswer(
-        name="crop_never_reaches_the_far_edge", stage="augmentation", file="cifar10_input.py",
+        name="crop_never_reaches_the_far_edge",
+        stage="augmentation",
+        file="cifar10_input.py",
         function="random_crop",
         must_fail="test_crop_offsets_reach_both_edges_of_the_padding_in_both_dimensions",
-        says="expected every offset in [0, 2 * pad]", source='''
+        says="expected every offset in [0, 2 * pad]",
+        source="""
 def random_crop(images, seed, pad: int):
     import tensorflow as tf
 
@@ -120,38 +130,61 @@ def random_crop(images, seed, pad: int):
     cols = tf.range(width)[None, :] + offsets[:, 1:]
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="flip_ignores_its_seed", stage="augmentation", file="cifar10_input.py", function="random_flip",
-        must_fail=f"{SEED_TEST}[flip]", says="draw the randomness from the seed argument", source='''
+        name="flip_ignores_its_seed",
+        stage="augmentation",
+        file="cifar10_input.py",
+        function="random_flip",
+        must_fail=f"{SEED_TEST}[flip]",
+        says="draw the randomness from the seed argument",
+        source="""
 def random_flip(images, seed):
     import tensorflow as tf
 
     mirror = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], [0, 0]) < 0.5
     return tf.where(mirror, tf.reverse(images, axis=[2]), images)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="flip_is_not_reproducible", stage="augmentation", file="cifar10_input.py",
+        name="flip_is_not_reproducible",
+        stage="augmentation",
+        file="cifar10_input.py",
         function="random_flip",
-        must_fail=f"{SEED_TEST}[flip]", says="the same seed must give the same batch", source='''
+        must_fail=f"{SEED_TEST}[flip]",
+        says="the same seed must give the same batch",
+        source="""
 def random_flip(images, seed):
     import tensorflow as tf
 
     mirror = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5  # stateful: the seed is ignored
     return tf.where(mirror, tf.reverse(images, axis=[2]), images)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="flip_is_the_same_for_every_image", stage="augmentation", file="cifar10_input.py",
-        function="random_flip", must_fail=f"{SEED_TEST}[flip]", says="the same for every image", source='''
+        name="flip_is_the_same_for_every_image",
+        stage="augmentation",
+        file="cifar10_input.py",
+        function="random_flip",
+        must_fail=f"{SEED_TEST}[flip]",
+        says="the same for every image",
+        source="""
 def random_flip(images, seed):
     import tensorflow as tf
 
     mirror = tf.random.stateless_uniform([], seed) < 0.5  # one draw for the whole batch
     return tf.where(mirror, tf.reverse(images, axis=[2]), images)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="crop_ignores_its_seed", stage="augmentation", file="cifar10_input.py", function="random_crop",
-        must_fail=f"{SEED_TEST}[crop]", says="draw the randomness from the seed argument", source='''
+        name="crop_ignores_its_seed",
+        stage="augmentation",
+        file="cifar10_input.py",
+        function="random_crop",
+        must_fail=f"{SEED_TEST}[crop]",
+        says="draw the randomness from the seed argument",
+        source="""
 def random_crop(images, seed, pad: int):
     import tensorflow as tf
 
@@ -162,21 +195,32 @@ def random_crop(images, seed, pad: int):
     cols = tf.range(width)[None, :] + offsets[:, 1:]
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="crop_is_the_same_for_every_image", stage="augmentation", file="cifar10_input.py",
-        function="random_crop", must_fail=f"{SEED_TEST}[crop]", says="the same for every image", source='''
+        name="crop_is_the_same_for_every_image",
+        stage="augmentation",
+        file="cifar10_input.py",
+        function="random_crop",
+        must_fail=f"{SEED_TEST}[crop]",
+        says="the same for every image",
+        source="""
 def random_crop(images, seed, pad: int):
     import tensorflow as tf
 
     offset = tf.random.stateless_uniform([2], seed, 0, 2 * pad + 1, dtype=tf.int32)  # one for the batch
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     return padded[:, offset[0]:offset[0] + tf.shape(images)[1], offset[1]:offset[1] + tf.shape(images)[2]]
-'''),
+""",
+    ),
     WrongAnswer(
-        name="cnn_without_activations", stage="CNN", file="cnn.py", function="build_cnn",
+        name="cnn_without_activations",
+        stage="CNN",
+        file="cnn.py",
+        function="build_cnn",
         must_fail="test_every_conv_block_of_build_cnn_ends_in_its_activation[relu]",
-        says="needs the activation after every conv block", source='''
+        says="needs the activation after every conv block",
+        source="""
 def build_cnn(input_shape=(32, 32, 3), num_classes=10, *, widths=(32, 64, 128), convs_per_stage=2,
               kernel_size=3, batch_norm=True, downsample="pool", pooling="max", dropout=0.0, head="flatten",
               dense_units=0, activation="relu", weight_decay=0.0, regularize_bias=False):
@@ -195,40 +239,64 @@ def build_cnn(input_shape=(32, 32, 3), num_classes=10, *, widths=(32, 64, 128), 
     logits = dense_head(x, num_classes, head=head, dense_units=dense_units, dropout=dropout,
                         activation=activation, weight_decay=weight_decay, regularize_bias=regularize_bias)
     return keras.Model(inputs, logits, name="cnn")
-'''),
+""",
+    ),
     WrongAnswer(
-        name="naive_convolution_calls_the_vectorised_one", stage="NumPy conv", file="numpy_conv.py",
-        function="conv2d_forward_naive", must_fail="test_conv2d_matches_tensorflow[1-0]", says=NAIVE_ONLY,
-        source='''
+        name="naive_convolution_calls_the_vectorised_one",
+        stage="NumPy conv",
+        file="numpy_conv.py",
+        function="conv2d_forward_naive",
+        must_fail="test_conv2d_matches_tensorflow[1-0]",
+        says=NAIVE_ONLY,
+        source="""
 def conv2d_forward_naive(x, w, b, stride: int = 1, pad: int = 0):
     return conv2d_forward(x, w, b, stride, pad)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="naive_pooling_calls_the_vectorised_one", stage="NumPy conv", file="numpy_conv.py",
-        function="max_pool_backward_naive", must_fail="test_pooling_matches_tensorflow[2-2-max]",
+        name="naive_pooling_calls_the_vectorised_one",
+        stage="NumPy conv",
+        file="numpy_conv.py",
+        function="max_pool_backward_naive",
+        must_fail="test_pooling_matches_tensorflow[2-2-max]",
         says=NAIVE_ONLY,
-        source='''
+        source="""
 def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
     return max_pool_backward(d_out, x, size, stride)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="naive_pooling_uses_the_window_view", stage="NumPy conv", file="numpy_conv.py",
-        function="_pool_forward_naive", must_fail="test_pooling_matches_tensorflow[2-2-avg]", says=NAIVE_ONLY,
-        source='''
+        name="naive_pooling_uses_the_window_view",
+        stage="NumPy conv",
+        file="numpy_conv.py",
+        function="_pool_forward_naive",
+        must_fail="test_pooling_matches_tensorflow[2-2-avg]",
+        says=NAIVE_ONLY,
+        source="""
 def _pool_forward_naive(x, size: int, stride: int, reduce):
     return reduce(_windows(x, size, size, stride), axis=(4, 5))
-'''),
+""",
+    ),
     WrongAnswer(
-        name="vectorised_convolution_is_the_naive_one", stage="NumPy conv", file="numpy_conv.py",
-        function="conv2d_backward", must_fail="test_conv2d_backward_matches_numerical_gradients",
-        says="the vectorised version must not call the naive one", source='''
+        name="vectorised_convolution_is_the_naive_one",
+        stage="NumPy conv",
+        file="numpy_conv.py",
+        function="conv2d_backward",
+        must_fail="test_conv2d_backward_matches_numerical_gradients",
+        says="the vectorised version must not call the naive one",
+        source="""
 def conv2d_backward(d_out, x, w, stride: int = 1, pad: int = 0):
     return conv2d_backward_naive(d_out, x, w, stride, pad)
-'''),
+""",
+    ),
     WrongAnswer(
-        name="numpy_net_gradients_from_tensorflow", stage="NumPy net", file="numpy_mlp.py",
-        function="NumpyMLP.loss", must_fail="test_gradients_match_numerical_ones[0.0-1 hidden]",
-        says=NUMPY_ONLY, source='''
+        name="numpy_net_gradients_from_tensorflow",
+        stage="NumPy net",
+        file="numpy_mlp.py",
+        function="NumpyMLP.loss",
+        must_fail="test_gradients_match_numerical_ones[0.0-1 hidden]",
+        says=NUMPY_ONLY,
+        source="""
 def loss(self, X, y=None, reg=0.0):
     import tensorflow as tf
 
@@ -246,12 +314,18 @@ def loss(self, X, y=None, reg=0.0):
         loss += reg * tf.add_n(penalties)
     grads = tape.gradient(loss, variables)
     return float(loss), {key: grad.numpy() for key, grad in grads.items()}
-'''),
+""",
+    ),
     # A correct answer: Keras' own layer, with its defaults (momentum 0.99), where the solution has
     # FusedBatchNorm. It must pass every batch-norm and strided test.
     WrongAnswer(
-        name="stock_keras_batch_norm_is_correct", stage="batch norm", file="cnn.py", function="conv_block",
-        must_fail=None, also=("strided & dropout",), source='''
+        name="stock_keras_batch_norm_is_correct",
+        stage="batch norm",
+        file="cnn.py",
+        function="conv_block",
+        must_fail=None,
+        also=("strided & dropout",),
+        source="""
 def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_norm: bool = False,
                activation: str = "relu", weight_decay: float = 0.0, name: str = "conv"):
     x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=not batch_norm,
@@ -260,5 +334,6 @@ def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_
     if batch_norm:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
-'''),
+""",
+    ),
 ]

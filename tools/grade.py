@@ -342,7 +342,9 @@ class StageRun:
                     break  # finished, or no progress: what is left is reported as not run
             for path, data in self.files.items():  # the instructor's files, as they were given
                 target = scratch / "tree" / path
-                if path not in self.student_files and (not target.is_file() or target.read_bytes() != data):
+                if path not in self.student_files and (
+                    not target.is_file() or target.read_bytes() != data
+                ):
                     self.tampering.append(f"{path} was changed while the tests ran")
         self.seconds = time.monotonic() - started  # this stage's own time, whatever ran beside it
         return self
@@ -791,7 +793,9 @@ def results(
         problem = compile_problem(path, files[path])
         if problem:
             broken[path] = problem
-    suspect = {path: tampering(path, data, kit.files[path]) for path, data in submission.files.items()}
+    suspect = {
+        path: tampering(path, data, kit.files[path]) for path, data in submission.files.items()
+    }
     loads = stage_files(kit, files)
     tests, stages, notes = [], {}, list(submission.problems)
     for index, stage in enumerate(kit.stages, start=1):
@@ -799,18 +803,29 @@ def results(
         withheld += runs[stage].tampering
         if withheld:
             shown = "; ".join(withheld[:3]) + (" ..." if len(withheld) > 3 else "")
-            notes.append(f"{stage}: points withheld: the tests' machinery was reached for: {shown}. "
-                         f"Ask your instructor.")
+            notes.append(
+                f"{stage}: points withheld: the tests' machinery was reached for: {shown}. "
+                f"Ask your instructor."
+            )
         unimportable = [broken[path] for path in sorted(loads[stage]) if path in broken]
         for number, test_id in enumerate(kit.stage_tests(stage), start=1):
-            entry = result_of_test(kit, test_id, f"{index}.{number}", runs[stage].outcomes[test_id],
-                                withheld, unimportable, settings)
+            entry = result_of_test(
+                kit,
+                test_id,
+                f"{index}.{number}",
+                runs[stage].outcomes[test_id],
+                withheld,
+                unimportable,
+                settings,
+            )
             if "timed out" in entry["output"] or "ended during" in entry["output"]:
                 notes.append(f"cut off: {test_id}: {entry['output']}")
             tests.append(entry)
         in_stage = [entry for entry in tests if entry["tags"] == [stage]]
-        stages[stage] = dict(score=sum(entry["score"] for entry in in_stage),
-                             max_score=sum(entry["max_score"] for entry in in_stage))
+        stages[stage] = dict(
+            score=sum(entry["score"] for entry in in_stage),
+            max_score=sum(entry["max_score"] for entry in in_stage),
+        )
     score = sum(stage["score"] for stage in stages.values())
     return dict(
         score=score,
@@ -822,20 +837,33 @@ def results(
         test_name_format="text",
         visibility="visible",
         stdout_visibility="hidden",
-        extra_data=dict(student=submission.name, stages=stages, problems=notes,
-                        does_not_compile=sorted(broken.values())),
+        extra_data=dict(
+            student=submission.name,
+            stages=stages,
+            problems=notes,
+            does_not_compile=sorted(broken.values()),
+        ),
         tests=tests,
     )
 
 
-def result_of_test(kit: Kit, test_id: str, number: str, outcome: dict, withheld: list[str],
-                unimportable: list[str], settings: Settings) -> dict:
+def result_of_test(
+    kit: Kit,
+    test_id: str,
+    number: str,
+    outcome: dict,
+    withheld: list[str],
+    unimportable: list[str],
+    settings: Settings,
+) -> dict:
     """One test's entry in results.json: its points if it passed (and nothing was withheld)."""
     test = kit.tests[test_id]
     passed = outcome["status"] == "passed" and not withheld
     message = outcome["message"]
     if not passed and unimportable and message.startswith("not run"):
-        message = f"not run: {unimportable[0]}"  # the compiler's one line, not the import's traceback
+        message = (
+            f"not run: {unimportable[0]}"  # the compiler's one line, not the import's traceback
+        )
     if withheld and outcome["status"] == "passed":
         message = "passed, but withheld: see the note on the tests' machinery above"
     return dict(
@@ -1018,30 +1046,63 @@ def write_autograder(zip_path: Path, kit: Kit, root: Path, hidden_visibility: st
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="tools/grade.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("submissions", nargs="*", metavar="SUBMISSION",
-        help="a student's folder, .zip or git repository (any number)")
-    add("--results", type=Path, metavar="DIR_OR_FILE",
-        help="a .json file for one submission, else a folder (NAME.json for each)")
+    add(
+        "submissions",
+        nargs="*",
+        metavar="SUBMISSION",
+        help="a student's folder, .zip or git repository (any number)",
+    )
+    add(
+        "--results",
+        type=Path,
+        metavar="DIR_OR_FILE",
+        help="a .json file for one submission, else a folder (NAME.json for each)",
+    )
     add("--csv", type=Path, metavar="FILE", help="also write one row per student to FILE")
     add("--autograder", type=Path, metavar="ZIP", help="write the autograder zip Gradescope runs")
-    add("--jobs", type=int, default=os.cpu_count() or 1,
-        help="stages graded at once (default: one per core)")
-    add("--timeout", type=float, metavar="SECONDS",
+    add(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="stages graded at once (default: one per core)",
+    )
+    add(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
         help=f"per test (default: {TIMEOUT_FACTOR:g}x the solution's time, at least "
-             f"{MIN_TIMEOUT:g} s)")
-    add("--timeout-factor", type=float, default=TIMEOUT_FACTOR, metavar="F",
-        help="the multiple of the solution's time a test may take (default: %(default)g)")
-    add("--hidden-visibility", choices=VISIBILITIES, default="after_published",
-        help="when students see the hidden tests on Gradescope (default: %(default)s)")
-    add("--solution", type=Path, default=TOOLS.parent,
-        help="the instructor's solution checkout (default: this one)")
+        f"{MIN_TIMEOUT:g} s)",
+    )
+    add(
+        "--timeout-factor",
+        type=float,
+        default=TIMEOUT_FACTOR,
+        metavar="F",
+        help="the multiple of the solution's time a test may take (default: %(default)g)",
+    )
+    add(
+        "--hidden-visibility",
+        choices=VISIBILITIES,
+        default="after_published",
+        help="when students see the hidden tests on Gradescope (default: %(default)s)",
+    )
+    add(
+        "--solution",
+        type=Path,
+        default=TOOLS.parent,
+        help="the instructor's solution checkout (default: this one)",
+    )
     add("--kit", type=Path, help=argparse.SUPPRESS)  # a saved kit: what the autograder grades with
     args = parser.parse_args(argv)
     if args.autograder is None and not args.submissions:
         parser.error("give at least one SUBMISSION (or --autograder ZIP)")
     if args.submissions and args.results is None:
         parser.error("--results DIR_OR_FILE is required (results go outside the submission)")
-    if args.jobs < 1 or args.timeout_factor <= 0 or (args.timeout is not None and args.timeout <= 0):
+    if (
+        args.jobs < 1
+        or args.timeout_factor <= 0
+        or (args.timeout is not None and args.timeout <= 0)
+    ):
         parser.error("--jobs, --timeout and --timeout-factor must be positive")
     return args
 
@@ -1052,8 +1113,9 @@ def check_source(source: str) -> None:
     if source.startswith(("file://", "http://", "https://", "ssh://", "git@")):
         return
     if not path.exists():
-        raise UsageError(f"{source}: no such file or folder; give a student's folder, .zip or git "
-                         f"repository")
+        raise UsageError(
+            f"{source}: no such file or folder; give a student's folder, .zip or git repository"
+        )
     if not path.is_dir() and not zipfile.is_zipfile(path):
         raise UsageError(f"{source}: not a folder, a .zip or a git repository")
 

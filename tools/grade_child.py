@@ -204,7 +204,9 @@ class Reporter:
         if report.failed:
             error = getattr(report, "longrepr", None)
             text = str(error).strip().splitlines()
-            last = text[-1].removeprefix("E").strip() if text else ""  # pytest's "E   NameError: ..."
+            last = (
+                text[-1].removeprefix("E").strip() if text else ""
+            )  # pytest's "E   NameError: ..."
             self.send("collect_error", path=report.nodeid, message=last[:300])
 
     @pytest.hookimpl(trylast=True)

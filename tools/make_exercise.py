@@ -51,11 +51,19 @@ from plumbing.errors import DataError, OneLineParser, UsageError, report  # noqa
 EXCLUDE_LIST = "tools/exercise_exclude.txt"
 BEGIN = re.compile(r"# BEGIN SOLUTION \[([^\]]+)\](?:: (.*))?$")
 END, STUB = "# END SOLUTION", "# STUB:"
-MARKDOWN = {"<!-- BEGIN SOLUTION ONLY -->": "solution", "<!-- END SOLUTION ONLY -->": "end solution",
-            "<!-- BEGIN EXERCISE ONLY": "exercise", "END EXERCISE ONLY -->": "end exercise"}
+MARKDOWN = {
+    "<!-- BEGIN SOLUTION ONLY -->": "solution",
+    "<!-- END SOLUTION ONLY -->": "end solution",
+    "<!-- BEGIN EXERCISE ONLY": "exercise",
+    "END EXERCISE ONLY -->": "end exercise",
+}
 DEFAULT_HINT = "write this part (see the docstring)"
 RUFF_CONFIG, RUFF_LINE_LENGTH = "ruff.toml", 88  # ruff's own default, when ruff.toml sets none
-STUB_IGNORES = ("F401", "F841", "B007")  # unused import, variable, loop variable: see exercise_ruff_config
+STUB_IGNORES = (
+    "F401",
+    "F841",
+    "B007",
+)  # unused import, variable, loop variable: see exercise_ruff_config
 STUB_IGNORES_NOTE = """\
 # The exercise version only: until you write a stage, names its solution uses are unused (imports,
 # variables and loop variables of the code around a TODO), so the files with TODOs skip those three
@@ -82,15 +90,17 @@ def _markers(source: str, path: str) -> list[tuple[int, str, str, str, str]]:
     """
     markers, errors = [], []
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type != tokenize.COMMENT or not token.string.startswith(("# BEGIN SOLUTION", END, STUB)):
+        if token.type != tokenize.COMMENT or not token.string.startswith(
+            ("# BEGIN SOLUTION", END, STUB)
+        ):
             continue
         line = token.start[0]
         if token.line.strip() != token.string:
             errors.append(f"{path}:{line}: a solution marker must be a whole-line comment")
             continue
-        indent = token.line[:token.start[1]]
+        indent = token.line[: token.start[1]]
         if token.string.startswith(STUB):
-            text = token.string[len(STUB):]
+            text = token.string[len(STUB) :]
             markers.append((line, "stub", text[1:] if text.startswith(" ") else text, indent, ""))
         elif token.string == END:
             markers.append((line, "end", "", indent, ""))
@@ -98,8 +108,10 @@ def _markers(source: str, path: str) -> list[tuple[int, str, str, str, str]]:
             hint = (match.group(2) or "").strip() or DEFAULT_HINT
             markers.append((line, "begin", hint, indent, match.group(1)))
         else:
-            errors.append(f"{path}:{line}: malformed marker {token.string!r}; write "
-                          f"'# BEGIN SOLUTION [stage]: <hint>' or '{END}'")
+            errors.append(
+                f"{path}:{line}: malformed marker {token.string!r}; write "
+                f"'# BEGIN SOLUTION [stage]: <hint>' or '{END}'"
+            )
     if errors:
         raise ExerciseError("\n".join(errors))
     return markers
@@ -132,8 +144,11 @@ def _functions(tree: ast.Module, lines: list[str]) -> list[tuple[int, int, int, 
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 name = outer or f"{prefix}{child.name}"
                 body = child.body
-                has_docstring = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                                 and isinstance(body[0].value.value, str))
+                has_docstring = (
+                    isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                )
                 first = body[0].end_lineno + 1 if has_docstring else child.lineno + 1
                 found.append((first, last_line(child), depth, name))
                 visit(child, prefix, name, depth + 1)
@@ -178,13 +193,17 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
     for line, kind, text, indent, stage in markers:
         if kind == "begin":
             if region:
-                errors.append(f"{path}:{line}: nested # BEGIN SOLUTION (the region opened at line "
-                              f"{region[0]} is not closed)")
+                errors.append(
+                    f"{path}:{line}: nested # BEGIN SOLUTION (the region opened at line "
+                    f"{region[0]} is not closed)"
+                )
                 continue
             function = _enclosing(functions, line)
             if function is None:
-                errors.append(f"{path}:{line}: # BEGIN SOLUTION outside a function body; regions go inside "
-                              f"functions, after the docstring")
+                errors.append(
+                    f"{path}:{line}: # BEGIN SOLUTION outside a function body; regions go inside "
+                    f"functions, after the docstring"
+                )
                 continue
             region = (line, text, indent, function, [], stage)
         elif kind == "stub":
@@ -196,8 +215,10 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
             errors.append(f"{path}:{line}: stray {END} without a # BEGIN SOLUTION")
         else:
             if _enclosing(functions, line) != region[3]:
-                errors.append(f"{path}:{line}: {END} is not in the function its region opened in "
-                              f"(line {region[0]})")
+                errors.append(
+                    f"{path}:{line}: {END} is not in the function its region opened in "
+                    f"(line {region[0]})"
+                )
             regions.append((region[0], line, *region[1:]))
             region = None
     if region:
@@ -205,8 +226,9 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
     return regions, errors
 
 
-def make_exercise_source(source: str, path: str, solved: frozenset[str] = frozenset(),
-                         line_length: int | None = None) -> tuple[str, list[Region]]:
+def make_exercise_source(
+    source: str, path: str, solved: frozenset[str] = frozenset(), line_length: int | None = None
+) -> tuple[str, list[Region]]:
     """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
 
     The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml); None: one line.
@@ -218,7 +240,9 @@ def make_exercise_source(source: str, path: str, solved: frozenset[str] = frozen
     try:  # every Python file is parsed, with or without regions: the output must parse too
         tree = ast.parse(source, path)
     except SyntaxError as err:
-        raise ExerciseError(f"{path}:{err.lineno}: the solution does not parse ({err.msg})") from None
+        raise ExerciseError(
+            f"{path}:{err.lineno}: the solution does not parse ({err.msg})"
+        ) from None
     markers = _markers(source, path)
     if not markers:
         return source, []
@@ -226,12 +250,16 @@ def make_exercise_source(source: str, path: str, solved: frozenset[str] = frozen
     regions, errors = _pair_markers(markers, _functions(tree, lines), path)
     if errors:
         raise ExerciseError("\n".join(errors))
-    output, copied_up_to, starts = [], 0, []  # starts: (exercise line, solution line) of each replacement
+    output, copied_up_to, starts = (
+        [],
+        0,
+        [],
+    )  # starts: (exercise line, solution line) of each replacement
     for begin, end, hint, indent, function, stubs, stage in regions:
         if stage in solved:
             continue
-        newline = lines[begin - 1][len(lines[begin - 1].rstrip("\r\n")):] or "\n"
-        output += lines[copied_up_to:begin - 1]
+        newline = lines[begin - 1][len(lines[begin - 1].rstrip("\r\n")) :] or "\n"
+        output += lines[copied_up_to : begin - 1]
         starts.append((len(output) + 1, begin))
         output.append(f"{indent}# TODO [{stage}]: {hint}{newline}")
         output += [stub + newline for stub in stubs]
@@ -241,13 +269,18 @@ def make_exercise_source(source: str, path: str, solved: frozenset[str] = frozen
     exercise = "".join(output + lines[copied_up_to:])
     try:
         compile(exercise, path, "exec")
-    except SyntaxError as err:  # name the region (in the solution's numbering) just before the error
+    except (
+        SyntaxError
+    ) as err:  # name the region (in the solution's numbering) just before the error
         begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
-        raise ExerciseError(f"{path}:{begin}: the exercise version of this region does not parse "
-                            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
-                            ) from None
-    return exercise, [Region(path, begin, stage, f"{path}::{function[3]}")
-                      for begin, _, _, _, function, _, stage in regions]
+        raise ExerciseError(
+            f"{path}:{begin}: the exercise version of this region does not parse "
+            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
+        ) from None
+    return exercise, [
+        Region(path, begin, stage, f"{path}::{function[3]}")
+        for begin, _, _, _, function, _, stage in regions
+    ]
 
 
 # ----------------------------------------------------------------------------- one Markdown file
@@ -258,7 +291,9 @@ def make_exercise_markdown(text: str, path: str) -> str:
         kind = MARKDOWN.get(line.strip())
         if kind in ("solution", "exercise"):
             if inside:
-                errors.append(f"{path}:{number}: a block opened inside the one opened at line {inside[1]}")
+                errors.append(
+                    f"{path}:{number}: a block opened inside the one opened at line {inside[1]}"
+                )
             inside = (kind, number)
         elif kind in ("end solution", "end exercise"):
             if not inside or kind != "end " + inside[0]:
@@ -277,11 +312,14 @@ def make_exercise_markdown(text: str, path: str) -> str:
 def repository_files(root: Path) -> list[str]:
     """The files git tracks (sorted), read from the working tree."""
     try:
-        listing = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True,
-                                 check=True).stdout
+        listing = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached"], capture_output=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
-        raise UsageError(f"{root} is not a git checkout (git ls-files failed); run this from a "
-                         f"clone of the solution repository") from None
+        raise UsageError(
+            f"{root} is not a git checkout (git ls-files failed); run this from a "
+            f"clone of the solution repository"
+        ) from None
     names = {name for name in listing.decode().split("\0") if name}
     return sorted(n for n in names if (root / n).is_file() and not (root / n).is_symlink())
 
@@ -289,8 +327,12 @@ def repository_files(root: Path) -> list[str]:
 def uncommitted(root: Path) -> list[str]:
     """Tracked files whose working copy differs from the last commit (the exercise is made from them)."""
     try:
-        return subprocess.run(["git", "-C", str(root), "diff", "--name-only", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.split()
+        return subprocess.run(
+            ["git", "-C", str(root), "diff", "--name-only", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return []
 
@@ -305,7 +347,9 @@ def exclude_patterns(root: Path) -> list[str]:
 
 
 def is_excluded(path: str, patterns: list[str]) -> bool:
-    return any(path.startswith(p) if p.endswith("/") else fnmatch.fnmatchcase(path, p) for p in patterns)
+    return any(
+        path.startswith(p) if p.endswith("/") else fnmatch.fnmatchcase(path, p) for p in patterns
+    )
 
 
 def ruff_settings(root: Path) -> tuple[str, int]:
@@ -328,21 +372,34 @@ def exercise_ruff_config(text: str, stub_files: list[str]) -> str:
     """
     if not stub_files:
         return text
-    lines = [STUB_IGNORES_NOTE] + [f'"{path}" = {json.dumps(list(STUB_IGNORES))}' for path in stub_files]
+    lines = [STUB_IGNORES_NOTE] + [
+        f'"{path}" = {json.dumps(list(STUB_IGNORES))}' for path in stub_files
+    ]
     table = re.search(r"^\[lint\.per-file-ignores\][ \t]*(#.*)?\n", text, re.MULTILINE)
     if table:
-        config = text[:table.end()] + "\n".join(lines) + "\n" + text[table.end():]
+        config = text[: table.end()] + "\n".join(lines) + "\n" + text[table.end() :]
     else:
-        config = text + ("\n" if text and not text.endswith("\n") else "") + "\n[lint.per-file-ignores]\n" + \
-            "\n".join(lines) + "\n"
+        config = (
+            text
+            + ("\n" if text and not text.endswith("\n") else "")
+            + "\n[lint.per-file-ignores]\n"
+            + "\n".join(lines)
+            + "\n"
+        )
     try:
         ignores = tomllib.loads(config).get("lint", {}).get("per-file-ignores", {})
-    except tomllib.TOMLDecodeError as err:  # a file that has per-file ignores already: a duplicate key
-        raise ExerciseError(f"{RUFF_CONFIG}: the exercise's per-file ignores for the stubs do not fit "
-                            f"({err}); give the files holding regions no per-file ignores") from None
+    except (
+        tomllib.TOMLDecodeError
+    ) as err:  # a file that has per-file ignores already: a duplicate key
+        raise ExerciseError(
+            f"{RUFF_CONFIG}: the exercise's per-file ignores for the stubs do not fit "
+            f"({err}); give the files holding regions no per-file ignores"
+        ) from None
     if any(ignores.get(path) != list(STUB_IGNORES) for path in stub_files):
-        raise ExerciseError(f"{RUFF_CONFIG}: write its per-file ignores as a [lint.per-file-ignores] table, "
-                            f"so the exercise can add the stubs' ones")
+        raise ExerciseError(
+            f"{RUFF_CONFIG}: write its per-file ignores as a [lint.per-file-ignores] table, "
+            f"so the exercise can add the stubs' ones"
+        )
     return config
 
 
@@ -372,13 +429,18 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
         files[path] = (data, os.access(root / path, os.X_OK))
     unknown = sorted(set(solved) - {r.stage for r in regions})
     if unknown:
-        errors.append(f"--solved {' '.join(unknown)}: no such stage; the stages are "
-                      f"{', '.join(dict.fromkeys(r.stage for r in regions))}")
+        errors.append(
+            f"--solved {' '.join(unknown)}: no such stage; the stages are "
+            f"{', '.join(dict.fromkeys(r.stage for r in regions))}"
+        )
     if errors:
         raise ExerciseError("\n".join(errors))
     if RUFF_CONFIG in files:
         stub_files = sorted({r.path for r in regions if r.stage not in solved})
-        files[RUFF_CONFIG] = (exercise_ruff_config(ruff_config, stub_files).encode(), files[RUFF_CONFIG][1])
+        files[RUFF_CONFIG] = (
+            exercise_ruff_config(ruff_config, stub_files).encode(),
+            files[RUFF_CONFIG][1],
+        )
     return files, regions, excluded
 
 
@@ -389,8 +451,10 @@ def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
             raise UsageError(f"--out {out} is a file; choose a new folder")
         leftovers = sorted(p.name for p in out.iterdir() if p.name != ".git")
         if leftovers:
-            raise UsageError(f"--out {out} is not empty ({leftovers[0]} ...); choose a new folder, or "
-                             f"empty it first (in an exercise checkout: git rm -rq . && git clean -fdq)")
+            raise UsageError(
+                f"--out {out} is not empty ({leftovers[0]} ...); choose a new folder, or "
+                f"empty it first (in an exercise checkout: git rm -rq . && git clean -fdq)"
+            )
     for path, (data, executable) in files.items():
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -406,15 +470,32 @@ def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
     if not paths:
         return set()
     with tempfile.TemporaryDirectory() as scratch:
-        git = ["git", "--git-dir", scratch, "--work-tree", str(tree), "-c", f"core.excludesFile={os.devnull}"]
+        git = [
+            "git",
+            "--git-dir",
+            scratch,
+            "--work-tree",
+            str(tree),
+            "-c",
+            f"core.excludesFile={os.devnull}",
+        ]
         try:
-            subprocess.run(["git", "init", "-q", "--bare", scratch], check=True, capture_output=True)
-            found = subprocess.run([*git, "check-ignore", "--no-index", "--stdin", "-z"],
-                                   input="\0".join(paths).encode(), capture_output=True)
+            subprocess.run(
+                ["git", "init", "-q", "--bare", scratch], check=True, capture_output=True
+            )
+            found = subprocess.run(
+                [*git, "check-ignore", "--no-index", "--stdin", "-z"],
+                input="\0".join(paths).encode(),
+                capture_output=True,
+            )
         except (OSError, subprocess.CalledProcessError) as err:
-            raise UsageError(f"--check {tree}: git is needed to read its .gitignore ({err})") from None
+            raise UsageError(
+                f"--check {tree}: git is needed to read its .gitignore ({err})"
+            ) from None
     if found.returncode not in (0, 1):  # 1: none ignored
-        raise UsageError(f"--check {tree}: git check-ignore failed ({found.stderr.decode().strip()})")
+        raise UsageError(
+            f"--check {tree}: git check-ignore failed ({found.stderr.decode().strip()})"
+        )
     return {name for name in found.stdout.decode().split("\0") if name}
 
 
@@ -424,10 +505,14 @@ def file_diff(expected: bytes, found: bytes, path: str, limit: int = DIFF_LINES)
         old, new = expected.decode().splitlines(), found.decode().splitlines()
     except UnicodeDecodeError:
         return [f"    (binary: {len(expected)} bytes expected, {len(found)} found)"]
-    lines = list(difflib.unified_diff(old, new, f"{path} (generated)", f"{path} (found)", n=1, lineterm=""))
+    lines = list(
+        difflib.unified_diff(old, new, f"{path} (generated)", f"{path} (found)", n=1, lineterm="")
+    )
     if not lines:  # the same lines: only the line endings or the last newline differ
         lines = ["(the same lines; the line endings or the final newline differ)"]
-    shown = lines[:limit] + ([f"... {len(lines) - limit} more diff lines"] if len(lines) > limit else [])
+    shown = lines[:limit] + (
+        [f"... {len(lines) - limit} more diff lines"] if len(lines) > limit else []
+    )
     return ["    " + line for line in shown]
 
 
@@ -449,8 +534,14 @@ def check_tree(files: dict[str, tuple[bytes, bool]], tree: Path) -> list[str]:
         elif path not in found:
             problems.append(f"{path}: missing")
         elif (data := (tree / path).read_bytes()) != files[path][0]:
-            problems.append("\n".join([f"{path}: differs from the generated version",
-                                       *file_diff(files[path][0], data, path)]))
+            problems.append(
+                "\n".join(
+                    [
+                        f"{path}: differs from the generated version",
+                        *file_diff(files[path][0], data, path),
+                    ]
+                )
+            )
         elif os.access(tree / path, os.X_OK) != files[path][1]:
             problems.append(f"{path}: executable bit differs")
     return problems
@@ -463,36 +554,55 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(argv: list[str] | None) -> int:
     parser = OneLineParser(prog="tools/make_exercise.py", description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--out", type=Path, metavar="DIR", help="write the exercise version into DIR")
-    action.add_argument("--check", type=Path, metavar="DIR", help="verify that DIR is the exercise version")
+    action.add_argument(
+        "--out", type=Path, metavar="DIR", help="write the exercise version into DIR"
+    )
+    action.add_argument(
+        "--check", type=Path, metavar="DIR", help="verify that DIR is the exercise version"
+    )
     action.add_argument("--stages", action="store_true", help="list the regions of each stage")
-    parser.add_argument("--solved", nargs="+", default=(), metavar="STAGE",
-                        help="keep these stages' solutions (an answer key for them)")
-    parser.add_argument("--source", type=Path, default=REPO, help="the solution checkout (default: this one)")
+    parser.add_argument(
+        "--solved",
+        nargs="+",
+        default=(),
+        metavar="STAGE",
+        help="keep these stages' solutions (an answer key for them)",
+    )
+    parser.add_argument(
+        "--source", type=Path, default=REPO, help="the solution checkout (default: this one)"
+    )
     args = parser.parse_args(argv)
     files, regions, excluded = build_exercise(args.source, frozenset(args.solved))
     if args.stages:
         for stage in dict.fromkeys(r.stage for r in regions):
-            print(f"{stage}: {', '.join(dict.fromkeys(r.function for r in regions if r.stage == stage))}")
+            print(
+                f"{stage}: {', '.join(dict.fromkeys(r.function for r in regions if r.stage == stage))}"
+            )
         return 0
     if args.check:
         problems = check_tree(files, args.check)
         for problem in problems:
             print(problem)
         if problems:
-            raise DataError(f"{args.check} is not the exercise version of {args.source}: {len(problems)} "
-                            f"file(s) differ; regenerate it with --out")
+            raise DataError(
+                f"{args.check} is not the exercise version of {args.source}: {len(problems)} "
+                f"file(s) differ; regenerate it with --out"
+            )
         print(f"{args.check} matches the exercise version ({len(files)} files)")
         return 0
     write_tree(files, args.out)
     replaced = [r for r in regions if r.stage not in args.solved]
-    print(f"wrote {len(files)} files to {args.out}: {len(replaced)} solution regions in "
-          f"{len({r.path for r in replaced})} files replaced by stubs; left out {len(excluded)}: "
-          f"{', '.join(excluded) or 'none'}")
+    print(
+        f"wrote {len(files)} files to {args.out}: {len(replaced)} solution regions in "
+        f"{len({r.path for r in replaced})} files replaced by stubs; left out {len(excluded)}: "
+        f"{', '.join(excluded) or 'none'}"
+    )
     changed = [name for name in uncommitted(args.source) if name in files]
     if changed:
-        print(f"note: {len(changed)} file(s) differ from the last commit and went in as they are: "
-              f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; commit before publishing")
+        print(
+            f"note: {len(changed)} file(s) differ from the last commit and went in as they are: "
+            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; commit before publishing"
+        )
     return 0
 
 

@@ -26,7 +26,9 @@ def main(argv: list[str]) -> int:
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
         for name in FILES:
             records = tar.extractfile(members[name]).read(PER_FILE * RECORD_BYTES)
-            assert len(records) == PER_FILE * RECORD_BYTES, f"{name} has fewer than {PER_FILE} records"
+            assert len(records) == PER_FILE * RECORD_BYTES, (
+                f"{name} has fewer than {PER_FILE} records"
+            )
             (OUT / name).write_bytes(records)
     print(f"wrote {len(FILES)} files of {PER_FILE} records to {OUT}")
     return 0

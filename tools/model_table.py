@@ -32,13 +32,19 @@ NOTES = {  # what each preset's model demonstrates
 def model_options(preset: str) -> dict:
     """The builder options a preset sets (weight decay aside: it is a training option)."""
     model = PRESETS[preset]["model"]
-    return {k: v for k, v in PRESETS[preset].items() if k in builder_options(model) and k != "weight_decay"}
+    return {
+        k: v
+        for k, v in PRESETS[preset].items()
+        if k in builder_options(model) and k != "weight_decay"
+    }
 
 
 def model_table() -> str:
     """The markdown table: preset, file, model options, parameter count, what it demonstrates."""
-    lines = ["| preset | file | model options | parameters | what it demonstrates |",
-             "|---|---|---|---:|---|"]
+    lines = [
+        "| preset | file | model options | parameters | what it demonstrates |",
+        "|---|---|---|---:|---|",
+    ]
     for preset, note in NOTES.items():
         model, options = PRESETS[preset]["model"], model_options(preset)
         count = BUILDERS[model]((32, 32, 3), 10, **options).count_params()

@@ -21,8 +21,17 @@ def test_conv_block_honours_kernel_size_and_activation(kernel_size, activation):
     outputs = conv_block(inputs, 4, kernel_size=kernel_size, activation=activation, name="c")
     block = keras.Model(inputs, outputs)
     shape = tuple(block.get_layer("c").kernel.shape)
-    assert shape == (kernel_size, kernel_size, 3, 4), f"kernel_size={kernel_size}: a kernel of shape {shape}"
+    assert shape == (kernel_size, kernel_size, 3, 4), (
+        f"kernel_size={kernel_size}: a kernel of shape {shape}"
+    )
     out = block(random_images((8, 8, 3)) * 10, training=False).numpy()
-    expected = keras.activations.get(activation)(block.get_layer("c")(random_images((8, 8, 3)) * 10)).numpy()
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6,
-                               err_msg=f"conv_block(activation={activation!r}): {activation}(conv + bias)")
+    expected = keras.activations.get(activation)(
+        block.get_layer("c")(random_images((8, 8, 3)) * 10)
+    ).numpy()
+    np.testing.assert_allclose(
+        out,
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+        err_msg=f"conv_block(activation={activation!r}): {activation}(conv + bias)",
+    )
