@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 import mnist_input
-from plumbing import download, options, signals
-from plumbing.errors import DataError, OneLineParser, UsageError, report
+from plumbing import download, entry, options
+from plumbing.errors import DataError, OneLineParser, UsageError
 from plumbing.files import picture_path
 
 # ----------------------------------------------------------------------------- data source and format
@@ -507,6 +507,11 @@ def training_data(config: dict) -> dict:
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     """python cifar10_input.py [--dataset D] [--data-dir D] [--data-url U] [--show PNG]: fetch, count."""
+    return entry.main(summarise, argv)
+
+
+def summarise(argv: list[str] | None) -> int:
+    """The work of main: fetch the dataset (if needed), count each split's classes, show samples."""
     parser = OneLineParser(
         prog="cifar10_input.py", description="Download, verify and summarise a dataset."
     )
@@ -552,5 +557,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
-        sys.exit(report(main))
+    sys.exit(main())

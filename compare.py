@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import plots
-from plumbing import files, runs, signals, sweep
-from plumbing.errors import DataError, OneLineParser, UsageError, report
+from plumbing import entry, files, runs, sweep
+from plumbing.errors import DataError, OneLineParser, UsageError
 from plumbing.quiet import tensorflow_start_up
 
 METRICS = (
@@ -275,7 +275,7 @@ def draw(all_runs: list[dict], keys: list[str], metric: str, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return report(run_command, argv)
+    return entry.main(run_command, argv)
 
 
 def run_command(argv: list[str] | None) -> int:
@@ -309,5 +309,4 @@ def run_command(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    with signals.handled():
-        sys.exit(main())
+    sys.exit(main())

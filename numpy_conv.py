@@ -21,8 +21,8 @@ import sys
 import numpy as np
 
 from numpy_mlp import numerical_gradient, relative_error
-from plumbing import signals
-from plumbing.errors import OneLineParser, report
+from plumbing import entry
+from plumbing.errors import OneLineParser
 
 
 def _pad(x: np.ndarray, pad: int) -> np.ndarray:
@@ -210,7 +210,7 @@ def input_gradient_error(forward, backward, x: np.ndarray, rng: np.random.Genera
 
 def main(argv: list[str] | None = None) -> int:
     """python numpy_conv.py: a mistake or an unwritten stub is one line (plumbing/errors.py)."""
-    return report(check_backward_passes, argv)
+    return entry.main(check_backward_passes, argv)
 
 
 def check_backward_passes(argv: list[str] | None) -> int:
@@ -245,5 +245,4 @@ def check_backward_passes(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
-        sys.exit(main())
+    sys.exit(main())

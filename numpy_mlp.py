@@ -21,8 +21,8 @@ import textwrap
 
 import numpy as np
 
-from plumbing import signals
-from plumbing.errors import OneLineParser, report
+from plumbing import entry
+from plumbing.errors import OneLineParser
 from plumbing.files import picture_path
 
 # The handout's defaults for the two-layer network on CIFAR-10.
@@ -303,7 +303,7 @@ def positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """python numpy_mlp.py: the toy check, then the handout's defaults and the tuned setting on real
     images; curves in numpy_mlp.png. A mistake or an unwritten stub is one line (plumbing/errors.py)."""
-    return report(train_and_plot, argv)
+    return entry.main(train_and_plot, argv)
 
 
 def train_and_plot(argv: list[str] | None) -> int:
@@ -379,5 +379,4 @@ def train_and_plot(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    with signals.handled():  # Ctrl-C and SIGTERM: one line, no traceback
-        sys.exit(main())
+    sys.exit(main())

@@ -14,9 +14,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-from plumbing import options
+from plumbing import entry, options
 
 # ----------------------------------------------------------------------------- defaults
 # The tuned recipe, chosen on the validation split (bench/accuracy.py compares it with the classic
@@ -59,17 +58,13 @@ DEFAULTS = dict(
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
 
-if (
-    __name__ == "__main__"
-):  # --help, --list-presets and usage errors: answered before TensorFlow loads
-    options.answer_early(sys.argv[1:], DEFAULTS)
+entry.answer_early(
+    __name__, DEFAULTS
+)  # python train.py --help: answered now, before TensorFlow loads
 
-from plumbing.quiet import tensorflow_start_up
-
-with tensorflow_start_up():  # hides TensorFlow's start-up noise; real errors still show
-    import keras
-    import numpy as np
-    import tensorflow as tf
+import keras
+import numpy as np
+import tensorflow as tf
 
 import cifar10_input
 import compare
@@ -77,7 +72,7 @@ import plots
 from cnn import build_cnn
 from linear_model import build_linear_model, weight_penalty
 from mlp import build_mlp
-from plumbing import checkpoint, errors, logs, machine, runs, signals, sweep
+from plumbing import checkpoint, errors, logs, machine, runs, signals
 
 BUILDERS = {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
 
@@ -126,35 +121,46 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int, total_steps: int)
     """
     peak, warmup = config["lr"], int(config["warmup_epochs"] * steps_per_epoch)
     steps = max(total_steps - warmup, 1)  # the steps after the warm-up
-    schedule = {
-        "constant": lambda: keras.optimizers.schedules.PiecewiseConstantDecay(
-            [steps], [peak, peak]
-        ),
-        "step": lambda: keras.optimizers.schedules.PiecewiseConstantDecay(
-            [steps // 2 - 1, 3 * steps // 4 - 1], [peak, peak / 10, peak / 100]
-        ),
-        "cosine": lambda: keras.optimizers.schedules.CosineDecay(peak, steps),
-        "onecycle": lambda: OneCycle(peak, steps),
-    }[config["lr_schedule"]]()
+    schedules = keras.optimizers.schedules
+    match config["lr_schedule"]:
+        case "constant":
+            schedule = schedules.PiecewiseConstantDecay([steps], [peak, peak])
+        case "step":
+            # Keras keeps a rate while the step it is given is <= its boundary, and it is given the
+            # steps done so far (0 at the first step): with - 1, exactly the first half of the steps
+            # run at the peak, and exactly a quarter at a tenth of it.
+            boundaries = [steps // 2 - 1, 3 * steps // 4 - 1]
+            schedule = schedules.PiecewiseConstantDecay(boundaries, [peak, peak / 10, peak / 100])
+        case "cosine":
+            schedule = schedules.CosineDecay(peak, steps)
+        case "onecycle":
+            schedule = OneCycle(peak, steps)
     return WarmUp(schedule, peak, warmup) if warmup else schedule
 
 
 def make_optimizer(config: dict, schedule):
     """The optimizer named by --optimizer, with its hyper-parameters."""
-    c, opt = config, keras.optimizers
-    adam_like = dict(beta_1=c["beta1"], beta_2=c["beta2"], epsilon=c["epsilon"])
-    optimizer = {
-        "sgd": lambda: opt.SGD(schedule),
-        "momentum": lambda: opt.SGD(schedule, momentum=c["momentum"], nesterov=True),
-        "adam": lambda: opt.Adam(schedule, **adam_like),
-        "adamw": lambda: opt.AdamW(schedule, weight_decay=c["weight_decay"], **adam_like),
-        "rmsprop": lambda: opt.RMSprop(schedule, momentum=c["momentum"], epsilon=c["epsilon"]),
-        "adagrad": lambda: opt.Adagrad(schedule, epsilon=c["epsilon"]),
-        "adadelta": lambda: opt.Adadelta(schedule, epsilon=c["epsilon"]),
-    }[c["optimizer"]]()
-    if c["optimizer"] == "adamw":  # decay the kernels only, as the other optimizers' L2 does
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    return optimizer
+    optimizers, epsilon = keras.optimizers, config["epsilon"]
+    adam_like = dict(beta_1=config["beta1"], beta_2=config["beta2"], epsilon=epsilon)
+    match config["optimizer"]:
+        case "sgd":
+            return optimizers.SGD(schedule)
+        case "momentum":
+            return optimizers.SGD(schedule, momentum=config["momentum"], nesterov=True)
+        case "adam":
+            return optimizers.Adam(schedule, **adam_like)
+        case "adamw":
+            optimizer = optimizers.AdamW(schedule, weight_decay=config["weight_decay"], **adam_like)
+            # decay the kernels only, as the other optimizers' L2 term does
+            optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+            return optimizer
+        case "rmsprop":
+            return optimizers.RMSprop(schedule, momentum=config["momentum"], epsilon=epsilon)
+        case "adagrad":
+            return optimizers.Adagrad(schedule, epsilon=epsilon)
+        case "adadelta":
+            return optimizers.Adadelta(schedule, epsilon=epsilon)
+    raise ValueError(f"unknown optimizer {config['optimizer']!r}")  # options.py checks the choices
 
 
 # ----------------------------------------------------------------------------- the training step
@@ -216,157 +222,144 @@ def evaluate(predict, dataset) -> tuple[float, float, np.ndarray, np.ndarray]:
     return float(loss), float(np.mean(logits.argmax(1) == labels)), logits, labels
 
 
-# ----------------------------------------------------------------------------- the epoch loop
-def set_up(config: dict, data: dict, run_dir: Path, stop: signals.StopRequests) -> SimpleNamespace:
-    """Everything a run uses: the model, the optimizer and its schedule, the compiled step, the data
-    iterator, the TensorBoard logs, and the state that --resume restores (restored here, if saved)."""
+# ----------------------------------------------------------------------------- the training loop
+def train(config: dict, run_dir: Path, data: dict) -> int:
+    """Trains epoch by epoch, then tests the best epoch's model; returns the exit code.
+
+    Each epoch: its steps, validation, one checkpoint (with metrics.csv, and best.keras if this epoch
+    is the best so far) and the TensorBoard logs. A first Ctrl-C or SIGTERM lets the step (or the
+    validation) finish, saves a checkpoint and prints the command that resumes the run from there.
+    """
+    batch_size = config["batch_size"]
+    steps_per_epoch = data["num_train"] // batch_size
+    total_steps = config["steps"] or steps_per_epoch * config["epochs"]
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    model, optimizer, schedule = build_training(config, data, steps_per_epoch, total_steps)
+    train_step = make_train_step(model, optimizer, make_loss(config), xla=config["xla"])
+    predict = make_predict(model)
+    state = checkpoint.TrainingState(model, optimizer, run_dir)
+    state.start()  # restores a stopped run (and says from where), or saves the first checkpoint
+    board = logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()})
+    print(f"run folder: {run_dir}   (tensorboard --logdir {shlex.quote(str(run_dir.parent))})")
+    batches = training_batches(config, data, state.epochs_done, state.steps_done)
+
+    for epoch in range(state.epochs_done, epochs):
+        steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # --steps: the last
+        later_steps = total_steps - (epoch + 1) * steps_per_epoch
+        first = step = state.steps_done  # not 0 when resumed in the middle of the epoch
+        progress = logs.EpochProgress(epoch + 1, epochs, steps, first, batch_size, later_steps)
+        sums = state.unfinished_epoch()  # the epoch's loss, correct, images, seconds so far
+        started = time.perf_counter()
+        with signals.deferred() as stop:  # a first signal lets the step (or validation) finish
+            for step in range(first + 1, steps + 1):
+                images, labels = next(batches)
+                step_started = time.perf_counter()
+                loss, correct = train_step(images, labels)
+                step_ms = 1000 * (time.perf_counter() - step_started)  # it returns when done
+                sums.add(loss, correct, batch_size)
+                global_step = epoch * steps_per_epoch + step
+                if global_step == 1 or progress.due(step) or stop.requested:
+                    # Now and then: guard against divergence, draw the progress bar, log.
+                    check_loss(sums.mean_loss(batch_size), epoch, step, config, state)
+                    progress.update(step, sums.mean_loss(batch_size), sums.accuracy())
+                    board.step(
+                        global_step,
+                        loss=loss,
+                        learning_rate=schedule(optimizer.iterations),
+                        step_time_ms=step_ms,
+                        weight_penalty=weight_penalty(model),
+                        images=images[:8] if global_step == 1 else None,
+                    )
+                if stop.requested:
+                    break
+            sums.seconds += time.perf_counter() - started
+            if stop.requested:  # save where we are, with the epoch's sums so far
+                state.save_mid_epoch(step, sums)
+                where = f"at epoch {epoch + 1}, step {step}"
+                return signals.stopped(stop.requested, run_dir, where)
+
+            # The epoch's row: training, then validation; record it, then save the checkpoint.
+            row = epoch_row(
+                epoch, step, sums, config, state, progress, schedule(optimizer.iterations)
+            )
+            row.update(validate(predict, data))
+            histograms = epoch % max(epochs // 10, 1) == 0 or epoch == epochs - 1
+            board.epoch(
+                (epoch + 1) * steps_per_epoch, row, model.trainable_weights if histograms else None
+            )
+            score = row["val_accuracy"] if data["val"] else row["train_accuracy"]  # picks the best
+            state.save(new_best=state.finish_epoch(row, score))
+        if stop.requested:  # during validation: stopped after it (the last epoch's test waits too)
+            return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
+
+    # Test the best epoch's model (with the test-time flip, if asked), write the results and plots.
+    results = test_and_report(config, run_dir, data, state, board)
+    flip = ", test-time flip" if config["tta"] else ""
+    best = f"best epoch {results['best_epoch']}{flip}"
+    print(
+        f"test accuracy {100 * results['test_accuracy']:.2f}% ({best}); results and plots in {run_dir}"
+    )
+    return 0
+
+
+def build_training(config: dict, data: dict, steps_per_epoch: int, total_steps: int):
+    """The model (its summary printed), the optimizer (built, to be checkpointed) and its schedule."""
     keras.utils.set_random_seed(config["seed"])
     model = build_model(config, data["shape"], len(data["class_names"]))
     model.summary(line_length=80, print_fn=lambda line, **_: print(line))
-    steps_per_epoch = data["num_train"] // config["batch_size"]
-    total_steps = config["steps"] or steps_per_epoch * config["epochs"]
     schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
     optimizer = make_optimizer(config, schedule)
     if config["mixed_precision"]:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=config["label_smoothing"]
-    )
-    state = checkpoint.TrainingState(model, optimizer, run_dir)
-    if state.restore():
-        print(f"resuming from epoch {int(state.epoch) + 1}, step {int(state.step)}")
-    else:
-        state.save()  # the first checkpoint: from now on the run can be resumed
-    print(f"run folder: {run_dir}   (tensorboard --logdir {shlex.quote(str(run_dir.parent))})")
+    return model, optimizer, schedule
+
+
+def make_loss(config: dict):
+    """Cross-entropy on one-hot labels, smoothed by --label-smoothing."""
+    smoothing = config["label_smoothing"]
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing)
+
+
+def training_batches(config: dict, data: dict, epoch: int, step: int):
+    """The augmented training batches from `step` of `epoch` on, shuffled by the epoch's own seed: a
+    resumed run gets the very batches it would have had."""
     batches = cifar10_input.make_dataset(
         data["folder"],
         "train",
         **data["options"],
         **data["augmentation"],
-        epoch=int(state.epoch),
+        epoch=epoch,
         repeat=True,
         drop_remainder=True,
     )
-    return SimpleNamespace(
-        config=config,
-        run_dir=run_dir,
-        data=data,
-        stop=stop,
-        model=model,
-        optimizer=optimizer,
-        schedule=schedule,
-        state=state,
-        predict=make_predict(model),
-        train_step=make_train_step(model, optimizer, loss_fn, xla=config["xla"]),
-        batches=iter(batches.skip(int(state.step))),
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        epochs=math.ceil(total_steps / steps_per_epoch),
-        board=logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()}),
-    )
+    return iter(batches.skip(step))
 
 
-def train(config: dict, run_dir: Path, data: dict, stop: signals.StopRequests) -> int:
-    """Trains epoch by epoch, tests the best epoch's model, fills the run folder. Returns the exit code."""
-    run = set_up(config, data, run_dir, stop)
-    start_epoch, start_step = int(run.state.epoch), int(run.state.step)
-    for epoch in range(start_epoch, run.epochs):
-        with (
-            stop.deferred()
-        ):  # a first Ctrl-C or SIGTERM lets the step (or validation) finish, then saves
-            # Train for one epoch (the rest of it, when resumed).
-            row = train_epoch(run, epoch, start_step)
-            if stop.requested and row is None:
-                where = f"at epoch {epoch + 1}, step {int(run.state.step)}"
-                return signals.stopped(stop.requested, run_dir, where)
-
-            # Validate, record the epoch, then save: the checkpoint, metrics.csv (and best.keras if best).
-            row["val_loss"], row["val_accuracy"] = (
-                evaluate(run.predict, data["val"])[:2] if data["val"] else (None, None)
-            )
-            if data["val"]:
-                print(
-                    f"  validation: loss {row['val_loss']:.4f}, accuracy {100 * row['val_accuracy']:.1f}%"
-                )
-            histograms = epoch % max(run.epochs // 10, 1) == 0 or epoch == run.epochs - 1
-            run.board.epoch(
-                (epoch + 1) * run.steps_per_epoch,
-                row,
-                run.model.trainable_weights if histograms else None,
-            )
-            score = (
-                row["val_accuracy"] if data["val"] else row["train_accuracy"]
-            )  # what picks the best epoch
-            run.state.save(new_best=run.state.finish_epoch(row, score))
-            start_step = 0
-        if (
-            stop.requested
-        ):  # after deferring (a later signal stops at once); the last epoch's test waits too
-            return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
-
-    # Test the best epoch's model (with the test-time flip, if asked), then write the results and plots.
-    results = test_and_report(config, run_dir, data, run.state, run.board)
-    print(
-        f"test accuracy {100 * results['test_accuracy']:.2f}% (best epoch {results['best_epoch']}"
-        f"{', test-time flip' if config['tta'] else ''}); results and plots in {run_dir}"
-    )
-    return 0
-
-
-def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | None:
-    """The steps of one epoch from `start_step`; returns its metrics row, or None if a stop was requested
-    (after saving a checkpoint in the middle of the epoch, with its running sums)."""
-    batch_size, state = run.config["batch_size"], run.state
-    steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
-    progress = logs.EpochProgress(
-        epoch + 1,
-        run.epochs,
-        steps,
-        start_step,
-        batch_size,
-        later_steps=run.total_steps - (epoch + 1) * run.steps_per_epoch,
-    )
-    loss_sum, correct_sum, seen, seconds = (
-        state.sums.numpy()
-    )  # not 0 when resumed in the middle of the epoch
-    step, epoch_t0 = start_step, time.perf_counter()
-    for step in range(start_step + 1, steps + 1):
-        images, labels = next(run.batches)
-        step_t0 = time.perf_counter()
-        loss, correct = run.train_step(images, labels)
-        step_ms = 1000 * (time.perf_counter() - step_t0)  # the step itself (it returns when done)
-        loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + batch_size
-        global_step = epoch * run.steps_per_epoch + step
-        if global_step == 1 or progress.due(step) or run.stop.requested:
-            # Now and then: guard against divergence, draw the progress bar, log to TensorBoard.
-            check_loss(float(loss_sum) / (seen / batch_size), epoch, step, run.config, state)
-            progress.update(step, float(loss_sum) / (seen / batch_size), float(correct_sum) / seen)
-            run.board.step(
-                global_step,
-                loss=loss,
-                learning_rate=run.schedule(run.optimizer.iterations),
-                step_time_ms=step_ms,
-                weight_penalty=weight_penalty(run.model),
-                images=images[:8] if global_step == 1 else None,
-            )
-        if run.stop.requested:  # save where we are, with the epoch's sums so far
-            seconds += time.perf_counter() - epoch_t0
-            state.save_mid_epoch(step, [loss_sum, correct_sum, seen, seconds])
-            return None
-    seconds += time.perf_counter() - epoch_t0
-    train_loss, train_accuracy = float(loss_sum) / (seen / batch_size), float(correct_sum) / seen
-    check_loss(train_loss, epoch, step, run.config, state)
+def epoch_row(epoch, step, sums, config, state, progress, learning_rate) -> dict:
+    """The finished epoch's training metrics (checked for divergence; the progress bar closed)."""
+    batch_size = config["batch_size"]
+    train_loss, train_accuracy = sums.mean_loss(batch_size), sums.accuracy()
+    check_loss(train_loss, epoch, step, config, state)
     progress.update(step, train_loss, train_accuracy, final=True)
     return dict(
         epoch=epoch + 1,
         train_loss=train_loss,
         train_accuracy=train_accuracy,
-        learning_rate=float(run.schedule(run.optimizer.iterations)),
-        seconds=round(seconds, 3),
-        images_per_second=round(seen / seconds, 1),
-        weight_penalty=float(weight_penalty(run.model)),
+        learning_rate=float(learning_rate),
+        seconds=round(sums.seconds, 3),
+        images_per_second=round(sums.images / sums.seconds, 1),
+        weight_penalty=float(weight_penalty(state.model)),
     )
+
+
+def validate(predict, data: dict) -> dict:
+    """Loss and accuracy on the validation split (None without one: --val-size 0)."""
+    if not data["val"]:
+        return dict(val_loss=None, val_accuracy=None)
+    loss, accuracy = evaluate(predict, data["val"])[:2]
+    print(f"  validation: loss {loss:.4f}, accuracy {100 * accuracy:.1f}%")
+    return dict(val_loss=loss, val_accuracy=accuracy)
 
 
 def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> dict:
@@ -400,13 +393,13 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
 def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
     """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays.
     (A sweep records the run as diverged and goes on with the next: plumbing/sweep.py.)"""
+    # Written `not loss < EXPLODED`, not `loss >= EXPLODED`: every comparison with NaN is False, so
+    # this one is True for a NaN loss too.
     if not loss < EXPLODED:
-        kept = (
-            f"the last good checkpoint (end of epoch {int(state.epoch)}) is kept"
-            if int(state.epoch)
-            else "nothing was learnt"
-        )
-        raise sweep.DivergedError(
+        kept = "nothing was learnt"
+        if state.epochs_done:
+            kept = f"the last good checkpoint (end of epoch {state.epochs_done}) is kept"
+        raise errors.DivergedError(
             f"the loss became {loss:.4g} at epoch {epoch + 1}, step {step}: the "
             f"learning rate is too high for this model; start a new run with --lr "
             f"{config['lr'] / 10:g} ({kept})",
@@ -417,27 +410,8 @@ def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-def run_command(argv: list[str] | None) -> int:
-    config, resume, eval_only = options.parse(argv, DEFAULTS)
-    with signals.handled() as stop:  # Ctrl-C and SIGTERM stop cleanly from here to the end
-        if eval_only:
-            return evaluate_saved_model(Path(eval_only), config)
-        if resume:
-            config = options.for_resume(runs.read_config(Path(resume), DEFAULTS), config)
-        if config.get(
-            "sweep"
-        ):  # a grid of runs (plumbing/sweep.py), compared at the end (compare.py)
-            return sweep.run(
-                config["sweep"],
-                lambda one, resume: train_one(one, resume, stop),
-                compare.main,
-                check_data=cifar10_input.check_data,
-            )
-        return train_one(config, resume, stop)
-
-
-def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequests) -> int:
-    """One run: the device, the data, the run folder (new or resumed), then train."""
+def train_one(config: dict, resume: str | Path | None) -> int:
+    """One run: the device, the data, the run folder (new, or the one to resume), then train."""
     keras.backend.clear_session()  # a sweep trains many models in one process
     device = machine.start(config)  # the device, 16-bit compute, determinism; says which
     data = cifar10_input.training_data(config)
@@ -445,33 +419,14 @@ def train_one(config: dict, resume: str | Path | None, stop: signals.StopRequest
         f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
         f"{len(data['test_images']):,} test images from {data['folder']}"
     )
-    run_dir = None
-    try:
-        with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
-            return train(config, run_dir, data, stop) if run_dir else 0
-    except (
-        OSError
-    ) as err:  # a full disk, a file in the way: one line, and how to go on once it is fixed
-        resumable = (
-            run_dir and (run_dir / "config.json").is_file()
-        )  # else the run folder was removed
-        then = (
-            f"continue with: {errors.resume_command(run_dir)}"
-            if resumable
-            else "run the same command again"
-        )
-        raise errors.DataError(errors.disk_problem(err, then)) from None
+    with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
+        return train(config, run_dir, data) if run_dir else 0  # None: finished already
 
 
-def evaluate_saved_model(model_path: Path, given: dict) -> int:
-    """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it."""
-    config = (
-        options.for_resume(runs.read_config(model_path.parent, DEFAULTS), given)
-        if (model_path.parent / "config.json").is_file()
-        else options.resolve(given, DEFAULTS)
-    )
-    machine.select_device("auto")  # quietly: probing for a GPU prints noise on machines without one
-    model, data = runs.load_model(model_path), cifar10_input.training_data(config)
+def evaluate_saved_model(model: keras.Model, model_path: Path, config: dict) -> int:
+    """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it
+    (`config`: that run's options, read from its folder)."""
+    data = cifar10_input.training_data(config)
     if tuple(model.input_shape[1:]) != tuple(data["shape"]):
         raise errors.UsageError(
             f"{model_path} takes {_size(model.input_shape[1:])} images, but the "
@@ -479,10 +434,8 @@ def evaluate_saved_model(model_path: Path, given: dict) -> int:
             f"evaluate it with the --dataset and --image-size it was trained with"
         )
     _, accuracy, logits, labels = evaluate(make_predict(model, config["tta"]), data["test"])
-    correct, flip = (
-        int(np.sum(logits.argmax(1) == labels)),
-        " with test-time flip" if config["tta"] else "",
-    )
+    correct = int(np.sum(logits.argmax(1) == labels))
+    flip = " with test-time flip" if config["tta"] else ""
     print(f"test accuracy {100 * accuracy:.2f}% ({correct}/{len(labels)}){flip} for {model_path}")
     return 0
 
@@ -492,7 +445,11 @@ def _size(shape) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return errors.report(run_command, argv)
+    """python train.py [flags]: one run, a sweep of runs (--sweep) or --eval-only (see --help)."""
+    work = entry.training(
+        DEFAULTS, train_one, evaluate_saved_model, cifar10_input.check_data, compare.main
+    )
+    return entry.main(work, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ or doubled, and best.keras always holds the epoch that metrics.json names.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import re
@@ -22,6 +23,32 @@ from plumbing import files, runs
 from plumbing.errors import DataError, write_error
 
 
+@dataclasses.dataclass
+class EpochSums:
+    """The running sums of the epoch being trained: its mean loss and accuracy so far come from them.
+    A run stopped in the middle of an epoch saves them, so that the resumed epoch's row is exact."""
+
+    loss: float = 0.0  # of the steps' mean losses
+    correct: float = 0.0  # examples classified correctly
+    images: float = 0.0  # examples seen
+    seconds: float = 0.0  # time spent training (not validating)
+
+    def add(self, loss, correct, images: int) -> None:
+        """Adds one step (loss and correct as the step returns them: tensors)."""
+        self.loss, self.correct, self.images = (
+            self.loss + loss,
+            self.correct + correct,
+            self.images + images,
+        )
+
+    def mean_loss(self, batch_size: int) -> float:
+        """The mean over the steps so far of each step's mean loss."""
+        return float(self.loss) / (self.images / batch_size)
+
+    def accuracy(self) -> float:
+        return float(self.correct) / self.images
+
+
 class TrainingState:
     """Everything --resume needs, in tf.Variables that one tf.train.Checkpoint saves together."""
 
@@ -31,9 +58,7 @@ class TrainingState:
         self.best_model.set_weights(model.get_weights())
         self.epoch = tf.Variable(0, dtype=tf.int64)  # finished epochs
         self.step = tf.Variable(0, dtype=tf.int64)  # finished steps of the next epoch
-        self.sums = tf.Variable(
-            [0.0] * 4, dtype=tf.float64
-        )  # its loss, correct, images, seconds so far
+        self.sums = tf.Variable([0.0] * 4, dtype=tf.float64)  # its EpochSums, in field order
         self.best_epoch = tf.Variable(0, dtype=tf.int64)
         self.best_score = tf.Variable(-1.0, dtype=tf.float64)
         self.rows_json = tf.Variable("[]")  # the finished epochs' metrics rows
@@ -110,10 +135,31 @@ class TrainingState:
             raise write_error(err.message, where, "could not save the checkpoint") from None
         self.write_derived_files(self.rows, best_model=new_best)
 
-    def save_mid_epoch(self, step: int, sums: list[float]) -> None:
+    def start(self) -> None:
+        """Restores the checkpoint of a run that was stopped (and says from where), or saves the first
+        one: from then on the run can be resumed."""
+        if self.restore():
+            print(f"resuming from epoch {self.epochs_done + 1}, step {self.steps_done}")
+        else:
+            self.save()
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.epoch)
+
+    @property
+    def steps_done(self) -> int:
+        """The steps done of the epoch that is not finished (0 at the start of an epoch)."""
+        return int(self.step)
+
+    def unfinished_epoch(self) -> EpochSums:
+        """The running sums of the epoch to train: zeros, or what a stopped run had done of it."""
+        return EpochSums(*self.sums.numpy())
+
+    def save_mid_epoch(self, step: int, sums: EpochSums) -> None:
         """Saves a run stopped in the middle of an epoch: the steps done and the epoch's running sums."""
         self.step.assign(step)
-        self.sums.assign([float(value) for value in sums])
+        self.sums.assign([float(value) for value in dataclasses.astuple(sums)])
         self.save()
 
     def finish_epoch(self, row: dict, score: float) -> bool:

@@ -2,6 +2,7 @@
 
     UsageError           a mistake on the command line       -> exit code 2
     DataError            a problem with the data or the disk -> exit code 1
+    DivergedError        the training loss became NaN or huge  -> exit code 1
     NotImplementedError  an exercise stub not yet written    -> exit code 2, naming the function
     Ctrl-C / SIGTERM     stopped by the user                  -> exit code 130 / 143
 
@@ -30,6 +31,16 @@ class UsageError(Exception):
 
 class DataError(Exception):
     """A problem with the data or the disk that the user can fix; the message says how, in one line."""
+
+
+class DivergedError(Exception):
+    """Training diverged (the loss became NaN, infinite or huge): exit code 1, "training diverged: ...".
+    Not a DataError: nothing is wrong with the data or the disk, the learning rate is too high. A sweep
+    records the point as diverged and goes on with the next (plumbing/sweep.py)."""
+
+    def __init__(self, message: str, *, loss: float, epoch: int, step: int):
+        super().__init__(message)
+        self.loss, self.epoch, self.step = loss, epoch, step
 
 
 class Stopped(BaseException):
@@ -126,6 +137,8 @@ def one_line(err: BaseException) -> tuple[int, str] | None:
         return 2, f"usage error: {err}"
     if isinstance(err, DataError):
         return 1, f"error: {err}"
+    if isinstance(err, DivergedError):
+        return 1, f"training diverged: {err}"
     if isinstance(err, NotImplementedError):
         return (
             2,

@@ -14,12 +14,12 @@ import functools
 import math
 import os
 import re
-import signal
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-from plumbing import signals, sweep
-from plumbing.errors import OneLineParser, UsageError, report
+from plumbing import sweep
+from plumbing.errors import OneLineParser, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_FILES = {
@@ -445,8 +445,17 @@ def _plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
-def parse(argv: list[str] | None, defaults: dict) -> tuple[dict, str | None, str | None]:
-    """Parses the flags: returns (config, --resume RUN or None, --eval-only MODEL or None).
+class Job(NamedTuple):
+    """What the command line asks for: a config to train, or a run to resume or a model to evaluate
+    (then `config` holds only the flags given: the run's own options are read from its folder)."""
+
+    config: dict
+    resume: str | None = None  # --resume RUN
+    eval_only: str | None = None  # --eval-only MODEL
+
+
+def parse(argv: list[str] | None, defaults: dict) -> Job:
+    """Parses the flags into a Job.
 
     --help and --list-presets print and exit here. With --resume or --eval-only, the flags given are
     returned as they are: the config is read later from the run's folder.
@@ -460,11 +469,11 @@ def parse(argv: list[str] | None, defaults: dict) -> tuple[dict, str | None, str
     if resume or eval_only:  # the saved run's options apply; `given` may only move its data
         if sweeps:
             raise UsageError("--sweep cannot be combined with --resume or --eval-only")
-        return given, resume, eval_only
+        return Job(given, resume, eval_only)
     config = resolve(given, defaults)
     if sweeps:
         config["sweep"] = sweep_plan(sweeps, given, config, defaults)
-    return config, None, None
+    return Job(config)
 
 
 def sweep_plan(texts: list[str], given: dict, config: dict, defaults: dict) -> dict:
@@ -480,16 +489,6 @@ def sweep_plan(texts: list[str], given: dict, config: dict, defaults: dict) -> d
         grid=grid,
         command=dict(flags=flags, sweeps=sweeps),
     )
-
-
-def answer_early(argv: list[str], defaults: dict) -> None:
-    """For `python train.py`: --help, --list-presets and usage errors, before TensorFlow loads (seconds).
-    Until main takes over the signals, Ctrl-C and SIGTERM (while TensorFlow loads) end the program quietly."""
-    for signum in signals.HANDLED:
-        signal.signal(signum, signals.exit_quietly)
-    code = report(lambda args: parse(args, defaults) and 0, argv)
-    if code:
-        sys.exit(code)
 
 
 RESUME_OVERRIDES = ("data_dir", "data_url")  # a run may follow its data to another folder

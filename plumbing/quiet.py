@@ -68,4 +68,11 @@ def tensorflow_start_up():
         os.dup2(saved, 2)  # closes the pipe's last write end: the thread sees the end and stops
         thread.join(timeout=5)
         os.close(saved)
-        logging.getLogger("tensorflow").addFilter(_NoRetracingWarnings())
+        hide_retracing_warnings()
+
+
+def hide_retracing_warnings() -> None:
+    """Adds the filter above to TensorFlow's logger (once)."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _NoRetracingWarnings) for f in logger.filters):
+        logger.addFilter(_NoRetracingWarnings())

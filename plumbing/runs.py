@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from plumbing import files
-from plumbing.errors import DataError, Stopped, UsageError, resume_command
+from plumbing.errors import DataError, Stopped, UsageError, disk_problem, resume_command
 
 METRIC_COLUMNS = [
     "epoch",
@@ -304,11 +304,24 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
     """The run folder to train in, locked: a new one (with its config.json) or the one to resume.
 
     Yields None (and says so) for a finished run. A new folder is removed again if the run fails
-    before its first checkpoint: it never started, and a usage error must leave nothing behind.
+    before its first checkpoint: it never started, and a usage error must leave nothing behind. An
+    OSError (a full disk, a file in the way) becomes one line that says how to go on once it is fixed.
     """
-    from plumbing import (
-        machine,
-    )  # here, not at the top: compare.py reads run folders without TensorFlow
+    run_dir = None
+    try:
+        with _open_run(config, resume, device=device, data_folder=data_folder) as run_dir:
+            yield run_dir
+    except OSError as err:
+        resumable = run_dir and (run_dir / "config.json").is_file()  # else the folder was removed
+        then = "run the same command again"
+        if resumable:
+            then = f"continue with: {resume_command(run_dir)}"
+        raise DataError(disk_problem(err, then)) from None
+
+
+@contextlib.contextmanager
+def _open_run(config: dict, resume: str | None, *, device: str, data_folder: Path):
+    from plumbing import machine  # here, not at the top: compare.py reads runs without TensorFlow
 
     run_dir = (
         Path(resume) if resume else create(config["run_dir"], config["name"], config["preset"])
@@ -336,9 +349,7 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
         except BaseException as err:
             if not resume and not (run_dir / "checkpoints").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
-            elif isinstance(
-                err, Stopped
-            ):  # stopped outside the loop (e.g. while plotting): say how to go on
+            elif isinstance(err, Stopped):  # stopped outside the loop (e.g. while plotting)
                 err.resume_command = resume_command(run_dir)
             raise
 

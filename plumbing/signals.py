@@ -21,6 +21,7 @@ import threading
 from plumbing.errors import Stopped, resume_command, signal_name
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+_active = []  # the StopRequests of the handled() block running now (blocks nest in tests)
 
 
 def exit_quietly(signum, _frame):
@@ -50,10 +51,8 @@ class StopRequests:
         self.requested: int | None = None  # the first signal's number, once one arrived
         self._deferring = False
         self._previous_hook = sys.unraisablehook
-        self._dropped, self._again = (
-            None,
-            None,
-        )  # a stop Python dropped, and the timer that sends it again
+        self._dropped = None  # a stop that Python dropped (raised inside a __del__ method)
+        self._again = None  # the timer that sends it again
 
     def _handle(self, signum, _frame):
         if self._deferring and self.requested is None:
@@ -91,21 +90,28 @@ class StopRequests:
             self._deferring = False
 
 
+def deferred():
+    """`with signals.deferred() as stop:` the training loop's block in which a first Ctrl-C or SIGTERM
+    only sets `stop.requested` (the step finishes, a checkpoint is saved). Outside any handled() block
+    (a test calling train.train directly) signals are not ours: `stop.requested` stays None."""
+    return (_active[-1] if _active else StopRequests()).deferred()
+
+
 @contextlib.contextmanager
 def handled():
     """Installs the handler for the duration of the block (the whole of a command's main)."""
     stop = StopRequests()
     try:
         previous = {sig: signal.signal(sig, stop._handle) for sig in HANDLED}
-    except (
-        ValueError
-    ):  # not the main thread (e.g. called from a test runner's worker): leave them alone
+    except ValueError:  # not the main thread (e.g. a test runner's worker): leave them alone
         yield stop
         return
+    _active.append(stop)
     stop._previous_hook, sys.unraisablehook = sys.unraisablehook, stop._unraisable
     try:
         yield stop
     finally:
+        _active.remove(stop)
         sys.unraisablehook = stop._previous_hook
         if stop._again:
             stop._again.cancel()

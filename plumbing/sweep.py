@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from plumbing import files, runs
-from plumbing.errors import DataError, UsageError
+from plumbing.errors import DataError, DivergedError, UsageError
 
 FIXED = (
     "resume",
@@ -30,15 +30,6 @@ FIXED = (
     "sweep",
 )  # what names the sweep itself
 WHERE = ("data_dir", "data_url")  # where the data is: compare.py compares runs on the same data
-
-
-class DivergedError(DataError):
-    """Raised by train.py's divergence guard: one line for a single run; a sweep records the point as
-    diverged and goes on with the next."""
-
-    def __init__(self, message: str, *, loss: float, epoch: int, step: int):
-        super().__init__(message)
-        self.loss, self.epoch, self.step = loss, epoch, step
 
 
 def parse(texts: list[str], parse_flags) -> dict[str, list]:
