@@ -1,4 +1,5 @@
-"""Train an image classifier: `python train.py --model cnn` (CIFAR-10; --dataset mnist or fashion-mnist).
+"""Train an image classifier: `python train.py --model cnn` (CIFAR-10; --dataset mnist or
+fashion-mnist).
 
 Read it top to bottom: the defaults, the model and the optimizer, the training step, evaluation, the
 epoch loop, main. Every run leaves a folder runs/NAME/ with config.json, metrics.csv and .json, the
@@ -9,52 +10,125 @@ checkpoint and prints the command that resumes the run. The bookkeeping a studen
 
 from __future__ import annotations
 
+import inspect
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
 
 from plumbing import entry, options
 
-# ----------------------------------------------------------------------------- defaults
-# The tuned recipe, chosen on the validation split (bench/accuracy.py compares it with the classic
-# Keras CNN). A --preset overrides some of these (python train.py --list-presets); flags override both.
-# The model options (--widths, --dropout, ...) are the builders' own keyword arguments and defaults.
-DEFAULTS = dict(
-    model="cnn",  # linear | mlp | cnn: linear_model.py, mlp.py or cnn.py
-    dataset="cifar10",  # cifar10 | mnist | fashion-mnist
-    data_dir=None,  # None: $CIFAR10_DATA_DIR, else ./data
-    data_url=None,  # None: the official source (or $CIFAR10_URL)
-    num_train_examples=None,  # None: every training-file example not held out for validation
-    val_size=None,  # None: 10% of the training files, held out to choose the best epoch
-    image_size=None,  # None: the dataset's own side (32 or 28)
-    flip=True,
-    crop=4,  # augmentation: random mirror; pad by 4 pixels and crop back at random
-    brightness=0.0,
-    contrast=0.0,
-    cutout=0,  # more augmentation, off by default
-    optimizer="momentum",  # SGD with Nesterov momentum; or sgd, adam, adamw, rmsprop, adagrad, adadelta
-    lr=0.1,
-    momentum=0.9,
-    beta1=0.9,
-    beta2=0.999,
-    epsilon=1e-7,
-    lr_schedule="onecycle",
-    warmup_epochs=0.0,  # onecycle | cosine | step | constant
-    weight_decay=5e-4,
-    label_smoothing=0.1,  # L2 on every kernel (decoupled with adamw); soft targets
-    batch_size=128,
-    epochs=30,
-    steps=None,  # steps: stop after this many steps instead
-    tta=True,  # test-time flip: average the predictions for each image and its mirror
-    device="auto",
-    mixed_precision=False,
-    xla=False,
-    seed=0,
-    deterministic=False,
-    run_dir="runs",
-    name=None,  # name None: PRESET-MMDD-HHMMSS
+# ----------------------------------------------------------------------------- the options
+# Every option: its default, what it does (--help shows these), and what values it may take. The
+# defaults are the tuned recipe, chosen on the validation split (bench/accuracy.py compares it with
+# the classic Keras CNN). A --preset (a course stage: python train.py --list-presets) overrides some
+# of them; flags override both. The model options (--widths, --dropout, ...) are the builders'
+# keyword arguments, with the builders' defaults (listed in plumbing/options.py).
+Flag = options.Flag
+MAX_IMAGE_SIZE = 128  # 4x CIFAR-10's side; larger batches of activations no longer fit in memory
+MAX_BRIGHTNESS = 5.0  # in pixel standard deviations: a larger shift leaves nothing of the image
+POSITIVE = ("be positive", lambda value: value > 0)
+AT_LEAST_0 = ("be >= 0", lambda value: value >= 0)
+FRACTION = ("be in [0, 1)", lambda value: 0 <= value < 1)
+DEFAULTS = options.table(
+    {
+        "": dict(model=Flag("cnn", "which model file to train", choices=("linear", "mlp", "cnn"))),
+        "data and augmentation (training batches only)": dict(
+            dataset=Flag("cifar10", "which dataset", choices=("cifar10", "mnist", "fashion-mnist")),
+            data_dir=Flag(None, "data folder", kind=str, shown="$CIFAR10_DATA_DIR or ./data"),
+            data_url=Flag(
+                None,
+                "where to get the data: URL, file:// or path",
+                kind=str,
+                shown="the official source",
+            ),
+            num_train_examples=Flag(
+                None, "train on this many examples", rule=POSITIVE, kind=int, shown="all"
+            ),
+            val_size=Flag(
+                None,
+                "examples held out for validation",
+                rule=AT_LEAST_0,
+                kind=int,
+                shown="10% of the training files",
+            ),
+            image_size=Flag(
+                None,
+                "resize images to this side",
+                rule=(
+                    f"be between 8 and {MAX_IMAGE_SIZE}",
+                    lambda side: 8 <= side <= MAX_IMAGE_SIZE,
+                ),
+                kind=int,
+                shown="the dataset's own",
+            ),
+            flip=Flag(True, "random horizontal flips"),
+            crop=Flag(
+                4,
+                "pad by N pixels and crop back randomly; 0 = off",
+                rule=("be between 0 and 16 (pixels of padding)", lambda crop: 0 <= crop <= 16),
+            ),
+            brightness=Flag(
+                0.0,
+                "random brightness shift up to this",
+                rule=(
+                    f"be between 0 and {MAX_BRIGHTNESS:g} (pixel standard deviations)",
+                    lambda shift: 0 <= shift <= MAX_BRIGHTNESS,
+                ),
+            ),
+            contrast=Flag(0.0, "random contrast factor 1 +- this", rule=FRACTION),
+            cutout=Flag(0, "blank a random square of this side; 0 = off", rule=AT_LEAST_0),
+        ),
+        "optimisation": dict(
+            optimizer=Flag(
+                "momentum",  # SGD with Nesterov momentum
+                "the optimizer",
+                choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta"),
+            ),
+            lr=Flag(0.1, "peak learning rate", rule=POSITIVE),
+            momentum=Flag(0.9, "for momentum and rmsprop", rule=FRACTION),
+            beta1=Flag(0.9, "Adam/AdamW beta_1", rule=FRACTION),
+            beta2=Flag(0.999, "Adam/AdamW beta_2", rule=FRACTION),
+            epsilon=Flag(1e-7, "Adam/AdamW/RMSprop/Adagrad/Adadelta epsilon", rule=POSITIVE),
+            lr_schedule=Flag(
+                "onecycle",
+                "how the learning rate changes",
+                choices=("constant", "step", "cosine", "onecycle"),
+            ),
+            warmup_epochs=Flag(0.0, "linear warm-up before the schedule", rule=AT_LEAST_0),
+            weight_decay=Flag(
+                5e-4, "L2 strength on kernels; decoupled decay with adamw", rule=AT_LEAST_0
+            ),
+            label_smoothing=Flag(0.1, "for the loss", rule=FRACTION),
+            batch_size=Flag(128, "examples per step", rule=POSITIVE),
+            epochs=Flag(30, "passes over the training set", rule=POSITIVE),
+            steps=Flag(
+                None,
+                "train for this many steps instead of whole epochs",
+                rule=POSITIVE,
+                kind=int,
+                shown="None",
+            ),
+            tta=Flag(True, "test-time flip: average predictions with the mirror image"),
+        ),
+        "machine and run": dict(
+            device=Flag(
+                "auto", "auto: the GPU when TensorFlow sees one", choices=("auto", "cpu", "gpu")
+            ),
+            mixed_precision=Flag(
+                False, "16-bit compute: float16 on a GPU, bfloat16 on a CPU that has it"
+            ),
+            xla=Flag(False, "compile the training step with XLA (slower on CPUs)"),
+            seed=Flag(
+                0,
+                "seed of every random choice",
+                rule=(f"be between 0 and {2**31 - 1}", lambda seed: 0 <= seed < 2**31),
+            ),
+            deterministic=Flag(False, "deterministic ops: reproducible, somewhat slower"),
+            run_dir=Flag("runs", "parent folder of runs"),
+            name=Flag(None, "run folder name", kind=str, shown="PRESET-MMDD-HHMMSS"),
+        ),
+    }
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
 
@@ -72,26 +146,29 @@ import plots
 from cnn import build_cnn
 from linear_model import build_linear_model, weight_penalty
 from mlp import build_mlp
-from plumbing import checkpoint, errors, logs, machine, runs, signals
+from plumbing import checkpoint, errors, logs, runs, signals
 
 BUILDERS = {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
 
 
-# ----------------------------------------------------------------------------- the model and the optimizer
+# ---------------------------------------------------------------------- the model and the optimizer
 def build_model(
     config: dict, input_shape: tuple[int, int, int], num_classes: int = 10
 ) -> keras.Model:
-    """Calls the chosen builder with the options the config gives it. With adamw, weight decay belongs
-    to the optimizer (decoupled) instead of being an L2 term in the loss."""
-    model_options = {k: config[k] for k in options.builder_options(config["model"]) if k in config}
+    """Calls the chosen builder with the options the config gives it. With adamw, weight decay
+    belongs to the optimizer (decoupled) instead of being an L2 term in the loss."""
+    builder = BUILDERS[config["model"]]
+    keyword = inspect.signature(builder).parameters.values()
+    names = [option.name for option in keyword if option.kind is option.KEYWORD_ONLY]
+    model_options = {name: config[name] for name in names if name in config}
     if config["optimizer"] == "adamw":
         model_options["weight_decay"] = 0.0
-    return BUILDERS[config["model"]](input_shape, num_classes, **model_options)
+    return builder(input_shape, num_classes, **model_options)
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """From 0.1% of the peak linearly up to it over the first 25% of the steps (a warm-up of its own),
-    then linearly down to 0.1% of it."""
+    """From 0.1% of the peak linearly up to it over the first 25% of the steps (a warm-up of its
+    own), then linearly down to 0.1% of it."""
 
     def __init__(self, peak: float, total_steps: int):
         self.peak, self.total_steps = peak, max(total_steps, 1)
@@ -103,7 +180,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
-    """Rises linearly to the peak over the first `steps` steps, then follows `after` (shifted by `steps`)."""
+    """Rises linearly to the peak over the first `steps` steps, then follows `after` (shifted by
+    `steps`)."""
 
     def __init__(self, after, peak: float, steps: int):
         self.after, self.peak, self.steps = after, peak, steps
@@ -117,8 +195,8 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
 def learning_rate_schedule(config: dict, steps_per_epoch: int, total_steps: int):
     """The --lr-schedule, peaking at --lr, after an optional linear warm-up (--warmup-epochs).
 
-    Keras' own schedules where they exist (cosine to 0; step: x0.1 at 50% and 75%); one-cycle by hand.
-    """
+    Keras' own schedules where they exist (cosine to 0; step: x0.1 at 50% and 75%); one-cycle by
+    hand."""
     peak, warmup = config["lr"], int(config["warmup_epochs"] * steps_per_epoch)
     steps = max(total_steps - warmup, 1)  # the steps after the warm-up
     schedules = keras.optimizers.schedules
@@ -165,7 +243,8 @@ def make_optimizer(config: dict, schedule):
 
 # ----------------------------------------------------------------------------- the training step
 def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
-    """One optimisation step as a compiled tf.function: returns (mean cross-entropy, number correct).
+    """One optimisation step as a compiled tf.function: returns (mean cross-entropy, number
+    correct).
 
     A custom step rather than model.fit (bench/train_speed.py measures both on the same model). The
     loss takes one-hot labels (for label smoothing); the weight penalties in model.losses are added;
@@ -193,7 +272,8 @@ def make_train_step(model, optimizer, loss_fn, *, xla: bool = False):
 
 # ----------------------------------------------------------------------------- evaluation
 def make_predict(model, tta: bool = False):
-    """Inference-mode logits (float32) of a batch; with `tta`, averaged with those of the mirror images."""
+    """Inference-mode logits (float32) of a batch; with `tta`, averaged with those of the mirror
+    images."""
 
     @tf.function(reduce_retracing=True)
     def predict(images):
@@ -208,7 +288,8 @@ def make_predict(model, tta: bool = False):
 
 
 def evaluate(predict, dataset) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """One pass over `dataset`: mean cross-entropy (without label smoothing), accuracy, logits, labels."""
+    """One pass over `dataset`: mean cross-entropy (without label smoothing), accuracy, logits,
+    labels."""
     batches = [(predict(images).numpy(), labels.numpy()) for images, labels in dataset]
     logits, labels = (
         np.concatenate([b[0] for b in batches]),
@@ -226,10 +307,10 @@ def evaluate(predict, dataset) -> tuple[float, float, np.ndarray, np.ndarray]:
 def train(config: dict, run_dir: Path, data: dict) -> int:
     """Trains epoch by epoch, then tests the best epoch's model; returns the exit code.
 
-    Each epoch: its steps, validation, one checkpoint (with metrics.csv, and best.keras if this epoch
-    is the best so far) and the TensorBoard logs. A first Ctrl-C or SIGTERM lets the step (or the
-    validation) finish, saves a checkpoint and prints the command that resumes the run from there.
-    """
+    Each epoch: its steps, validation, one checkpoint (with metrics.csv, and best.keras if this
+    epoch is the best so far) and the TensorBoard logs. A first Ctrl-C or SIGTERM lets the step (or
+    the validation) finish, saves a checkpoint and prints the command that resumes the run from
+    there."""
     batch_size = config["batch_size"]
     steps_per_epoch = data["num_train"] // batch_size
     total_steps = config["steps"] or steps_per_epoch * config["epochs"]
@@ -240,7 +321,6 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
     state = checkpoint.TrainingState(model, optimizer, run_dir)
     state.start()  # restores a stopped run (and says from where), or saves the first checkpoint
     board = logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()})
-    print(f"run folder: {run_dir}   (tensorboard --logdir {shlex.quote(str(run_dir.parent))})")
     batches = training_batches(config, data, state.epochs_done, state.steps_done)
 
     for epoch in range(state.epochs_done, epochs):
@@ -258,8 +338,7 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
                 step_ms = 1000 * (time.perf_counter() - step_started)  # it returns when done
                 sums.add(loss, correct, batch_size)
                 global_step = epoch * steps_per_epoch + step
-                if global_step == 1 or progress.due(step) or stop.requested:
-                    # Now and then: guard against divergence, draw the progress bar, log.
+                if global_step == 1 or progress.due(step) or stop.requested:  # now and then:
                     check_loss(sums.mean_loss(batch_size), epoch, step, config, state)
                     progress.update(step, sums.mean_loss(batch_size), sums.accuracy())
                     board.step(
@@ -277,33 +356,24 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
                 state.save_mid_epoch(step, sums)
                 where = f"at epoch {epoch + 1}, step {step}"
                 return signals.stopped(stop.requested, run_dir, where)
-
-            # The epoch's row: training, then validation; record it, then save the checkpoint.
-            row = epoch_row(
-                epoch, step, sums, config, state, progress, schedule(optimizer.iterations)
-            )
+            # The epoch's row (training, then validation) to TensorBoard, then to the checkpoint.
+            row = epoch_row(epoch, step, sums, config, state, progress, optimizer)
             row.update(validate(predict, data))
-            histograms = epoch % max(epochs // 10, 1) == 0 or epoch == epochs - 1
-            board.epoch(
-                (epoch + 1) * steps_per_epoch, row, model.trainable_weights if histograms else None
-            )
+            now_and_then = epoch % max(epochs // 10, 1) == 0 or epoch == epochs - 1
+            weights = model.trainable_weights if now_and_then else None  # for their histograms
+            board.epoch((epoch + 1) * steps_per_epoch, row, weights)
             score = row["val_accuracy"] if data["val"] else row["train_accuracy"]  # picks the best
             state.save(new_best=state.finish_epoch(row, score))
         if stop.requested:  # during validation: stopped after it (the last epoch's test waits too)
             return signals.stopped(stop.requested, run_dir, f"after epoch {epoch + 1}")
 
-    # Test the best epoch's model (with the test-time flip, if asked), write the results and plots.
-    results = test_and_report(config, run_dir, data, state, board)
-    flip = ", test-time flip" if config["tta"] else ""
-    best = f"best epoch {results['best_epoch']}{flip}"
-    print(
-        f"test accuracy {100 * results['test_accuracy']:.2f}% ({best}); results and plots in {run_dir}"
-    )
+    test_and_report(config, run_dir, data, state, board)  # the best epoch's model; the plots
     return 0
 
 
 def build_training(config: dict, data: dict, steps_per_epoch: int, total_steps: int):
-    """The model (its summary printed), the optimizer (built, to be checkpointed) and its schedule."""
+    """The model (its summary printed), the optimizer (built, to be checkpointed) and its
+    schedule."""
     keras.utils.set_random_seed(config["seed"])
     model = build_model(config, data["shape"], len(data["class_names"]))
     model.summary(line_length=80, print_fn=lambda line, **_: print(line))
@@ -336,7 +406,7 @@ def training_batches(config: dict, data: dict, epoch: int, step: int):
     return iter(batches.skip(step))
 
 
-def epoch_row(epoch, step, sums, config, state, progress, learning_rate) -> dict:
+def epoch_row(epoch, step, sums, config, state, progress, optimizer) -> dict:
     """The finished epoch's training metrics (checked for divergence; the progress bar closed)."""
     batch_size = config["batch_size"]
     train_loss, train_accuracy = sums.mean_loss(batch_size), sums.accuracy()
@@ -346,7 +416,7 @@ def epoch_row(epoch, step, sums, config, state, progress, learning_rate) -> dict
         epoch=epoch + 1,
         train_loss=train_loss,
         train_accuracy=train_accuracy,
-        learning_rate=float(learning_rate),
+        learning_rate=float(optimizer.learning_rate),  # the schedule's, after the last step
         seconds=round(sums.seconds, 3),
         images_per_second=round(sums.images / sums.seconds, 1),
         weight_penalty=float(weight_penalty(state.model)),
@@ -363,7 +433,8 @@ def validate(predict, data: dict) -> dict:
 
 
 def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> dict:
-    """Evaluates the best epoch's model on the test set; writes the plots, then metrics.json."""
+    """Evaluates the best epoch's model on the test set (with the test-time flip, if asked); writes
+    the plots, then metrics.json, and prints the test accuracy."""
     rows, names = state.rows, data["class_names"]
     predict = make_predict(state.best_model, config["tta"])
     test_loss, test_accuracy, logits, labels = evaluate(predict, data["test"])
@@ -387,12 +458,16 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     board.close()  # flushed now: a sweep's compare.py reads these logs next
     plots.save_all(run_dir, rows, matrix, names, data["test_images"], labels, probabilities)
     runs.write_results(run_dir, results)  # last: a run folder with metrics.json is finished
+    flip = ", test-time flip" if config["tta"] else ""
+    best = f"best epoch {results['best_epoch']}{flip}"
+    accuracy = f"test accuracy {100 * results['test_accuracy']:.2f}%"
+    print(f"{accuracy} ({best}); results and plots in {run_dir}")
     return results
 
 
 def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
-    """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint stays.
-    (A sweep records the run as diverged and goes on with the next: plumbing/sweep.py.)"""
+    """The divergence guard: a NaN, infinite or huge loss stops the run; the last good checkpoint
+    stays. (A sweep records the run as diverged and goes on with the next: plumbing/sweep.py.)"""
     # Written `not loss < EXPLODED`, not `loss >= EXPLODED`: every comparison with NaN is False, so
     # this one is True for a NaN loss too.
     if not loss < EXPLODED:
@@ -411,21 +486,20 @@ def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
 
 # ----------------------------------------------------------------------------- main
 def train_one(config: dict, resume: str | Path | None) -> int:
-    """One run: the device, the data, the run folder (new, or the one to resume), then train."""
-    keras.backend.clear_session()  # a sweep trains many models in one process
-    device = machine.start(config)  # the device, 16-bit compute, determinism; says which
+    """One run: the data, the run folder (new, or the one to resume), then train. (The device,
+    16-bit compute and determinism are set up before, by plumbing/entry.py.)"""
     data = cifar10_input.training_data(config)
     print(
         f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
         f"{len(data['test_images']):,} test images from {data['folder']}"
     )
-    with runs.open_run(config, resume, device=device, data_folder=data["folder"]) as run_dir:
+    with runs.open_run(config, resume, data_folder=data["folder"]) as run_dir:
         return train(config, run_dir, data) if run_dir else 0  # None: finished already
 
 
 def evaluate_saved_model(model: keras.Model, model_path: Path, config: dict) -> int:
-    """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved it
-    (`config`: that run's options, read from its folder)."""
+    """--eval-only: the test accuracy of a saved model, on the data and split of the run that saved
+    it (`config`: that run's options, read from its folder)."""
     data = cifar10_input.training_data(config)
     if tuple(model.input_shape[1:]) != tuple(data["shape"]):
         raise errors.UsageError(

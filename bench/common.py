@@ -32,7 +32,8 @@ def mini_batches_dir() -> Path:
 
 
 def classic_cnn():
-    """The classic Keras CIFAR-10 example: conv32-conv32-pool-conv64-conv64-pool-dense512, with dropout."""
+    """The classic Keras CIFAR-10 example: conv32-conv32-pool-conv64-conv64-pool-dense512, with
+    dropout."""
     import keras
     from keras import layers
 
@@ -79,10 +80,8 @@ def machine_summary() -> str:
             ),
             "no AVX2",
         )
-        cpu = (
-            f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']}, {widest}, "
-            f"{float(fields['cpu MHz']):.0f} MHz)"
-        )
+        family = f"family {fields['cpu family']}, model {fields['model']}"
+        cpu = f"{fields['model name']} ({family}, {widest}, {float(fields['cpu MHz']):.0f} MHz)"
     except (OSError, KeyError, ValueError):
         pass
     with tensorflow_start_up():

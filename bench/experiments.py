@@ -1,12 +1,13 @@
-"""The course's questions as commands: each handout experiment as one sweep, measured on the mini archive.
+"""The course's questions as commands: each handout experiment as one sweep, measured on the mini
+archive.
 
     python bench/experiments.py [--only NAME ...] [--seeds 0,1,2] [--runs DIR] > table.md
 
-Each experiment is the train.py sweep a student runs (with the seeds as one more axis, for the spread);
-here it runs on the mini archive (5,085 real CIFAR-10 images, of which 4,500 train). The output is the
-Markdown of docs/experiments.md's tables: per experiment, its command and compare.py's table (mean +- std
-over the seeds). Interrupted, the same command continues (the sweeps continue where they stopped).
-"""
+Each experiment is the train.py sweep a student runs (with the seeds as one more axis, for the
+spread); here it runs on the mini archive (5,085 real CIFAR-10 images, of which 4,500 train). The
+output is the Markdown of docs/experiments.md's tables: per experiment, its command and compare.py's
+table (mean +- std over the seeds). Interrupted, the same command continues (the sweeps continue
+where they stopped)."""
 
 import argparse
 import subprocess
@@ -101,9 +102,8 @@ def main() -> None:
         if result.returncode != 0:
             sys.exit(f"{name} failed ({result.returncode}):\n{result.stderr[-3000:]}")
         shown = " ".join(f"'{f}'" if ":" in f else f for f in flags)
-        print(
-            f"### {question}\n\nHandouts {handouts}. `python train.py {shown} --sweep seed={args.seeds}`\n"
-        )
+        command = f"python train.py {shown} --sweep seed={args.seeds}"
+        print(f"### {question}\n\nHandouts {handouts}. `{command}`\n")
         print((args.runs / name / "comparison.md").read_text())
         print(file=sys.stderr, flush=True)
 

@@ -1,4 +1,5 @@
-"""Time per training iteration of the same MLP in NumPy (numpy_mlp.py) and in TensorFlow, in one run.
+"""Time per training iteration of the same MLP in NumPy (numpy_mlp.py) and in TensorFlow, in one
+run.
 
     python bench/numpy_vs_tf.py [--rounds 5] [--iterations 50] [--hidden 100] [--batch-size 200]
 

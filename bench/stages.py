@@ -1,14 +1,14 @@
 """The README's stage table: each course stage's command, trained on the mini archive, over seeds.
 
-    python bench/stages.py [--seeds 0 1 2] [--stages linear mlp ...] [--dataset mnist --data-url FOLDER]
+    python bench/stages.py [--seeds 0 1 2] [--stages linear mlp ...]
+                           [--dataset mnist --data-url FOLDER]
 
-For each stage, the command the README gives a student (with --num-train-examples 4500, what the mini
-archive holds after the validation split), run as a subprocess, once per seed: best validation and test
-accuracy (mean +- std over the seeds), the training time and images/s (median of the epochs after the
-first), and the projected time of the same command on this machine with all 45,000 training images.
-With --dataset mnist (and --data-url, e.g. the course's mini MNIST: 4,000 + 1,000 digits), the same
-commands train on every training digit not held out for validation.
-"""
+For each stage, the command the README gives a student (with --num-train-examples 4500, what the
+mini archive holds after the validation split), run as a subprocess, once per seed: best validation
+and test accuracy (mean +- std over the seeds), the training time and images/s (median of the epochs
+after the first), and the projected time of the same command on this machine with all 45,000
+training images. With --dataset mnist (and --data-url, e.g. the course's mini MNIST: 4,000 + 1,000
+digits), the same commands train on every training digit not held out for validation."""
 
 import argparse
 import csv
@@ -73,22 +73,14 @@ def main() -> None:
         "--data-url", help="for --dataset mnist or fashion-mnist: the folder of its files"
     )
     args = parser.parse_args()
-    data = (
-        ["--data-dir", str(mini_batches_dir().parent), *SUBSET]
-        if args.dataset == "cifar10"
-        else [
-            "--dataset",
-            args.dataset,
-            "--data-dir",
-            tempfile.mkdtemp(),
-            "--data-url",
-            args.data_url,
-        ]
-    )
+    if args.dataset == "cifar10":
+        data = ["--data-dir", str(mini_batches_dir().parent), *SUBSET]
+    else:
+        data = ["--dataset", args.dataset, "--data-dir", tempfile.mkdtemp()]
+        data += ["--data-url", args.data_url]
     results = {stage: [] for stage in args.stages}
-    for (
-        seed
-    ) in args.seeds:  # seed by seed, so that a change in machine speed hits every stage alike
+    # seed by seed, so that a change in machine speed hits every stage alike
+    for seed in args.seeds:
         for stage in args.stages:
             flags = (
                 COMMANDS[stage]
@@ -106,14 +98,19 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
+    print_table(args, data, results)
 
+
+def print_table(args, data: list[str], results: dict) -> None:
+    """The markdown table: each stage's command, accuracies, time and its projection to 45,000."""
     print(
         f"\nCourse stages on {args.dataset} ({' '.join(data[2:])}), seeds {args.seeds}, mean +- std"
     )
     print(f"Machine: {machine_summary()}\n")
     print(
         "| stage | command (add `--num-train-examples 4500`) | best validation accuracy (%) | "
-        "test accuracy (%) | training time (s) | images/s | all 45,000 images, same epochs (projected) |\n"
+        "test accuracy (%) | training time (s) | images/s | "
+        "all 45,000 images, same epochs (projected) |\n"
         "|---|---|---:|---:|---:|---:|---:|"
     )
     for stage, runs in results.items():

@@ -3,8 +3,8 @@
     python bench/train_speed.py [--rounds 5] [--steps 30] [--batch-size 128]
 
 Every variant trains on the same batches (real mini-archive images, flip + crop, materialised once
-so the input pipeline is out of the picture), in interleaved rounds; ratios are medians of
-per-round ratios against the reference: stock Keras (keras.layers.BatchNormalization) with model.fit.
+so the input pipeline is out of the picture), in interleaved rounds; ratios are medians of per-round
+ratios against the reference: stock Keras (keras.layers.BatchNormalization) with model.fit.
 
 Rows:
   fit, Keras BN      the reference: what a Keras user gets
@@ -12,8 +12,9 @@ Rows:
   train.py, Keras BN only the loop changed (train.make_train_step)
   train.py           what `python train.py --model cnn` runs: both changes
   classic CNN rows   the classic Keras CIFAR-10 CNN (no batch norm) with fit and with our step
-  bfloat16           train.py --mixed-precision on a CPU: Keras' mixed_bfloat16 policy (16-bit compute);
-                     fast only on CPUs with bfloat16 instructions (AVX512-BF16, AMX), which train.py checks
+  bfloat16           train.py --mixed-precision on a CPU: Keras' mixed_bfloat16 policy (16-bit
+                     compute); fast only on CPUs with bfloat16 instructions (AVX512-BF16, AMX),
+                     which train.py checks
 Target: train.py at least 1.1x the reference.
 """
 
@@ -38,7 +39,8 @@ TARGET = 1.1
 
 
 def build(kind: str):
-    """The default CNN with the fused batch norm ("fused") or Keras' own ("keras_bn"), or the classic CNN."""
+    """The default CNN with the fused batch norm ("fused") or Keras' own ("keras_bn"), or the
+    classic CNN."""
     import keras
 
     import cnn
@@ -90,7 +92,8 @@ def with_fit(kind: str, batches: list):
 
 
 def with_train_step(kind: str, batches: list, policy: str = "float32"):
-    """A timed block of train.py's step over the batches, in float32 or under a mixed-precision policy."""
+    """A timed block of train.py's step over the batches, in float32 or under a mixed-precision
+    policy."""
     import keras
 
     import train
@@ -113,6 +116,11 @@ def with_train_step(kind: str, batches: list, policy: str = "float32"):
         return sum(len(y) for _, y in batches) / (time.perf_counter() - start)
 
     return run
+
+
+def median_ratio(rates: dict, variant: str, reference: str) -> float:
+    """The median over the rounds of variant / reference (each round times both)."""
+    return statistics.median(a / b for a, b in zip(rates[variant], rates[reference]))
 
 
 def main() -> None:
@@ -150,30 +158,15 @@ def main() -> None:
     )
     print(f"Machine: {machine_summary()}\n")
     print(ratio_table(rates, "fit, Keras BN (reference)", "images/s"))
-    ours = statistics.median(
-        [
-            a / b
-            for a, b in zip(
-                rates["train.py step, fused BN (train.py)"], rates["fit, Keras BN (reference)"]
-            )
-        ]
-    )
-    classic = statistics.median(
-        [a / b for a, b in zip(rates["classic CNN, train.py step"], rates["classic CNN, fit"])]
-    )
+    ours = median_ratio(rates, "train.py step, fused BN (train.py)", "fit, Keras BN (reference)")
+    classic = median_ratio(rates, "classic CNN, train.py step", "classic CNN, fit")
     verdict = "meets" if ours >= TARGET else "MISSES"
     print(
         f"\ntrain.py vs the model.fit reference: {ours:.2f}x ({verdict} the "
         f"{TARGET}x target); on the classic CNN, our step vs fit: {classic:.2f}x"
     )
-    bf16 = statistics.median(
-        [
-            a / b
-            for a, b in zip(
-                rates["train.py step, fused BN, bfloat16"],
-                rates["train.py step, fused BN (train.py)"],
-            )
-        ]
+    bf16 = median_ratio(
+        rates, "train.py step, fused BN, bfloat16", "train.py step, fused BN (train.py)"
     )
     print(
         f"bfloat16 vs float32 in train.py's step: {bf16:.2f}x on this CPU, which "

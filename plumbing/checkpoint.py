@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from plumbing.errors import DataError, write_error
 
 @dataclasses.dataclass
 class EpochSums:
-    """The running sums of the epoch being trained: its mean loss and accuracy so far come from them.
-    A run stopped in the middle of an epoch saves them, so that the resumed epoch's row is exact."""
+    """The running sums of the epoch being trained: its mean loss and accuracy so far come from
+    them. A run stopped in the middle of an epoch saves them, so that the resumed epoch's row is
+    exact."""
 
     loss: float = 0.0  # of the steps' mean losses
     correct: float = 0.0  # examples classified correctly
@@ -83,11 +85,13 @@ class TrainingState:
         return json.loads(self.rows_json.numpy().decode())
 
     def restore(self) -> bool:
-        """Loads the newest intact checkpoint, if any (True), and rewrites metrics.csv and best.keras from it.
+        """Loads the newest intact checkpoint, if any (True), and rewrites metrics.csv and
+        best.keras from it.
 
         The checkpoints are found by their own files (ckpt-N.index), not by the small state file
-        `checkpoints/checkpoint` that only names the latest one: a state file that is damaged, empty or
-        missing must not make a run start over. A run that saved and lost its checkpoints is refused."""
+        `checkpoints/checkpoint` that only names the latest one: a state file that is damaged, empty
+        or missing must not make a run start over. A run that saved and lost its checkpoints is
+        refused."""
         if self.folder.exists() and not self.folder.is_dir():  # said as any other file in the way
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(self.folder))
         candidates = sorted(self.folder.glob("ckpt-*.index"), key=_number, reverse=True)
@@ -136,12 +140,14 @@ class TrainingState:
         self.write_derived_files(self.rows, best_model=new_best)
 
     def start(self) -> None:
-        """Restores the checkpoint of a run that was stopped (and says from where), or saves the first
-        one: from then on the run can be resumed."""
+        """Restores the checkpoint of a run that was stopped (and says from where), or saves the
+        first one: from then on the run can be resumed. Then says where the run folder is."""
         if self.restore():
             print(f"resuming from epoch {self.epochs_done + 1}, step {self.steps_done}")
         else:
             self.save()
+        parent = shlex.quote(str(self.run_dir.parent))
+        print(f"run folder: {self.run_dir}   (tensorboard --logdir {parent})")
 
     @property
     def epochs_done(self) -> int:
@@ -157,7 +163,8 @@ class TrainingState:
         return EpochSums(*self.sums.numpy())
 
     def save_mid_epoch(self, step: int, sums: EpochSums) -> None:
-        """Saves a run stopped in the middle of an epoch: the steps done and the epoch's running sums."""
+        """Saves a run stopped in the middle of an epoch: the steps done and the epoch's running
+        sums."""
         self.step.assign(step)
         self.sums.assign([float(value) for value in dataclasses.astuple(sums)])
         self.save()
@@ -181,8 +188,8 @@ class TrainingState:
             files.atomic_write(self.run_dir / "best.keras", self.best_model.save)
 
     def _manager(self) -> tf.train.CheckpointManager | None:
-        """Keeps one checkpoint, ckpt-N (the older one is deleted after the next save). None when the state
-        file is empty and no checkpoint is left: restore() then refuses the run."""
+        """Keeps one checkpoint, ckpt-N (the older one is deleted after the next save). None when
+        the state file is empty and no checkpoint is left: restore() then refuses the run."""
         try:
             return tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=1)
         except (
@@ -195,7 +202,8 @@ class TrainingState:
             return tf.train.CheckpointManager(self.checkpoint, self.folder, max_to_keep=1)
 
     def _write_state_file(self, name: str) -> None:
-        """Rewrites `checkpoints/checkpoint` (a text protocol buffer) naming the one checkpoint `name`."""
+        """Rewrites `checkpoints/checkpoint` (a text protocol buffer) naming the one checkpoint
+        `name`."""
         files.write_text(
             self.folder / "checkpoint",
             f'model_checkpoint_path: "{name}"\n'
@@ -204,7 +212,8 @@ class TrainingState:
         )
 
     def _started(self) -> bool:
-        """Whether the run had saved a checkpoint once: the state file or the files written after it."""
+        """Whether the run had saved a checkpoint once: the state file or the files written after
+        it."""
         return any(
             path.exists()
             for path in (

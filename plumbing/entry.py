@@ -1,8 +1,8 @@
-"""Every script's main: `return entry.main(work, argv)` runs work(argv) with Ctrl-C and SIGTERM handled
-(plumbing/signals.py) and the errors a user can fix printed as one line with their exit code
-(plumbing/errors.py). train.py's work is `entry.training(...)`: its flags, then --eval-only, --resume,
-a sweep of runs or one run. `entry.answer_early` answers `python train.py --help` (and usage errors)
-before TensorFlow loads, which takes seconds.
+"""Every script's main: `return entry.main(work, argv)` runs work(argv) with Ctrl-C and SIGTERM
+handled (plumbing/signals.py) and the errors a user can fix printed as one line with their exit code
+(plumbing/errors.py). train.py's work is `entry.training(...)`: its flags, then --eval-only,
+--resume, a sweep of runs or one run. `entry.answer_early` answers `python train.py --help` (and
+usage errors) before TensorFlow loads, which takes seconds.
 
 Standard library only (and this repository's stdlib-only plumbing): --help must stay instant.
 """
@@ -19,8 +19,9 @@ _start_up = []  # the stderr filter answer_early started around TensorFlow's imp
 
 
 def main(work, argv: list[str] | None = None) -> int:
-    """Runs work(argv) -> exit code, Ctrl-C and SIGTERM stopping it cleanly from its first line to its
-    last; a UsageError, DataError, ... is one line on stderr and its exit code (errors.report)."""
+    """Runs work(argv) -> exit code, Ctrl-C and SIGTERM stopping it cleanly from its first line to
+    its last; a UsageError, DataError, ... is one line on stderr and its exit code
+    (errors.report)."""
     while _start_up:  # TensorFlow is loaded: its start-up noise is over
         _start_up.pop().__exit__(None, None, None)
     quiet.hide_retracing_warnings()
@@ -60,8 +61,8 @@ def training(defaults: dict, train_one, evaluate_saved_model, check_data, compar
     """train.py's work(argv): parses the flags (plumbing/options.py), then evaluates a saved model
     (--eval-only), resumes a run (--resume), trains a sweep (--sweep, plumbing/sweep.py; compared at
     the end with compare(argv)) or one run. train_one(config, resume) -> exit code trains one run;
-    evaluate_saved_model(model, path, config) -> exit code; check_data(config) checks a sweep's point
-    against its data before any trains."""
+    evaluate_saved_model(model, path, config) -> exit code; check_data(config) checks a sweep's
+    point against its data before any trains."""
 
     def work(argv: list[str] | None) -> int:
         job = options.parse(argv, defaults)
@@ -73,11 +74,21 @@ def training(defaults: dict, train_one, evaluate_saved_model, check_data, compar
             return evaluate_saved_model(runs.load_model(model_path), model_path, config)
         if job.resume:
             config = options.for_resume(runs.read_config(Path(job.resume), defaults), job.config)
-            return train_one(config, job.resume)
+            return one_run(config, job.resume)
         if job.config.get("sweep"):
             plan = job.config["sweep"]
-            return sweep.run(plan, train_one, compare, check_data=check_data)
-        return train_one(job.config, None)
+            return sweep.run(plan, one_run, compare, check_data=check_data)
+        return one_run(job.config, None)
+
+    def one_run(config: dict, resume) -> int:
+        """train_one, on the device (and with the 16-bit compute and determinism) it asks for."""
+        import keras  # loaded by train.py already
+
+        from plumbing import machine
+
+        keras.backend.clear_session()  # a sweep trains many models in one process
+        machine.start(config)  # the device, 16-bit compute, determinism; says which
+        return train_one(config, resume)
 
     return work
 

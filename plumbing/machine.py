@@ -1,4 +1,5 @@
-"""The machine a run trains on: GPU or CPU, 16-bit compute where it pays, versions for config.json."""
+"""The machine a run trains on: GPU or CPU, 16-bit compute where it pays, versions for
+config.json."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU features that make bfloat16 
 
 
 def select_device(choice: str) -> str:
-    """Returns "GPU" or "CPU" and makes TensorFlow use it. Raises UsageError for --device gpu without one."""
+    """Returns "GPU" or "CPU" and makes TensorFlow use it. Raises UsageError for --device gpu
+    without one."""
     with (
         tensorflow_start_up()
     ):  # listing devices probes CUDA, which prints noise on machines without it
@@ -34,6 +36,11 @@ def select_device(choice: str) -> str:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)  # share the GPU politely
     return "GPU"
+
+
+def device_in_use() -> str:
+    """ "GPU" or "CPU": the device select_device chose (config.json records it)."""
+    return "GPU" if tf.config.get_visible_devices("GPU") else "CPU"
 
 
 def cpu_has_bfloat16() -> bool:
@@ -58,7 +65,8 @@ def mixed_precision_policy(device: str) -> str:
 
 
 def start(config: dict) -> str:
-    """Chooses the device, 16-bit compute and determinism as asked, and says so. Returns the device."""
+    """Chooses the device, 16-bit compute and determinism as asked, and says so. Returns the
+    device."""
     device = select_device(config["device"])
     # set every time: a sweep trains several runs in one process
     keras.mixed_precision.set_global_policy(

@@ -1,45 +1,37 @@
 """train.py's command line: flags, presets, checks. Standard library only, so `--help` is instant.
 
-The help text cannot drift from the code: every "(default: ...)" is generated from train.DEFAULTS,
-and the model flags (their names, choices, defaults and help) are read from the model files'
-source (each builder's keyword options and Args docstring, and each file's CHOICES), without
-importing them (that would load TensorFlow, which takes seconds).
-"""
+One source per option. The training flags are train.py's DEFAULTS: a table of Flag entries (default,
+help, choices, rule), grouped as --help shows them; the parser, the help, the defaults and the
+checks are made from it. The model flags are the builders' keyword options, listed in MODEL_FLAGS
+(their per-model defaults, help and choices) because importing the builders would load TensorFlow;
+tests/test_train_cli.py checks the list against each builder's inspect.signature."""
 
 from __future__ import annotations
 
 import argparse
-import ast
-import functools
+import dataclasses
 import math
 import os
-import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from plumbing import sweep
 from plumbing.errors import OneLineParser, UsageError
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL_FILES = {
+# The one model registry: --model NAME trains the builder of this file (train.py imports them).
+MODELS = {
     "linear": ("linear_model.py", "build_linear_model"),
     "mlp": ("mlp.py", "build_mlp"),
     "cnn": ("cnn.py", "build_cnn"),
 }
-DATASETS = ("cifar10", "mnist", "fashion-mnist")
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
-MAX_IMAGE_SIZE = 128  # 4x CIFAR-10's side; larger batches of activations no longer fit in memory
 MIN_LR = 1e-8  # a smaller step changes no weight: float32 rounds w - lr * gradient back to w
-MAX_BRIGHTNESS = 5.0  # in pixel standard deviations: a larger shift leaves nothing of the image
-MEMORY_PER_PARAMETER = (
-    24  # bytes: float32 weights, best-model copy, gradients, optimizer slots, saving
-)
+# bytes: float32 weights, best-model copy, gradients, optimizer slots, saving
+MEMORY_PER_PARAMETER = 24
 
 # The course's stages. Each preset changes only what differs from train.DEFAULTS (the tuned recipe);
-# stage presets train with Adam at 1e-3, as the handouts do, and without augmentation (turn it on with
-# --flip --crop 4), so that each stage runs with only its own code written.
+# stage presets train with Adam at 1e-3, as the handouts do, and without augmentation (turn it on
+# with --flip --crop 4), so that each stage runs with only its own code written.
 STAGE_TRAINING = dict(optimizer="adam", lr=1e-3, flip=False, crop=0)
 PRESETS = {
     "linear": dict(
@@ -73,107 +65,152 @@ PRESET_OF_MODEL = {"linear": "linear", "mlp": "mlp", "cnn": "tuned"}
 # Where a dataset needs other defaults: digits are not mirrored (a mirrored 2 is no 2), and 28x28
 # images get a 2-pixel crop padding. Applied unless the flag is given.
 DATASET_ADJUSTMENTS = {"mnist": dict(flip=False, tta=False, crop=2), "fashion-mnist": dict(crop=2)}
-# The tuned recipe on the 60,000-image 28x28 datasets: one convolution per stage and 10 epochs, chosen on
-# Fashion-MNIST's validation split to train in at most 15 minutes on 2 CPU cores (bench/fashion_mnist.py).
+# The tuned recipe on the 60,000-image 28x28 datasets: one convolution per stage and 10 epochs,
+# chosen on Fashion-MNIST's validation split to train in at most 15 minutes on 2 CPU cores
+# (bench/fashion_mnist.py).
 TUNED_28X28 = dict(convs_per_stage=1, epochs=10)
 
-HELP = {  # the training flags; "(default: ...)" is added from train.DEFAULTS
-    "dataset": "which dataset",
-    "data_dir": "data folder",
-    "data_url": "where to get the data: URL, file:// or path",
-    "num_train_examples": "train on this many examples",
-    "val_size": "examples held out for validation",
-    "image_size": "resize images to this side",
-    "flip": "random horizontal flips",
-    "crop": "pad by N pixels and crop back randomly; 0 = off",
-    "brightness": "random brightness shift up to this",
-    "contrast": "random contrast factor 1 +- this",
-    "cutout": "blank a random square of this side; 0 = off",
-    "optimizer": "the optimizer",
-    "lr": "peak learning rate",
-    "momentum": "for momentum and rmsprop",
-    "beta1": "Adam/AdamW beta_1",
-    "beta2": "Adam/AdamW beta_2",
-    "epsilon": "Adam/AdamW/RMSprop/Adagrad/Adadelta epsilon",
-    "lr_schedule": "how the learning rate changes",
-    "warmup_epochs": "linear warm-up before the schedule",
-    "weight_decay": "L2 strength on kernels; decoupled decay with adamw",
-    "label_smoothing": "for the loss",
-    "batch_size": "examples per step",
-    "epochs": "passes over the training set",
-    "steps": "train for this many steps instead of whole epochs",
-    "tta": "test-time flip: average predictions with the mirror image",
-    "device": "auto: the GPU when TensorFlow sees one",
-    "mixed_precision": "16-bit compute: float16 on a GPU, bfloat16 on a CPU that has it",
-    "xla": "compile the training step with XLA (slower on CPUs)",
-    "seed": "seed of every random choice",
-    "deterministic": "deterministic ops: reproducible, somewhat slower",
-    "run_dir": "parent folder of runs",
-    "name": "run folder name",
+
+# ----------------------------------------------------------------------------- the flags' table
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One of train.py's flags: its default, its help, the values it may take.
+
+    `rule` is (what the value must be, a test of it), e.g. ("be positive", lambda lr: lr > 0): the
+    error reads "--lr must be positive". A default of None is decided at run time: `kind` is then
+    the flag's type and `shown` how --help names that default."""
+
+    default: object
+    help: str
+    choices: tuple | None = None
+    rule: tuple[str, Callable] | None = None
+    kind: type | None = None
+    shown: str | None = None
+
+
+class Table(dict):
+    """The defaults ({name: default}, what train.py's code reads), keeping the Flag of each name in
+    `flags` and its --help group in `groups` ({title: names}; "" for the flags shown first)."""
+
+    def __init__(self, groups: dict[str, dict[str, Flag]]):
+        self.flags = {name: flag for flags in groups.values() for name, flag in flags.items()}
+        self.groups = {title: tuple(flags) for title, flags in groups.items()}
+        super().__init__({name: flag.default for name, flag in self.flags.items()})
+
+
+def table(groups: dict[str, dict[str, Flag]]) -> Table:
+    """train.py's DEFAULTS from its table of flags, grouped as --help shows them."""
+    return Table(groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFlag:
+    """A keyword option of some builders: its default in each (model -> default), help, choices."""
+
+    defaults: dict
+    help: str
+    choices: tuple | None = None
+
+
+ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid")
+# The builders' keyword options, as their signatures give them (checked by test_train_cli.py), in
+# the order --help lists them; weight_decay is a training flag (train.DEFAULTS) that they take too.
+MODEL_FLAGS = {
+    "batch_norm": ModelFlag({"cnn": True}, "batch norm after every convolution"),
+    "convs_per_stage": ModelFlag(
+        {"cnn": 2}, "conv blocks per stage (named stage1_conv1, stage1_conv2, ...)"
+    ),
+    "dense_units": ModelFlag(
+        {"cnn": 0}, 'width of the hidden dense layer of the "flatten" head (0: none)'
+    ),
+    "downsample": ModelFlag(
+        {"cnn": "pool"},
+        '"pool" (a pool block stageN_pool after each stage), "stride" (the stage\'s last conv '
+        'block uses stride 2 instead) or "none"',
+        choices=("pool", "stride", "none"),
+    ),
+    "head": ModelFlag(
+        {"cnn": "flatten"},
+        '"flatten" (flatten, an optional dense layer of --dense-units, then the classifier) or '
+        '"gap" (global average pooling, then the classifier: fewer parameters)',
+        choices=("flatten", "gap"),
+    ),
+    "kernel_size": ModelFlag({"cnn": 3}, "side of every convolution's square kernel"),
+    "pooling": ModelFlag(
+        {"cnn": "max"}, '"max" or "avg", for --downsample pool', choices=("max", "avg")
+    ),
+    "regularize_bias": ModelFlag(
+        {"cnn": False},
+        "the same L2 on the biases of the dense layer and the classifier, as the ETH handout "
+        "does (lambda * (sum W^2 + sum b^2))",
+    ),
+    "widths": ModelFlag(
+        {"cnn": (32, 64, 128)}, "channels of each stage; its length is the number of stages"
+    ),
+    "activation": ModelFlag(
+        {"mlp": "relu", "cnn": "relu"},
+        "after every hidden layer (mlp), conv block and dense layer (cnn)",
+        choices=ACTIVATIONS,
+    ),
+    "dropout": ModelFlag(
+        {"mlp": 0.0, "cnn": 0.0},
+        "rate of a Dropout layer after each hidden layer (mlp), after each stage and the dense "
+        "layer (cnn); 0: none",
+    ),
+    "hidden_units": ModelFlag(
+        {"mlp": (512,)},
+        "width of each hidden layer (Dense layers named hidden1, hidden2, ...); 512 is the "
+        "one-hidden-layer MLP of the course",
+    ),
+    "init_scale": ModelFlag({"mlp": 0.01}, 'std of "normal", half-width of "uniform"'),
+    "initializer": ModelFlag(
+        {"mlp": "he_normal"},
+        "he_normal (for ReLU), glorot_uniform, normal or uniform",
+        choices=("he_normal", "glorot_uniform", "normal", "uniform"),
+    ),
+    "regularizer": ModelFlag(
+        {"mlp": "l2"}, "the penalty on every kernel (make_regularizer)", choices=("l2", "l1")
+    ),
 }
-UNSET_TYPES = {
-    "data_dir": str,
-    "data_url": str,
-    "name": str,
-    "num_train_examples": int,
-    "val_size": int,
-    "image_size": int,
-    "steps": int,
-}  # flags whose default is None (decided at run time)
-DEFAULT_TEXT = {
-    "data_dir": "$CIFAR10_DATA_DIR or ./data",
-    "data_url": "the official source",
-    "num_train_examples": "all",
-    "val_size": "10%% of the training files",
-    "image_size": "the dataset's own",
-    "name": "PRESET-MMDD-HHMMSS",
-    "epochs": f"30; the tuned CNN on MNIST and Fashion-MNIST: {TUNED_28X28['epochs']}",
-}
+BUILDER_WEIGHT_DECAY = 0.0  # the builders' own default: train.py always passes --weight-decay
 
 
-# ----------------------------------------------------------------------------- the model files, read as text
-def _literal(node):
-    """ast.literal_eval that also accepts dict(key=value, ...) calls."""
-    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict" and not node.args:
-        return {kw.arg: _literal(kw.value) for kw in node.keywords}
-    return ast.literal_eval(node)
-
-
-@functools.cache
-def model_files() -> dict:
-    """{model: {"options": {name: default}, "help": {name: text}, "choices": {name: values}}}, read from the
-    builders' source: keyword-only parameters, their Args docstring lines, and the file's CHOICES."""
-    models = {}
-    for model, (filename, builder) in MODEL_FILES.items():
-        tree = ast.parse((REPO / filename).read_text())
-        function = next(
-            n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == builder
-        )
-        args = function.args
-        options = {a.arg: _literal(d) for a, d in zip(args.kwonlyargs, args.kw_defaults)}
-        doc = ast.get_docstring(function) or ""
-        help_lines = dict(
-            re.findall(r"^\s{4}(\w+): (.+?)(?=\n\s{4}\w+:|\n\n|\Z)", doc, re.M | re.S)
-        )
-        choices = next(
-            (
-                _literal(n.value)
-                for n in tree.body
-                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "CHOICES"
-            ),
-            {},
-        )
-        models[model] = dict(
-            options=options,
-            choices=choices,
-            help={k: " ".join(v.split()) for k, v in help_lines.items()},
-        )
-    return models
+def model_options(model: str) -> dict:
+    """{option: default} of a model's builder: its keyword options (flags spelled with
+    underscores)."""
+    found = {
+        name: flag.defaults[model] for name, flag in MODEL_FLAGS.items() if model in flag.defaults
+    }
+    return {**found, "weight_decay": BUILDER_WEIGHT_DECAY}
 
 
 def builder_options(model: str) -> set[str]:
     """The keyword options of a model's builder (flags spelled with underscores)."""
-    return set(model_files()[model]["options"])
+    return set(model_options(model))
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag of an option: learning_rate -> --learning-rate."""
+    return "--" + key.replace("_", "-")
+
+
+def show(value, sep: str = ",") -> str:
+    """A value as --help and --list-presets write it: 32,64 for a tuple (32x64 with sep="x", as a
+    sweep's folder names do), else str(value)."""
+    return sep.join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def choices_of(key: str, defaults: Table) -> tuple | None:
+    """The values a flag (training or model) may take, or None for any of its type."""
+    if key in defaults.flags:
+        return defaults.flags[key].choices
+    return MODEL_FLAGS[key].choices if key in MODEL_FLAGS else None
+
+
+def kind_of(key: str, defaults: Table) -> type | None:
+    """The type of a training flag's values: that of its default, or its Flag's `kind`."""
+    flag = defaults.flags[key]
+    return flag.kind if flag.default is None else type(flag.default)
 
 
 # ----------------------------------------------------------------------------- the parser
@@ -196,85 +233,70 @@ def _flag_kwargs(default) -> dict:
     return dict(type=type(default)) if isinstance(default, (int, float)) else {}
 
 
-def _show(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value).replace("%", "%%")
-
-
-def make_parser(defaults: dict) -> argparse.ArgumentParser:
+def make_parser(defaults: Table) -> argparse.ArgumentParser:
     """The command line. Every default is SUPPRESSed: only flags the user typed reach the config."""
     p = OneLineParser(
         prog="train.py",
         description="Train a linear model, an MLP or a CNN on CIFAR-10, MNIST or Fashion-MNIST.",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument(
-        "--model",
-        choices=tuple(MODEL_FILES),
-        help=f"which model file to train (default: {defaults['model']})",
-    )
-    p.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        help="a course stage (see --list-presets); flags override it (default: the model's own)",
-    )
-    p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
-    groups = {
-        "data and augmentation (training batches only)": (
-            "dataset",
-            "data_dir",
-            "data_url",
-            "num_train_examples",
-            "val_size",
-            "image_size",
-            "flip",
-            "crop",
-            "brightness",
-            "contrast",
-            "cutout",
-        ),
-        "optimisation": (
-            "optimizer",
-            "lr",
-            "momentum",
-            "beta1",
-            "beta2",
-            "epsilon",
-            "lr_schedule",
-            "warmup_epochs",
-            "weight_decay",
-            "label_smoothing",
-            "batch_size",
-            "epochs",
-            "steps",
-            "tta",
-        ),
-        "machine and run": (
-            "device",
-            "mixed_precision",
-            "xla",
-            "seed",
-            "deterministic",
-            "run_dir",
-            "name",
-        ),
-    }
-    choices = dict(
-        dataset=DATASETS, optimizer=OPTIMIZERS, lr_schedule=SCHEDULES, device=("auto", "cpu", "gpu")
-    )
-    for title, keys in groups.items():
-        group = p.add_argument_group(title)
-        length = group.add_mutually_exclusive_group() if "epochs" in keys else None
-        for key in keys:
-            default = defaults[key]
-            kwargs = _flag_kwargs(default) if default is not None else dict(type=UNSET_TYPES[key])
-            text = DEFAULT_TEXT.get(key, _show(default))
-            (length if key in ("epochs", "steps") else group).add_argument(
-                "--" + key.replace("_", "-"),
-                choices=choices.get(key),
-                help=f"{HELP[key]} (default: {text})",
-                **kwargs,
+    for title, names in defaults.groups.items():
+        group = p.add_argument_group(title) if title else p
+        # --epochs and --steps: one or the other (two ways to say how long to train)
+        length = group.add_mutually_exclusive_group() if "epochs" in names else None
+        for name in names:
+            flag = defaults.flags[name]
+            where = length if name in ("epochs", "steps") else group
+            where.add_argument(
+                flag_name(name),
+                choices=flag.choices,
+                help=_escape(f"{flag.help} (default: {_shown_default(name, flag)})"),
+                **_flag_kwargs(flag.default if flag.default is not None else flag.kind()),
             )
+        if not title:
+            p.add_argument(
+                "--preset",
+                choices=tuple(PRESETS),
+                help="a course stage (see --list-presets); flags override it "
+                "(default: the model's own)",
+            )
+            p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     _add_model_flags(p, defaults)
+    _add_other_commands(p)
+    return p
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help texts with %
+
+
+def _shown_default(name: str, flag: Flag) -> str:
+    """The "(default: ...)" of a flag's help: its default, and that of the tuned 28x28 recipe."""
+    text = flag.shown or show(flag.default)
+    if name in TUNED_28X28:
+        text += f"; the tuned CNN on MNIST and Fashion-MNIST: {show(TUNED_28X28[name])}"
+    return text
+
+
+def _add_model_flags(p: argparse.ArgumentParser, defaults: Table) -> None:
+    """The builders' options (MODEL_FLAGS), each saying which models take it and their defaults."""
+    group = p.add_argument_group("model options (each for the models it names)")
+    for name, flag in MODEL_FLAGS.items():
+        if name in defaults:
+            continue
+        models, values = list(flag.defaults), list(flag.defaults.values())
+        shown = show(values[0])
+        if len(set(map(repr, values))) > 1:
+            shown = ", ".join(f"{model} {show(value)}" for model, value in flag.defaults.items())
+        group.add_argument(
+            flag_name(name),
+            choices=flag.choices,
+            help=_escape(f"{'/'.join(models)}: {flag.help} (default: {shown})"),
+            **_flag_kwargs(values[0]),
+        )
+
+
+def _add_other_commands(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("several runs, or instead of training")
     group.add_argument(
         "--sweep",
@@ -287,39 +309,6 @@ def make_parser(defaults: dict) -> argparse.ArgumentParser:
     group.add_argument(
         "--eval-only", metavar="MODEL", help="evaluate a saved .keras model on the test set"
     )
-    return p
-
-
-def _add_model_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
-    group = p.add_argument_group("model options (each for the models it names)")
-    files = model_files()
-    names = sorted(
-        {name for info in files.values() for name in info["options"]} - set(defaults),
-        key=lambda name: [m for m in MODEL_FILES if name in files[m]["options"]] + [name],
-    )
-    for name in names:
-        models = [m for m in MODEL_FILES if name in files[m]["options"]]
-        values = {m: files[m]["options"][name] for m in models}
-        shown = (
-            _show(values[models[0]])
-            if len(set(map(repr, values.values()))) == 1
-            else ", ".join(f"{m} {_show(v)}" for m, v in values.items())
-        )
-        texts = {m: files[m]["help"].get(name, "").rstrip(".").replace("%", "%%") for m in models}
-        text = (
-            "/".join(models) + ": " + texts[models[0]]
-            if len(set(texts.values())) == 1
-            else "; ".join(f"{m}: {texts[m]}" for m in models)
-        )
-        choices = next(
-            (files[m]["choices"][name] for m in models if name in files[m]["choices"]), None
-        )
-        group.add_argument(
-            "--" + name.replace("_", "-"),
-            choices=choices,
-            **_flag_kwargs(values[models[0]]),
-            help=f"{text} (default: {shown})",
-        )
 
 
 # ----------------------------------------------------------------------------- presets and checks
@@ -327,11 +316,10 @@ def as_flags(options: dict) -> str:
     """Options as the command-line flags that set them, e.g. --widths 32,64 --no-batch-norm."""
     flags = []
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + flag[2:])
+            flags.append(flag_name(key) if value else "--no-" + flag_name(key)[2:])
         else:
-            flags.append(f"{flag} {_show(value)}")
+            flags.append(f"{flag_name(key)} {show(value)}")
     return " ".join(flags)
 
 
@@ -342,8 +330,9 @@ def list_presets() -> str:
     )
 
 
-def resolve(given: dict, defaults: dict) -> dict:
-    """DEFAULTS, then the preset, then the dataset's adjustments, then the flags given; checks them."""
+def resolve(given: dict, defaults: Table) -> dict:
+    """DEFAULTS, then the preset, then the dataset's adjustments, then the flags given; checks
+    them."""
     model = given.get("model")
     preset = given.get("preset") or PRESET_OF_MODEL[model or defaults["model"]]
     preset_model = PRESETS[preset]["model"]
@@ -359,63 +348,44 @@ def resolve(given: dict, defaults: dict) -> dict:
     for key, value in adjustments.items():
         if key not in given and (key != "crop" or config["crop"]):
             config[key] = value
-    all_model_options = set().union(*(builder_options(m) for m in MODEL_FILES)) - set(defaults)
-    for key in sorted(all_model_options & set(given) - builder_options(config["model"])):
-        raise UsageError(
-            f"--{key.replace('_', '-')} does not apply to --model {config['model']}; drop it"
-        )
-    check(config, given)
+    others = set(MODEL_FLAGS) & set(given) - builder_options(config["model"]) - set(defaults)
+    if others:
+        key = sorted(others)[0]
+        raise UsageError(f"{flag_name(key)} does not apply to --model {config['model']}; drop it")
+    check(config, given, defaults)
     return config
 
 
-def check(config: dict, given: dict) -> None:
-    """Raises UsageError for a value no run can use, naming the flag and what it must be."""
+def check(config: dict, given: dict, defaults: Table) -> None:
+    """Raises UsageError for a value no run can use, naming the flag and what it must be: first each
+    flag's own rule (train.py's table), then the rules that involve several flags."""
     for key, value in config.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"--{key.replace('_', '-')} must be a finite number, not {value}")
-    size = config["image_size"]
-    checks = [
-        (config["lr"] > 0, "--lr must be positive"),
+            raise UsageError(f"{flag_name(key)} must be a finite number, not {value}")
+    for key, flag in defaults.flags.items():
+        if flag.rule and config.get(key) is not None:
+            must, ok = flag.rule
+            if not ok(config[key]):
+                raise UsageError(f"{flag_name(key)} must {must}")
+    for ok, message in _joint_rules(config, given):
+        if not ok:
+            raise UsageError(message)
+
+
+def _joint_rules(config: dict, given: dict) -> list[tuple[bool, str]]:
+    """(holds, the message if not) for the rules of model options and of several flags together."""
+    return [
         (
             not 0 < config["lr"] < MIN_LR,
             f"--lr {config['lr']:g} is too small to change any weight (float32 "
             f"rounds such steps away); use at least {MIN_LR:g}",
         ),
-        (0 <= config["momentum"] < 1, "--momentum must be in [0, 1)"),
-        (
-            0 <= config["beta1"] < 1 and 0 <= config["beta2"] < 1,
-            "--beta1 and --beta2 must be in [0, 1)",
-        ),
-        (config["epsilon"] > 0, "--epsilon must be positive"),
-        (config["weight_decay"] >= 0, "--weight-decay must be >= 0"),
-        (0 <= config["label_smoothing"] < 1, "--label-smoothing must be in [0, 1)"),
-        (0 <= config.get("dropout", 0) < 1, "--dropout must be in [0, 1)"),
-        (config["batch_size"] > 0, "--batch-size must be positive"),
-        (config["epochs"] > 0, "--epochs must be positive"),
-        (config["steps"] is None or config["steps"] > 0, "--steps must be positive"),
-        (config["warmup_epochs"] >= 0, "--warmup-epochs must be >= 0"),
         (
             not (config["warmup_epochs"] and config["lr_schedule"] == "onecycle"),
-            "--warmup-epochs: the one-cycle schedule warms up by itself (its first 25%); add --lr-schedule "
-            "cosine, step or constant",
+            "--warmup-epochs: the one-cycle schedule warms up by itself (its first 25%); add "
+            "--lr-schedule cosine, step or constant",
         ),
-        (0 <= config["seed"] < 2**31, "--seed must be between 0 and 2147483647"),
-        (
-            config["num_train_examples"] is None or config["num_train_examples"] > 0,
-            "--num-train-examples must be positive",
-        ),
-        (config["val_size"] is None or config["val_size"] >= 0, "--val-size must be >= 0"),
-        (
-            size is None or 8 <= size <= MAX_IMAGE_SIZE,
-            f"--image-size must be between 8 and {MAX_IMAGE_SIZE}",
-        ),
-        (0 <= config["crop"] <= 16, "--crop must be between 0 and 16 (pixels of padding)"),
-        (config["cutout"] >= 0, "--cutout must be >= 0"),
-        (
-            0 <= config["brightness"] <= MAX_BRIGHTNESS and 0 <= config["contrast"] < 1,
-            f"--brightness must be between 0 and {MAX_BRIGHTNESS:g} (pixel standard deviations) "
-            f"and --contrast in [0, 1)",
-        ),
+        (0 <= config.get("dropout", 0) < 1, "--dropout must be in [0, 1)"),
         (config.get("convs_per_stage", 1) >= 1, "--convs-per-stage must be at least 1"),
         (config.get("kernel_size", 1) >= 1, "--kernel-size must be at least 1"),
         (
@@ -431,17 +401,15 @@ def check(config: dict, given: dict) -> None:
             "--pooling applies only to --downsample pool",
         ),
         (
-            config.get("name") is None or _plain_name(config["name"]),
-            "--name must be a plain folder name (no '/', not '.' or '..'); "
-            "use --run-dir for the parent folder",
+            config.get("name") is None or plain_name(config["name"]),
+            "--name must be a plain folder name (no '/', not '.' or '..'); use --run-dir for "
+            "the parent folder",
         ),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
 
 
-def _plain_name(name: str) -> bool:
+def plain_name(name: str) -> bool:
+    """A folder name without a path in it: --name must not leave --run-dir."""
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
@@ -454,7 +422,7 @@ class Job(NamedTuple):
     eval_only: str | None = None  # --eval-only MODEL
 
 
-def parse(argv: list[str] | None, defaults: dict) -> Job:
+def parse(argv: list[str] | None, defaults: Table) -> Job:
     """Parses the flags into a Job.
 
     --help and --list-presets print and exit here. With --resume or --eval-only, the flags given are
@@ -476,12 +444,15 @@ def parse(argv: list[str] | None, defaults: dict) -> Job:
     return Job(config)
 
 
-def sweep_plan(texts: list[str], given: dict, config: dict, defaults: dict) -> dict:
-    """The sweep's folder, its grid of (point, config) with every point checked now, and its command."""
+def sweep_plan(texts: list[str], given: dict, config: dict, defaults: Table) -> dict:
+    """The sweep's folder, its grid of (point, config) with every point checked now, and its
+    command."""
+    from plumbing import sweep  # here: sweep.py uses this module's flag names
+
     sweeps = sweep.parse(texts, lambda argv: vars(make_parser(defaults).parse_args(argv)))
     both = sorted(set(sweeps) & set(given))
     if both:
-        raise UsageError(f"--{both[0].replace('_', '-')} is both given and swept; drop one")
+        raise UsageError(f"{flag_name(both[0])} is both given and swept; drop one")
     grid = [(point, resolve({**given, **point}, defaults)) for point in sweep.points(sweeps)]
     flags = {k: v for k, v in given.items() if k not in ("run_dir", "name")}
     return dict(
@@ -495,12 +466,13 @@ RESUME_OVERRIDES = ("data_dir", "data_url")  # a run may follow its data to anot
 
 
 def for_resume(saved: dict, given: dict) -> dict:
-    """The options of a saved run, with the data location given now (if any). Raises UsageError for others."""
+    """The options of a saved run, with the data location given now (if any). Raises UsageError for
+    others."""
     others = sorted(set(given) - set(RESUME_OVERRIDES))
     if others:
         raise UsageError(
             "--resume and --eval-only take the run's own options; drop "
-            + " ".join(f"--{k.replace('_', '-')}" for k in others)
+            + " ".join(flag_name(key) for key in others)
         )
     config = {**saved, **given}
     if given.get("data_dir") or given.get("data_url"):
@@ -511,8 +483,9 @@ def for_resume(saved: dict, given: dict) -> dict:
 
 
 def check_for_data(config: dict, *, num_train: int, image_size: int) -> None:
-    """The checks that need the data's size: a batch no larger than the training set, a crop and a cutout
-    smaller than the image, a model whose feature maps do not shrink to nothing and that fits in memory."""
+    """The checks that need the data's size: a batch no larger than the training set, a crop and a
+    cutout smaller than the image, a model whose feature maps do not shrink to nothing and that fits
+    in memory."""
     if num_train < config["batch_size"]:
         raise UsageError(
             f"--batch-size {config['batch_size']} is larger than the {num_train} training "
@@ -530,20 +503,17 @@ def check_for_data(config: dict, *, num_train: int, image_size: int) -> None:
 
 
 def model_layers(config: dict, side: int, channels: int) -> list[tuple[str, str, int]]:
-    """(layer, the flag that sets its size, number of weights) of the model the config builds, counted
-    without building it (that would allocate the weights). Raises UsageError if a pooling stage gets a
-    feature map smaller than 2x2 (it would shrink it to nothing)."""
-    config = {
-        **model_files()[config["model"]]["options"],
-        **config,
-    }  # a config of an older version too
+    """(layer, the flag that sets its size, number of weights) of the model the config builds,
+    counted without building it (that would allocate the weights). Raises UsageError if a pooling
+    stage gets a feature map smaller than 2x2 (it would shrink it to nothing)."""
+    config = {**model_options(config["model"]), **config}  # a config of an older version too
     inputs, layers = side * side * channels, []
     if config["model"] == "cnn":
         widths, kernel = config["widths"], config["kernel_size"]
         for stage, width in enumerate(widths, start=1):
             if config["downsample"] == "pool" and side < 2:
                 raise UsageError(
-                    f"--widths {_show(widths)}: each of its {len(widths)} stages halves the "
+                    f"--widths {show(widths)}: each of its {len(widths)} stages halves the "
                     f"feature map, which is 1x1 after stage {stage - 1}; use at most "
                     f"{stage - 1} widths, or --downsample stride or none"
                 )
@@ -572,7 +542,8 @@ def model_layers(config: dict, side: int, channels: int) -> list[tuple[str, str,
 
 
 def check_model_size(config: dict, side: int, channels: int) -> None:
-    """Refuses a model whose training needs more memory than the machine has, naming its largest layer."""
+    """Refuses a model whose training needs more memory than the machine has, naming its largest
+    layer."""
     layers = model_layers(config, side, channels)
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

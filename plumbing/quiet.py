@@ -33,8 +33,8 @@ NOISE = re.compile(
 
 
 class _NoRetracingWarnings(logging.Filter):
-    """TensorFlow warns when a tf.function is traced again; train.py builds each model's functions once,
-    but a sweep builds many models in one process, which that count mistakes for a mistake."""
+    """TensorFlow warns when a tf.function is traced again; train.py builds each model's functions
+    once, but a sweep builds many models in one process, which that count mistakes for a mistake."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()

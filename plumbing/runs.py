@@ -1,8 +1,8 @@
 """The run folder: where a training run keeps everything, and the rules that keep it consistent.
 
-    runs/NAME/config.json      every option, the command, versions, device, git commit, the data folder
+    runs/NAME/config.json      every option, the command, versions, device, git commit, data folder
     runs/NAME/checkpoints/     the training state: the one source of truth (plumbing/checkpoint.py)
-    runs/NAME/metrics.csv      one row per finished epoch, rewritten from the checkpoint after each save
+    runs/NAME/metrics.csv      a row per finished epoch, rewritten from the checkpoint at each save
     runs/NAME/best.keras       the best epoch's model, also rewritten from the checkpoint
     runs/NAME/metrics.json     the final results; the plots and the confusion matrix
     runs/NAME/tb/              TensorBoard logs: tb/train, tb/val (and the run's hyper-parameters)
@@ -10,10 +10,9 @@
 
 A folder is always in one of three states: being trained (locked), resumable (config.json; with or
 without a checkpoint, since a run that died before its first one starts again from the beginning),
-or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two. A folder holding
-only the lock and a half-written config.json never started: the same command starts it. config.json
-records a checksum of the data, so that a run is never resumed on other data.
-"""
+or finished (metrics.json). `python train.py --resume runs/NAME` handles the last two. A folder
+holding only the lock and a half-written config.json never started: the same command starts it.
+config.json records a checksum of the data, so that a run is never resumed on other data."""
 
 from __future__ import annotations
 
@@ -48,8 +47,8 @@ METRIC_COLUMNS = [
 
 
 def create(run_root: str | os.PathLike, name: str | None, preset: str) -> Path:
-    """Makes a new, empty run folder: runs/NAME, or runs/PRESET-MMDD-HHMMSS (-2, -3 ... when taken, as
-    parallel jobs started in the same second find it)."""
+    """Makes a new, empty run folder: runs/NAME, or runs/PRESET-MMDD-HHMMSS (-2, -3 ... when taken,
+    as parallel jobs started in the same second find it)."""
     run_root = Path(run_root)
     if run_root.exists() and not run_root.is_dir():
         raise UsageError(f"--run-dir {run_root} is a file, not a folder; choose a folder")
@@ -102,7 +101,8 @@ def lock(run_dir: Path):
 
 def never_started(run_dir: Path) -> bool:
     """A folder a job created but left before its config.json was complete (killed at once, or while
-    writing it): free to reuse. It holds nothing but the lock and a temporary config.json.tmp-PID."""
+    writing it): free to reuse. It holds nothing but the lock and a temporary
+    config.json.tmp-PID."""
     run_dir = Path(run_dir)
     return (
         run_dir.is_dir()
@@ -115,10 +115,12 @@ def never_started(run_dir: Path) -> bool:
 
 
 def read_config(run_dir: Path, defaults: dict | None = None) -> dict:
-    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way out.
+    """The options of the run in `run_dir`, for --resume and --eval-only; a UsageError says the way
+    out.
 
     With `defaults` (train.DEFAULTS), every option a run has must be there with a value of its type:
-    a config.json from an older version, or edited by hand, gives one line instead of a traceback."""
+    a config.json from an older version, or edited by hand, gives one line instead of a
+    traceback."""
     path = Path(run_dir) / "config.json"
     if not Path(run_dir).is_dir():
         what = "a file, not a folder" if Path(run_dir).exists() else "no such folder"
@@ -161,12 +163,15 @@ KINDS = {
     str: "a text",
     tuple: "a list of whole numbers",
 }  # what a saved option must be, by the type of its default
-REDO = "this run cannot be resumed or evaluated by this version of train.py: start a new one (another --name)"
+REDO = (
+    "this run cannot be resumed or evaluated by this version of train.py: "
+    "start a new one (another --name)"
+)
 
 
 def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
-    """Raises DataError unless `saved` has every option of a run of its model, each of the right type
-    (that of its default) and, where the flag has choices, one of them."""
+    """Raises DataError unless `saved` has every option of a run of its model, each of the right
+    type (that of its default) and, where the flag has choices, one of them."""
     from plumbing import options  # here, not at the top: options imports this module's neighbours
 
     try:
@@ -177,35 +182,26 @@ def check_saved_options(path: Path, saved: dict, defaults: dict) -> None:
         raise DataError(
             f"{path}: its model, preset or dataset is not one this version knows; {REDO}"
         ) from None
-    model = options.model_files()[
-        reference["model"]
-    ]  # its options may be left out: the builder's defaults
-    choices = dict(
-        model["choices"],
-        optimizer=options.OPTIMIZERS,
-        lr_schedule=options.SCHEDULES,
-        device=("auto", "cpu", "gpu"),
-    )
-    for key, default in [
-        *reference.items(),
-        *((k, v) for k, v in model["options"].items() if k in saved),
-    ]:
-        kind = options.UNSET_TYPES.get(key) if default is None else type(default)
+    model = options.model_options(reference["model"])  # may be left out: the builder's defaults
+    for key, default in [*reference.items(), *((k, v) for k, v in model.items() if k in saved)]:
+        kind = options.kind_of(key, defaults) if key in defaults else type(default)
         if key not in saved:
             raise DataError(f"{path} has no option {key!r} (written by an older version?); {REDO}")
         value, shown = saved[key], json.dumps(saved[key])
         if not (value is None and default is None or _of_kind(value, kind)):
             raise DataError(f"{path}: option {key!r} is {shown}, not {KINDS[kind]}; {REDO}")
-        if key in choices and value not in choices[key]:
-            raise DataError(f"{path}: option {key!r} is {shown}, not one of {choices[key]}; {REDO}")
+        choices = options.choices_of(key, defaults)
+        if choices and value not in choices:
+            raise DataError(f"{path}: option {key!r} is {shown}, not one of {choices}; {REDO}")
     try:
-        options.check({**reference, **saved}, {})
+        options.check({**reference, **saved}, {}, defaults)
     except UsageError as err:
         raise DataError(f"{path}: a saved value is wrong ({err}); {REDO}") from None
 
 
 def _of_kind(value, kind: type) -> bool:
-    """Whether a value read from JSON can stand for an option of type `kind` (an int for a float too)."""
+    """Whether a value read from JSON can stand for an option of type `kind` (an int for a float
+    too)."""
     if kind is tuple:
         return isinstance(value, tuple) and all(type(v) is int for v in value)
     if kind is float:
@@ -214,8 +210,9 @@ def _of_kind(value, kind: type) -> bool:
 
 
 def data_fingerprint(folder: Path) -> str:
-    """A SHA-256 of the dataset's files in `folder` (the CIFAR-10 batches *.bin, the IDX *.gz files):
-    --resume checks that a run goes on with the data it started with, wherever that data now lives."""
+    """A SHA-256 of the dataset's files in `folder` (the CIFAR-10 batches *.bin, the IDX *.gz
+    files): --resume checks that a run goes on with the data it started with, wherever that data now
+    lives."""
     digest = hashlib.sha256()
     for path in sorted(Path(folder).iterdir()):
         if path.suffix in (".bin", ".gz") and path.is_file() and not path.name.startswith("."):
@@ -244,7 +241,8 @@ def check_same_data(run_dir: Path, data_folder: Path) -> None:
 def write_config(
     run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict
 ) -> None:
-    """config.json: the options, the command, versions, device, git commit, the resolved data folder."""
+    """config.json: the options, the command, versions, device, git commit, the resolved data
+    folder."""
     files.write_json(
         run_dir / "config.json",
         dict(
@@ -285,7 +283,8 @@ def write_metrics_csv(run_dir: Path, rows: list[dict]) -> None:
 
 
 def read_metrics_csv(path: Path) -> list[dict]:
-    """The rows of a metrics.csv (numbers as floats, epoch as int). Raises DataError if it is damaged."""
+    """The rows of a metrics.csv (numbers as floats, epoch as int). Raises DataError if it is
+    damaged."""
     try:
         with open(path, newline="") as f:
             return [
@@ -300,16 +299,16 @@ def read_metrics_csv(path: Path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path):
+def open_run(config: dict, resume: str | None, *, data_folder: Path):
     """The run folder to train in, locked: a new one (with its config.json) or the one to resume.
 
     Yields None (and says so) for a finished run. A new folder is removed again if the run fails
     before its first checkpoint: it never started, and a usage error must leave nothing behind. An
-    OSError (a full disk, a file in the way) becomes one line that says how to go on once it is fixed.
-    """
+    OSError (a full disk, a file in the way) becomes one line that says how to go on once it is
+    fixed."""
     run_dir = None
     try:
-        with _open_run(config, resume, device=device, data_folder=data_folder) as run_dir:
+        with _open_run(config, resume, data_folder=data_folder) as run_dir:
             yield run_dir
     except OSError as err:
         resumable = run_dir and (run_dir / "config.json").is_file()  # else the folder was removed
@@ -320,7 +319,7 @@ def open_run(config: dict, resume: str | None, *, device: str, data_folder: Path
 
 
 @contextlib.contextmanager
-def _open_run(config: dict, resume: str | None, *, device: str, data_folder: Path):
+def _open_run(config: dict, resume: str | None, *, data_folder: Path):
     from plumbing import machine  # here, not at the top: compare.py reads runs without TensorFlow
 
     run_dir = (
@@ -337,13 +336,12 @@ def _open_run(config: dict, resume: str | None, *, device: str, data_folder: Pat
                 return
             verb = "is" if len(damaged) == 1 else "are"
             print(
-                f"{run_dir} is finished, but its {' and '.join(damaged)} {verb} damaged: rewriting the "
-                f"run's files from its checkpoint"
+                f"{run_dir} is finished, but its {' and '.join(damaged)} {verb} damaged: "
+                f"rewriting the run's files from its checkpoint"
             )
         if not resume:
-            write_config(
-                run_dir, config, device=device, data_folder=data_folder, versions=machine.versions()
-            )
+            device, versions = machine.device_in_use(), machine.versions()
+            write_config(run_dir, config, device=device, data_folder=data_folder, versions=versions)
         try:
             yield run_dir
         except BaseException as err:
@@ -364,7 +362,8 @@ def finished(run_dir: Path) -> bool:
 
 
 def damaged_outputs(run_dir: Path) -> list[str]:
-    """The files of a finished run that --resume rewrites from the checkpoint: best.keras, metrics.csv."""
+    """The files of a finished run that --resume rewrites from the checkpoint: best.keras,
+    metrics.csv."""
     damaged = []
     try:
         load_model(Path(run_dir) / "best.keras")

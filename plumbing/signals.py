@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM (a cluster's scheduler, `kill`), honoured from the first line of main to the last.
+"""Ctrl-C and SIGTERM (a cluster's scheduler, `kill`), honoured from the first line of main to the
+last.
 
 Outside the training loop a signal stops the program at once (errors.Stopped: exit code 130 or 143,
 one line, no traceback); every file is written atomically, so nothing is left half-written. Inside
@@ -25,9 +26,11 @@ _active = []  # the StopRequests of the handled() block running now (blocks nest
 
 
 def exit_quietly(signum, _frame):
-    """A handler for the moments before `handled()` (TensorFlow loading): one line, exit 128 + signal.
+    """A handler for the moments before `handled()` (TensorFlow loading): one line, exit 128 +
+    signal.
 
-    os._exit, not sys.exit: nothing is being written yet, and the exit cannot be dropped in a __del__."""
+    os._exit, not sys.exit: nothing is being written yet, and the exit cannot be dropped in a
+    __del__."""
     print(f"\n{signal_name(signum)}: stopped", file=sys.stderr, flush=True)
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
@@ -35,7 +38,8 @@ def exit_quietly(signum, _frame):
 
 
 def stopped(signum: int, run_dir, where: str) -> int:
-    """After a requested stop (the checkpoint is saved): the command that resumes, and 128 + the signal."""
+    """After a requested stop (the checkpoint is saved): the command that resumes, and 128 + the
+    signal."""
     print(
         f"\n{signal_name(signum)}: saved a checkpoint {where}. Resume with:\n"
         f"  {resume_command(run_dir)}",
@@ -45,7 +49,8 @@ def stopped(signum: int, run_dir, where: str) -> int:
 
 
 class StopRequests:
-    """The signal handler of handled(), and `requested`: the flag the training loop checks at every step."""
+    """The signal handler of handled(), and `requested`: the flag the training loop checks at every
+    step."""
 
     def __init__(self):
         self.requested: int | None = None  # the first signal's number, once one arrived
@@ -68,8 +73,9 @@ class StopRequests:
         raise Stopped(signum)
 
     def _unraisable(self, unraisable) -> None:
-        """sys.unraisablehook while handled(): a Stopped that Python dropped (raised inside a __del__ method
-        or a weakref callback) is sent again; other exceptions are printed as usual."""
+        """sys.unraisablehook while handled(): a Stopped that Python dropped (raised inside a
+        __del__ method or a weakref callback) is sent again; other exceptions are printed as
+        usual."""
         if isinstance(
             unraisable.exc_value, Stopped
         ):  # sent again a moment later, after this __del__
@@ -91,9 +97,10 @@ class StopRequests:
 
 
 def deferred():
-    """`with signals.deferred() as stop:` the training loop's block in which a first Ctrl-C or SIGTERM
-    only sets `stop.requested` (the step finishes, a checkpoint is saved). Outside any handled() block
-    (a test calling train.train directly) signals are not ours: `stop.requested` stays None."""
+    """`with signals.deferred() as stop:` the training loop's block in which a first Ctrl-C or
+    SIGTERM only sets `stop.requested` (the step finishes, a checkpoint is saved). Outside any
+    handled() block (a test calling train.train directly) signals are not ours: `stop.requested`
+    stays None."""
     return (_active[-1] if _active else StopRequests()).deferred()
 
 

@@ -1,16 +1,16 @@
 """Sweeps: `python train.py [flags] --sweep KEY=V1,V2 [--sweep KEY2=...]` trains the grid of every
-combination, one run after another, each a normal run folder inside a sweep folder, named by its values:
+combination, one run after another, each a normal run folder inside a sweep folder, named by its
+values:
 
-    runs/sweep-mlp-lr/lr=0.0001/ ...    runs/sweep-mlp-lr/sweep.json    runs/sweep-mlp-lr/comparison.png
+    runs/sweep-mlp-lr/lr=0.0001/ ...  runs/sweep-mlp-lr/sweep.json  runs/sweep-mlp-lr/comparison.png
 
 The sweep folder's name comes from the command (preset and keys; or --name), so the same command run
-again continues the sweep: finished runs are skipped, an interrupted one is resumed. A run whose loss
-diverges (a learning rate far too high) is a result, not a failure: it is recorded as diverged
-(diverged.json in its folder), the sweep goes on, and the comparison says "diverged". Values are parsed
-by the flag's own type and checked, for every point of the grid, before anything runs (those checks
-that need the data too). A value with several numbers (--hidden-units, --widths) is written with ':'
-between them: hidden-units=512,512:256.
-"""
+again continues the sweep: finished runs are skipped, an interrupted one is resumed. A run whose
+loss diverges (a learning rate far too high) is a result, not a failure: it is recorded as diverged
+(diverged.json in its folder), the sweep goes on, and the comparison says "diverged". Values are
+parsed by the flag's own type and checked, for every point of the grid, before anything runs (those
+checks that need the data too). A value with several numbers (--hidden-units, --widths) is written
+with ':' between them: hidden-units=512,512:256."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import itertools
 import json
 from pathlib import Path
 
-from plumbing import files, runs
+from plumbing import files, options, runs
 from plumbing.errors import DataError, DivergedError, UsageError
 
 FIXED = (
@@ -46,7 +46,7 @@ def parse(texts: list[str], parse_flags) -> dict[str, list]:
             raise UsageError(f"--sweep {key}: that option cannot vary in a sweep")
         if key in WHERE:
             raise UsageError(
-                f"--sweep {key.replace('_', '-')}: where the data comes from cannot vary in a "
+                f"--sweep {options.flag_name(key)[2:]}: where the data comes from cannot vary in a "
                 f"sweep (its runs would not compare); run one sweep per data source, each with "
                 f"its own --name"
             )
@@ -63,7 +63,7 @@ def parse(texts: list[str], parse_flags) -> dict[str, list]:
 
 def _value(key: str, text: str, parse_flags):
     """One value, parsed by the flag itself (its type and choices); booleans as true/false."""
-    flag = "--" + key.replace("_", "-")
+    flag = options.flag_name(key)
     if text.lower() in ("true", "false", "on", "off", "yes", "no"):
         argv = [flag if text.lower() in ("true", "on", "yes") else "--no-" + flag[2:]]
     else:
@@ -83,29 +83,25 @@ def points(sweeps: dict[str, list]) -> list[dict]:
 
 
 def point_name(point: dict) -> str:
-    """The run folder of a grid point: lr=0.001_dropout=0.2 (several numbers joined by x: 512x256)."""
+    """The run folder of a grid point: lr=0.001_dropout=0.2 (several numbers joined by x:
+    512x256)."""
 
     def show(value):
-        return (
-            "x".join(map(str, value))
-            if isinstance(value, tuple)
-            else str(value).lower()
-            if isinstance(value, bool)
-            else str(value)
-        )
+        return str(value).lower() if isinstance(value, bool) else options.show(value, sep="x")
 
-    return "_".join(f"{key.replace('_', '-')}={show(value)}" for key, value in point.items())
+    return "_".join(f"{options.flag_name(key)[2:]}={show(value)}" for key, value in point.items())
 
 
 def folder(run_root: str, name: str | None, preset: str, sweeps: dict[str, list]) -> Path:
     return Path(run_root) / (
-        name or f"sweep-{preset}-{'-'.join(k.replace('_', '-') for k in sweeps)}"
+        name or f"sweep-{preset}-{'-'.join(options.flag_name(key)[2:] for key in sweeps)}"
     )
 
 
 def claim(sweep_dir: Path, command: dict, names: list[str]) -> None:
-    """Makes `sweep_dir` this sweep's folder (sweep.json holds its flags), or checks that it is. A folder
-    without sweep.json that holds only runs of this grid (and their comparison) is taken over."""
+    """Makes `sweep_dir` this sweep's folder (sweep.json holds its flags), or checks that it is. A
+    folder without sweep.json that holds only runs of this grid (and their comparison) is taken
+    over."""
     record = sweep_dir / "sweep.json"
     if record.is_file():
         try:
@@ -136,7 +132,8 @@ def claim(sweep_dir: Path, command: dict, names: list[str]) -> None:
 
 
 def diverged(run_dir: Path) -> dict | None:
-    """What diverged.json records (loss, epoch, step, message) for a run that diverged, else None."""
+    """What diverged.json records (loss, epoch, step, message) for a run that diverged, else
+    None."""
     try:
         record = json.loads((Path(run_dir) / "diverged.json").read_text())
     except (OSError, ValueError):
@@ -150,13 +147,13 @@ def done(run_dir: Path) -> bool:
 
 
 def run(plan: dict, train_one, compare, check_data=None) -> int:
-    """Trains each point of the plan not yet done (train_one(config, resume) -> exit code) and compares
-    the runs at the end (compare(argv)); stops at a run that does not end with 0 and says how to continue.
-    check_data(config), if given, checks every point still to train against its data before the first
-    one trains.
+    """Trains each point of the plan not yet done (train_one(config, resume) -> exit code) and
+    compares the runs at the end (compare(argv)); stops at a run that does not end with 0 and says
+    how to continue. check_data(config), if given, checks every point still to train against its
+    data before the first one trains.
 
-    The same command started in several terminals shares the work: each job takes the next point no other
-    job holds (a lock per point), and the job that finishes last draws the comparison."""
+    The same command started in several terminals shares the work: each job takes the next point no
+    other job holds (a lock per point), and the job that finishes last draws the comparison."""
     sweep_dir, grid = plan["folder"], plan["grid"]
     names = [point_name(point) for point, _ in grid]
     if check_data:  # a finished sweep draws its comparison again without the data
@@ -176,14 +173,16 @@ def run(plan: dict, train_one, compare, check_data=None) -> int:
             continue
         if code != 0:
             print(
-                f"the sweep stopped at {sweep_dir / name}; run the same command again to continue it"
+                f"the sweep stopped at {sweep_dir / name}; "
+                f"run the same command again to continue it"
             )
             return code
     busy = [name for name in names if not done(sweep_dir / name)]
     if busy:
         print(
-            f"\n{len(busy)} run(s) of {sweep_dir} were taken by another job; the last job to finish draws "
-            f"the comparison (if that job stopped, run the same command again to continue)"
+            f"\n{len(busy)} run(s) of {sweep_dir} were taken by another job; "
+            f"the last job to finish draws the comparison "
+            f"(if that job stopped, run the same command again to continue)"
         )
         return 0
     lost = [name for name in names if diverged(sweep_dir / name)]
@@ -193,8 +192,9 @@ def run(plan: dict, train_one, compare, check_data=None) -> int:
 
 
 def _train_point(run_dir: Path, config: dict, train_one) -> int:
-    """One point, its lock held: skipped when done, resumed when started, else trained; a divergence is
-    recorded in diverged.json (the run folder keeps its last good checkpoint) and counts as done."""
+    """One point, its lock held: skipped when done, resumed when started, else trained; a divergence
+    is recorded in diverged.json (the run folder keeps its last good checkpoint) and counts as
+    done."""
     if runs.finished(run_dir):
         print(f"{run_dir} is finished: {runs.summary(run_dir)}")
         return 0

@@ -1,7 +1,7 @@
-"""What survives what: kill -9 at any write, Ctrl-C and SIGTERM at any moment, full disks, parallel jobs,
-damaged folders and archives, and bad input. Each case ends in a folder that --resume completes to the
-same result, or in one line naming the problem and the fix (exit code 2 for usage, 1 for data and disk).
-Not graded. The numbers in the test names refer to the findings of the reliability issue."""
+"""What survives what: kill -9 at any write, Ctrl-C and SIGTERM at any moment, full disks, parallel
+jobs, damaged folders and archives, and bad input. Each case ends in a folder that --resume
+completes to the same result, or in one line naming the problem and the fix (exit code 2 for usage,
+1 for data and disk). Not graded. Each test is named after the behaviour it protects."""
 
 import errno
 import gzip
@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = {"retries": 2, "backoff_s": 0.01, "timeout_s": 5.0, "show_progress": False}
 
 
-# ----------------------------------------------------------------------------- 1, 3: kill -9 at every write
+# --------------------------------------------------------------------------- kill -9 at every write
 @pytest.mark.slow
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
-def test_1_kill_at_every_write_then_resume_gives_the_uninterrupted_result(sample_dir, tmp_path):
+def test_kill_at_every_write_then_resume_gives_the_uninterrupted_result(sample_dir, tmp_path):
     args = [
         "--data-dir",
         str(sample_dir.parent),
@@ -72,7 +72,7 @@ def test_1_kill_at_every_write_then_resume_gives_the_uninterrupted_result(sample
         check_run_folder(tmp_path / f"kill{k}", epochs=2)
 
 
-def test_3_a_run_killed_before_it_started_can_be_started_again(sample_dir, tmp_path, capsys):
+def test_a_run_killed_before_it_started_can_be_started_again(sample_dir, tmp_path, capsys):
     (tmp_path / "early" / ".lock").parent.mkdir()
     (
         tmp_path / "early" / ".lock"
@@ -85,7 +85,7 @@ def test_3_a_run_killed_before_it_started_can_be_started_again(sample_dir, tmp_p
     assert code == 0 and (run_dir / "metrics.json").is_file()
 
 
-def test_3_a_run_without_a_checkpoint_resumes_from_the_beginning(sample_dir, tmp_path, capsys):
+def test_a_run_without_a_checkpoint_resumes_from_the_beginning(sample_dir, tmp_path, capsys):
     code, run_dir = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "1")
     for name in (
         "checkpoints",
@@ -100,9 +100,10 @@ def test_3_a_run_without_a_checkpoint_resumes_from_the_beginning(sample_dir, tmp
     check_run_folder(run_dir, epochs=1)
 
 
-# ----------------------------------------------------------------------------- 2, 10: signals at any moment
+# ---------------------------------------------------------------------------- signals at any moment
 def stalled_download(serve, sample_archive, tmp_path, command: list[str], signum: int):
-    """Runs `command` (which downloads from a server that stops sending), signals it, returns its result."""
+    """Runs `command` (which downloads from a server that stops sending), signals it, returns its
+    result."""
     url, _ = serve(sample_archive.read_bytes(), cut_at=1000, stall=True, name="stalled.tar.gz")
     child = subprocess.Popen(
         [sys.executable, *command, "--data-dir", str(tmp_path / "data"), "--data-url", url],
@@ -120,7 +121,7 @@ def stalled_download(serve, sample_archive, tmp_path, command: list[str], signum
     return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
-def test_2_ctrl_c_and_sigterm_stop_a_stalled_download_at_once(serve, sample_archive, tmp_path):
+def test_ctrl_c_and_sigterm_stop_a_stalled_download_at_once(serve, sample_archive, tmp_path):
     result = stalled_download(serve, sample_archive, tmp_path, ["cifar10_input.py"], signal.SIGINT)
     assert result.returncode == 128 + signal.SIGINT and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "SIGINT: stopped"
@@ -134,7 +135,7 @@ def test_2_ctrl_c_and_sigterm_stop_a_stalled_download_at_once(serve, sample_arch
     assert result.stderr.strip().splitlines()[-1] == "SIGTERM: stopped"
 
 
-def test_10_stopped_after_training_says_how_to_continue(sample_dir, tmp_path, monkeypatch, capsys):
+def test_stopped_after_training_says_how_to_continue(sample_dir, tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise Stopped(signal.SIGINT)  # Ctrl-C while the plots are drawn, after the last checkpoint
 
@@ -150,9 +151,10 @@ def test_10_stopped_after_training_says_how_to_continue(sample_dir, tmp_path, mo
     check_run_folder(run_dir, epochs=1)
 
 
-@pytest.mark.slow  # 9 s end to end; the second-Ctrl-C rule itself stays in the default run (test_signals)
+# 9 s end to end; the second-Ctrl-C rule itself stays in the default run (test_signals)
+@pytest.mark.slow
 @pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux")
-def test_10_a_second_ctrl_c_stops_at_once(sample_dir, tmp_path):
+def test_a_second_ctrl_c_stops_at_once(sample_dir, tmp_path):
     args = [
         "--data-dir",
         str(sample_dir.parent),
@@ -183,7 +185,7 @@ def test_10_a_second_ctrl_c_stops_at_once(sample_dir, tmp_path):
     assert train.main(["--resume", str(tmp_path / "twice")]) == 0, "the run still resumes"
 
 
-# ----------------------------------------------------------------------------- 4, 5: damaged run folders
+# ----------------------------------------------------------------------------- damaged run folders
 @pytest.fixture
 def finished_run(sample_dir, tmp_path) -> Path:
     code, run_dir = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "1")
@@ -198,7 +200,7 @@ def one_line_error(capsys, code: int, expected_code: int, text: str) -> None:
     ), err
 
 
-def test_4_damaged_checkpoint_and_config_give_one_line(finished_run, capsys):
+def test_damaged_checkpoint_and_config_give_one_line(finished_run, capsys):
     (finished_run / "metrics.json").unlink()  # so that --resume has work to do
     data_file = next((finished_run / "checkpoints").glob("*.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:10])
@@ -209,7 +211,7 @@ def test_4_damaged_checkpoint_and_config_give_one_line(finished_run, capsys):
     one_line_error(capsys, train.main(["--resume", str(finished_run)]), 1, "config.json is damaged")
 
 
-def test_4_garbage_metrics_csv_and_a_missing_best_model_are_rewritten_from_the_checkpoint(
+def test_garbage_metrics_csv_and_a_missing_best_model_are_rewritten_from_the_checkpoint(
     finished_run,
 ):
     expected = run_outcome(finished_run)
@@ -220,7 +222,7 @@ def test_4_garbage_metrics_csv_and_a_missing_best_model_are_rewritten_from_the_c
     assert_same_outcome(run_outcome(finished_run), expected, "after repairing")
 
 
-def test_4_eval_only_on_a_damaged_or_wrong_file_gives_one_line(finished_run, tmp_path, capsys):
+def test_eval_only_on_a_damaged_or_wrong_file_gives_one_line(finished_run, tmp_path, capsys):
     best = finished_run / "best.keras"
     best.write_bytes(best.read_bytes()[:1000])
     one_line_error(capsys, train.main(["--eval-only", str(best)]), 1, "could not be loaded")
@@ -230,7 +232,7 @@ def test_4_eval_only_on_a_damaged_or_wrong_file_gives_one_line(finished_run, tmp
     )
 
 
-def test_5_resume_and_eval_only_follow_the_data(
+def test_resume_and_eval_only_follow_the_data(
     finished_run, sample_dir, tmp_path, monkeypatch, capsys
 ):
     moved = tmp_path / "moved-data"
@@ -249,8 +251,8 @@ def test_5_resume_and_eval_only_follow_the_data(
     )
 
 
-# ----------------------------------------------------------------------------- 6: parallel jobs
-def test_6_two_jobs_preparing_one_data_folder_both_succeed(sample_archive, tmp_path):
+# ----------------------------------------------------------------------------- parallel jobs
+def test_two_jobs_preparing_one_data_folder_both_succeed(sample_archive, tmp_path):
     results, data_dir = [], tmp_path / "shared"
 
     def prepare():
@@ -269,7 +271,7 @@ def test_6_two_jobs_preparing_one_data_folder_both_succeed(sample_archive, tmp_p
     assert ci.load_split(results[0], "test")[1].shape == (100,)
 
 
-def test_6_two_downloads_of_one_archive_share_nothing_half_done(sample_archive, serve, tmp_path):
+def test_two_downloads_of_one_archive_share_nothing_half_done(sample_archive, serve, tmp_path):
     payload = sample_archive.read_bytes()
     url, server = serve(payload, name="parallel.tar.gz")
     results = []
@@ -287,9 +289,7 @@ def test_6_two_downloads_of_one_archive_share_nothing_half_done(sample_archive, 
     assert len(server.requests) == 1, "the second job found the first one's download"
 
 
-def test_6_default_run_names_are_unique_and_a_run_is_trained_by_one_job(
-    sample_dir, tmp_path, capsys
-):
+def test_default_run_names_are_unique_and_a_run_is_trained_by_one_job(sample_dir, tmp_path, capsys):
     names = {runs.create(tmp_path, None, "tuned").name for _ in range(5)}
     assert len(names) == 5, names
     run_dir = runs.create(tmp_path, "busy", "linear")
@@ -301,7 +301,7 @@ def test_6_default_run_names_are_unique_and_a_run_is_trained_by_one_job(
         )
 
 
-# ----------------------------------------------------------------------------- 7: only verified archives
+# --------------------------------------------------------------------------- only verified archives
 @pytest.mark.parametrize(
     "case,message",
     [
@@ -309,7 +309,7 @@ def test_6_default_run_names_are_unique_and_a_run_is_trained_by_one_job(
         ("an HTML page", "is a web page, not an archive"),
     ],
 )
-def test_7_an_archive_is_checked_before_it_is_kept(sample_archive, serve, tmp_path, case, message):
+def test_an_archive_is_checked_before_it_is_kept(sample_archive, serve, tmp_path, case, message):
     payload = sample_archive.read_bytes()
     if case == "an HTML page":
         url, _ = serve(b"<html><body>Please log in</body></html>", name="cifar-mirror.tar.gz")
@@ -322,7 +322,7 @@ def test_7_an_archive_is_checked_before_it_is_kept(sample_archive, serve, tmp_pa
     assert not (tmp_path / "cifar-mirror.tar.gz").exists() and not list(tmp_path.glob("*.part"))
 
 
-def test_7_a_stale_partial_file_is_fetched_again_from_the_start(sample_archive, serve, tmp_path):
+def test_a_stale_partial_file_is_fetched_again_from_the_start(sample_archive, serve, tmp_path):
     payload = sample_archive.read_bytes()
     url, server = serve(payload, name="resumed.tar.gz")
     (tmp_path / "resumed.tar.gz.part").write_bytes(
@@ -335,7 +335,7 @@ def test_7_a_stale_partial_file_is_fetched_again_from_the_start(sample_archive, 
     )
 
 
-# ----------------------------------------------------------------------------- 8, 9: bad input, one line
+# ----------------------------------------------------------------------------- bad input, one line
 @pytest.mark.parametrize(
     "argv,message",
     [
@@ -353,12 +353,12 @@ def test_7_a_stale_partial_file_is_fetched_again_from_the_start(sample_archive, 
         (["--data-url", "ftp://example.org/cifar.tar.gz"], "ftp:// is not supported"),
     ],
 )
-def test_8_9_bad_values_are_usage_errors(argv, message, tmp_path, capsys):
+def test_bad_values_are_usage_errors(argv, message, tmp_path, capsys):
     one_line_error(capsys, train.main([*argv, "--run-dir", str(tmp_path)]), 2, message)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_8_folders_that_are_files_or_not_writable(sample_dir, tmp_path, capsys):
+def test_folders_that_are_files_or_not_writable_give_one_line(sample_dir, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     code, _ = run_train(sample_dir.parent, tmp_path / "a-file", *TINY)
     one_line_error(capsys, code, 2, "--run-dir")
@@ -371,7 +371,7 @@ def test_8_folders_that_are_files_or_not_writable(sample_dir, tmp_path, capsys):
         one_line_error(capsys, code, 2, "not writable")
 
 
-def test_8_a_full_disk_while_downloading_or_saving_gives_one_line(
+def test_a_full_disk_while_downloading_or_saving_gives_one_line(
     sample_archive, sample_dir, serve, tmp_path, monkeypatch, capsys
 ):
     url, _ = serve(sample_archive.read_bytes(), name="full.tar.gz")
@@ -405,7 +405,7 @@ def test_8_a_full_disk_while_downloading_or_saving_gives_one_line(
     one_line_error(capsys, code, 1, "could not save the checkpoint")
 
 
-def test_9_a_damaged_local_archive_is_not_yours_to_delete(tmp_path):
+def test_a_damaged_local_archive_is_not_yours_to_delete(tmp_path):
     archive = tmp_path / "my-copy.tar.gz"
     archive.write_bytes(gzip.compress(b"not a tar file"))
     with pytest.raises(DataError) as info:
@@ -416,10 +416,8 @@ def test_9_a_damaged_local_archive_is_not_yours_to_delete(tmp_path):
     assert archive.exists()
 
 
-# ----------------------------------------------------------------------------- 10: small ones
-def test_10_extracted_folder_follows_the_umask_and_dead_jobs_leave_nothing(
-    sample_archive, tmp_path
-):
+# ----------------------------------------------------------------------------- small ones
+def test_extracted_folder_follows_the_umask_and_dead_jobs_leave_nothing(sample_archive, tmp_path):
     stale = (
         tmp_path / ".extract-999999"
     )  # left by a job killed while extracting (no such process now)

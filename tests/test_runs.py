@@ -1,7 +1,7 @@
-"""Run folders and --resume (not graded): a damaged checkpoint state file, lost checkpoints, other data,
-a config.json of another shape, a finished run with a damaged best.keras, a folder left while its
-config.json was written. Each case resumes exactly where the run was, or gives one line; a run is never
-started over silently."""
+"""Run folders and --resume (not graded): a damaged checkpoint state file, lost checkpoints, other
+data, a config.json of another shape, a finished run with a damaged best.keras, a folder left while
+its config.json was written. Each case resumes exactly where the run was, or gives one line; a run
+is never started over silently."""
 
 import json
 import shutil
@@ -186,7 +186,7 @@ def test_resume_rewrites_the_damaged_best_model_of_a_finished_run(trained, tmp_p
     assert "is finished: 1 epochs" in capsys.readouterr().out, "repaired: nothing more to do"
 
 
-# ----------------------------------------------------------------------------- folders that never started
+# ----------------------------------------------------------------------- folders that never started
 @pytest.mark.parametrize(
     "temporary",
     [pytest.param("config.tmp-999999.json", marks=pytest.mark.slow), "config.json.tmp-999999"],

@@ -1,6 +1,6 @@
-"""Ctrl-C and SIGTERM (not graded): no stop is lost, wherever it lands (even inside a __del__ method,
-where Python drops exceptions), and a stop during the last epoch's validation stops as it says and
-resumes to the same result."""
+"""Ctrl-C and SIGTERM (not graded): no stop is lost, wherever it lands (even inside a __del__
+method, where Python drops exceptions), and a stop during the last epoch's validation stops as it
+says and resumes to the same result."""
 
 import os
 import signal
@@ -27,7 +27,8 @@ TINY = [
 
 
 class SignalledWhileDeleted:
-    """An object whose __del__ receives a signal, as TensorFlow's EagerResourceDeleter.__del__ can."""
+    """An object whose __del__ receives a signal, as TensorFlow's EagerResourceDeleter.__del__
+    can."""
 
     def __init__(self, signum: int):
         self.signum = signum
@@ -103,8 +104,8 @@ def test_ctrl_c_during_the_last_validation_stops_and_resumes(
     assert code == 128 + signal.SIGINT, err
     assert "SIGINT: finishing this step and saving a checkpoint" in err
     assert (
-        f"SIGINT: saved a checkpoint after epoch 2. Resume with:\n  python train.py --resume {run_dir}\n"
-        in out
+        "SIGINT: saved a checkpoint after epoch 2. Resume with:\n"
+        f"  python train.py --resume {run_dir}\n" in out
     )
     assert not (run_dir / "metrics.json").exists() and "test accuracy" not in out, (
         "no test after the stop"

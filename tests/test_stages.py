@@ -1,13 +1,13 @@
 """The exercise version as students and graders meet it, and each stage standing alone.
 
-From the generated exercise: `pytest -m points` fails every graded test with its NOT IMPLEMENTED line
-(none skips), `train.py` trains the linear model out of the box and names the first missing piece of
-any other. With only one stage's regions written (and those of the stages it builds on), that stage's
-graded tests pass and its commands run to the end.
+From the generated exercise: `pytest -m points` fails every graded test with its NOT IMPLEMENTED
+line (none skips), `train.py` trains the linear model out of the box and names the first missing
+piece of any other. With only one stage's regions written (and those of the stages it builds on),
+that stage's graded tests pass and its commands run to the end.
 
 Not graded and left out of the exercise version (it needs the solution). All the runs happen in one
-session (tests/forking.py: TensorFlow loaded once, a forked child per job, each importing its own tree).
-"""
+session (tests/forking.py: TensorFlow loaded once, a forked child per job, each importing its own
+tree)."""
 
 import re
 import shutil

@@ -1,5 +1,6 @@
-"""Tests for sweeps (train.py --sweep) and compare.py: the grid's run folders, continuing an interrupted
-sweep, the picture and the tables, the data-size curve, TensorBoard's HParams. Not graded."""
+"""Tests for sweeps (train.py --sweep) and compare.py: the grid's run folders, continuing an
+interrupted sweep, the picture and the tables, the data-size curve, TensorBoard's HParams. Not
+graded."""
 
 import csv
 import json

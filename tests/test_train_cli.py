@@ -1,5 +1,5 @@
-"""Tests of train.py's command line (plumbing/options.py): usage errors, help that cannot lie, presets,
-the device."""
+"""Tests of train.py's command line (plumbing/options.py): usage errors, help that cannot lie,
+presets, the device."""
 
 import re
 import subprocess
@@ -95,12 +95,11 @@ def test_every_default_in_the_help_is_the_real_one():
             assert first == text(value), (
                 f"--{key}: help says {shown[key]!r}, the default is {value!r}"
             )
-    for model, info in options.model_files().items():  # the model flags: the builders' own defaults
-        for name, default in info["options"].items():
-            if name not in train.DEFAULTS and name not in ("input_shape", "num_classes"):
-                assert text(default) in shown[name], (
-                    f"--{name}: help {shown[name]!r}, {model}: {default!r}"
-                )
+    for name, flag in options.MODEL_FLAGS.items():  # the model flags: the builders' own defaults
+        for model, default in flag.defaults.items():
+            assert text(default) in shown[name], (
+                f"--{name}: help {shown[name]!r}, {model}: {default!r}"
+            )
     import cnn
     import mlp
 
@@ -108,6 +107,26 @@ def test_every_default_in_the_help_is_the_real_one():
     for module in (cnn, mlp):  # choices come from the model files
         for name, values in module.CHOICES.items():
             assert f"--{name} {{{','.join(values)}}}" in help_text, name
+
+
+def test_the_model_flags_are_the_builders_keyword_options():
+    """options.MODEL_FLAGS lists each builder's keyword options (--help cannot import the builders:
+    that loads TensorFlow); it must be exactly what the signatures say, defaults included."""
+    import inspect
+
+    assert tuple(options.MODELS) == tuple(train.BUILDERS) == train.DEFAULTS.flags["model"].choices
+    for model, (filename, builder_name) in options.MODELS.items():
+        builder = train.BUILDERS[model]
+        assert (builder.__name__, Path(inspect.getfile(builder)).name) == (builder_name, filename)
+        signature = inspect.signature(builder).parameters.values()
+        keyword = {p.name: p.default for p in signature if p.kind is p.KEYWORD_ONLY}
+        assert options.model_options(model) == keyword, model
+    import cnn
+    import mlp
+
+    for module, model in ((cnn, "cnn"), (mlp, "mlp")):  # the choices, as the model files give them
+        for name, values in module.CHOICES.items():
+            assert options.MODEL_FLAGS[name].choices == values, f"{model}: --{name}"
 
 
 def test_presets_list_their_own_values(capsys):
