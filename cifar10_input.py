@@ -440,6 +440,8 @@ def make_dataset(
         batches = tf.data.Dataset.from_tensor_slices(order).batch(
             batch_size, drop_remainder=drop_remainder
         )
+        # seed * 1_000_003 + epoch: one number per (seed, epoch) pair and never the same for two
+        # pairs (no run has 1,000,003 epochs), so each run and each epoch augments differently.
         return batches.enumerate().map(
             lambda number, indices: (indices, tf.stack([seed * 1_000_003 + epoch_number, number]))
         )

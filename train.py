@@ -10,7 +10,6 @@ checkpoint and prints the command that resumes the run. The bookkeeping a studen
 
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 import time
@@ -132,9 +131,8 @@ DEFAULTS = options.table(
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
 
-entry.answer_early(
-    __name__, DEFAULTS
-)  # python train.py --help: answered now, before TensorFlow loads
+# `python train.py --help` and usage errors are answered here, before TensorFlow loads (seconds).
+entry.answer_early(__name__, DEFAULTS)
 
 import keras
 import numpy as np
@@ -158,8 +156,7 @@ def build_model(
     """Calls the chosen builder with the options the config gives it. With adamw, weight decay
     belongs to the optimizer (decoupled) instead of being an L2 term in the loss."""
     builder = BUILDERS[config["model"]]
-    keyword = inspect.signature(builder).parameters.values()
-    names = [option.name for option in keyword if option.kind is option.KEYWORD_ONLY]
+    names = builder.__kwdefaults__  # its keyword-only options (after the *), with their defaults
     model_options = {name: config[name] for name in names if name in config}
     if config["optimizer"] == "adamw":
         model_options["weight_decay"] = 0.0
@@ -521,7 +518,11 @@ def _size(shape) -> str:
 def main(argv: list[str] | None = None) -> int:
     """python train.py [flags]: one run, a sweep of runs (--sweep) or --eval-only (see --help)."""
     work = entry.training(
-        DEFAULTS, train_one, evaluate_saved_model, cifar10_input.check_data, compare.main
+        DEFAULTS,
+        train_one=train_one,
+        evaluate_saved_model=evaluate_saved_model,
+        check_data=cifar10_input.check_data,  # a sweep checks every point first
+        compare=compare.main,  # a sweep compares its runs at the end
     )
     return entry.main(work, argv)
 

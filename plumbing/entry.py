@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from plumbing import errors, options, quiet, runs, signals, sweep
+from plumbing import errors, options, quiet, signals
 
 _start_up = []  # the stderr filter answer_early started around TensorFlow's import; main stops it
 
@@ -57,7 +57,7 @@ def answer_early(module_name: str, defaults: dict) -> None:
     _start_up.append(start_up)
 
 
-def training(defaults: dict, train_one, evaluate_saved_model, check_data, compare):
+def training(defaults: dict, *, train_one, evaluate_saved_model, check_data, compare):
     """train.py's work(argv): parses the flags (plumbing/options.py), then evaluates a saved model
     (--eval-only), resumes a run (--resume), trains a sweep (--sweep, plumbing/sweep.py; compared at
     the end with compare(argv)) or one run. train_one(config, resume) -> exit code trains one run;
@@ -65,6 +65,8 @@ def training(defaults: dict, train_one, evaluate_saved_model, check_data, compar
     point against its data before any trains."""
 
     def work(argv: list[str] | None) -> int:
+        from plumbing import runs, sweep  # here, not at the top: --help needs neither
+
         job = options.parse(argv, defaults)
         if job.eval_only:
             from plumbing import machine  # TensorFlow is loaded by now
@@ -95,6 +97,8 @@ def training(defaults: dict, train_one, evaluate_saved_model, check_data, compar
 
 def saved_config(job: options.Job, defaults: dict) -> dict:
     """--eval-only's config: that of the run that saved the model, else the flags given."""
+    from plumbing import runs
+
     run_dir = Path(job.eval_only).parent
     if (run_dir / "config.json").is_file():
         return options.for_resume(runs.read_config(run_dir, defaults), job.config)
