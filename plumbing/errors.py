@@ -2,7 +2,7 @@
 
     UsageError           a mistake on the command line       -> exit code 2
     DataError            a problem with the data or the disk -> exit code 1
-    DivergedError        the training loss became NaN or huge  -> exit code 1
+    DivergedError        the training loss became NaN or huge -> exit code 1
     NotImplementedError  an exercise stub not yet written    -> exit code 2, naming the function
     Ctrl-C / SIGTERM     stopped by the user                  -> exit code 130 / 143
 
@@ -34,9 +34,9 @@ class DataError(Exception):
 
 
 class DivergedError(Exception):
-    """Training diverged (the loss became NaN, infinite or huge): exit code 1, "training diverged: ...".
-    Not a DataError: nothing is wrong with the data or the disk, the learning rate is too high. A sweep
-    records the point as diverged and goes on with the next (plumbing/sweep.py)."""
+    """Training diverged (the loss became NaN, infinite or huge): exit code 1, printed as "training
+    diverged: ...". Not a DataError: nothing is wrong with the data or the disk, the learning rate
+    is too high. A sweep records the point as diverged and goes on (plumbing/sweep.py)."""
 
     def __init__(self, message: str, *, loss: float, epoch: int, step: int):
         super().__init__(message)
