@@ -1,11 +1,12 @@
-"""Train an image classifier: `python train.py --model cnn` (CIFAR-10; --dataset mnist or
-fashion-mnist).
+"""Train an image classifier: `python train.py --model cnn` (CIFAR-10; or --dataset mnist).
 
-Read it top to bottom: the defaults, the model and the optimizer, the training step, evaluation, the
-epoch loop, main. Every run leaves a folder runs/NAME/ with config.json, metrics.csv and .json, the
-best model (best.keras), checkpoints/, TensorBoard logs (tb/) and plots. Ctrl-C (or SIGTERM) saves a
-checkpoint and prints the command that resumes the run. The bookkeeping a student need not read
-(flags and presets, downloads, run folders, checkpoints, progress bar, TensorBoard) is in plumbing/.
+Read it top to bottom: the options and their defaults, the model, the optimizer and its schedule,
+the training step, evaluation, the training loop (one function: epochs, steps, validation,
+checkpoint, logs), main. Every run leaves a folder runs/NAME/ with config.json, metrics.csv and
+.json, the best model (best.keras), checkpoints/, TensorBoard logs (tb/) and plots. Ctrl-C (or
+SIGTERM) saves a checkpoint and prints the command that resumes the run. The bookkeeping a student
+need not read (flags and presets, downloads, run folders, checkpoints, progress bar, TensorBoard,
+the entry point) is in plumbing/. --dataset fashion-mnist trains on Fashion-MNIST.
 """
 
 from __future__ import annotations

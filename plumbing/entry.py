@@ -44,9 +44,8 @@ def answer_early(module_name: str, defaults: dict) -> None:
         signal.signal(signum, signals.exit_quietly)
 
     def check_flags(argv: list[str]) -> int:
-        options.parse(
-            argv, defaults
-        )  # prints --help or --list-presets and exits; raises a UsageError
+        # prints --help or --list-presets and exits, or raises a UsageError
+        options.parse(argv, defaults)
         return 0
 
     code = errors.report(check_flags, sys.argv[1:])
