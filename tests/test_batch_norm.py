@@ -147,10 +147,10 @@ def test_shapes_and_initial_loss(preset, real_images):
     check_initial_loss(preset_builder(preset), real_images)
 
 
-# Steps to 100% on 32 sample images (the cnn-bn preset's network, Adam 3e-3), scored in training mode: the
-# slowest of seeds 0-4 needed 9, with this repository's FusedBatchNorm and with a stock
-# keras.layers.BatchNormalization (momentum 0.99) alike; the test allows 20. (In inference mode the stock
-# layer's moving averages are still far from the batch statistics after 40 steps.)
+# Steps to 100% on 32 sample images (the cnn-bn preset's network, Adam 3e-3), scored in training
+# mode: the slowest of seeds 0-4 needed 9, with the former fused layer (momentum 0.9) and with a
+# stock keras.layers.BatchNormalization (momentum 0.99) alike; the test allows 20. (In inference
+# mode the stock layer's moving averages are still far from the batch statistics after 40 steps.)
 @pytest.mark.points(3)
 def test_overfits_32_real_images(real_images):
     check_overfits(

@@ -15,7 +15,6 @@ SPLIT_PENDING = {
     "bench/stages.py::main",
     "bench/train_speed.py::main",
     "cifar10_input.py::make_dataset",
-    "cnn.py::build_cnn",
     "compare.py::draw",
     "numpy_mlp.py::train_and_plot",
     "plumbing/download.py::prepare_archive",

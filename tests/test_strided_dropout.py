@@ -98,9 +98,9 @@ def test_shapes_and_initial_loss(preset, real_images):
     check_initial_loss(preset_builder(preset), real_images)
 
 
-# Steps to 100% on 32 sample images (the cnn-strided preset's network, Adam 3e-3), scored in training mode:
-# the slowest of seeds 0-4 needed 3, with FusedBatchNorm and with a stock keras.layers.BatchNormalization
-# alike; the test allows 10.
+# Steps to 100% on 32 sample images (the cnn-strided preset's network, Adam 3e-3), scored in
+# training mode: the slowest of seeds 0-4 needed 3, with the former fused layer (momentum 0.9) and
+# with a stock keras.layers.BatchNormalization alike; the test allows 10.
 @pytest.mark.points(2)
 def test_overfits_32_real_images(real_images):
     check_overfits(

@@ -316,8 +316,8 @@ def loss(self, X, y=None, reg=0.0):
     return float(loss), {key: grad.numpy() for key, grad in grads.items()}
 """,
     ),
-    # A correct answer: Keras' own layer, with its defaults (momentum 0.99), where the solution has
-    # FusedBatchNorm. It must pass every batch-norm and strided test.
+    # A correct answer: Keras' layer with all its defaults (momentum 0.99, where the solution sets
+    # 0.9). It must pass every batch-norm and strided test.
     WrongAnswer(
         name="stock_keras_batch_norm_is_correct",
         stage="batch norm",
