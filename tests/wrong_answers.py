@@ -316,6 +316,42 @@ def loss(self, X, y=None, reg=0.0):
     return float(loss), {key: grad.numpy() for key, grad in grads.items()}
 """,
     ),
+    WrongAnswer(
+        name="numpy_batch_norm_backward_ignores_the_batch_statistics",
+        stage="batch norm",
+        file="numpy_batch_norm.py",
+        function="batch_norm_backward",
+        must_fail="test_numpy_batch_norm_backward_matches_numerical_gradients[shape0]",
+        says="dx: relative error",
+        source="""
+def batch_norm_backward(d_out, cache):
+    x_hat, gamma, inverse_std = cache
+    axes = tuple(range(x_hat.ndim - 1))
+    dx = d_out * gamma * inverse_std  # as if the batch's mean and variance were constants
+    return dx, (d_out * x_hat).sum(axis=axes), d_out.sum(axis=axes)
+""",
+    ),
+    WrongAnswer(
+        name="numpy_batch_norm_moving_average_keeps_the_new_statistic",
+        stage="batch norm",
+        file="numpy_batch_norm.py",
+        function="batch_norm_forward",
+        must_fail="test_numpy_batch_norm_normalises_with_batch_statistics_in_training",
+        says="moving mean = momentum * 0 + (1 - momentum) * the batch mean",
+        source="""
+def batch_norm_forward(x, gamma, beta, state, *, training, momentum=0.9, epsilon=1e-3):
+    axes = tuple(range(x.ndim - 1))
+    if training:
+        mean, variance = x.mean(axis=axes), x.var(axis=axes)
+        for name, statistic in (("moving_mean", mean), ("moving_variance", variance)):
+            state[name] = (1 - momentum) * state[name] + momentum * statistic  # swapped
+    else:
+        mean, variance = state["moving_mean"], state["moving_variance"]
+    inverse_std = 1 / np.sqrt(variance + epsilon)
+    x_hat = (x - mean) * inverse_std
+    return gamma * x_hat + beta, (x_hat, gamma, inverse_std)
+""",
+    ),
     # A correct answer: Keras' layer with all its defaults (momentum 0.99, where the solution sets
     # 0.9). It must pass every batch-norm and strided test.
     WrongAnswer(
