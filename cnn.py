@@ -65,7 +65,7 @@ def conv_block(
     Returns:
         The output feature map [B, ceil(H / stride), ceil(W / stride), filters].
     """
-    # BEGIN SOLUTION [CNN]: a Conv2D `name`: stride, 'same', he_normal, make_regularizer; BN: no bias
+    # BEGIN SOLUTION [CNN]: Conv2D `name`: stride, 'same', he_normal, make_regularizer; BN: no bias
     x = layers.Conv2D(
         filters,
         kernel_size,

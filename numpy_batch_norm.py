@@ -6,7 +6,7 @@ over all the other axes, that is over the batch (and, for images, over every pos
 
     training:   x_hat = (x - mean) / sqrt(variance + epsilon), with the batch's mean and variance
                 moving averages: moving = momentum * moving + (1 - momentum) * batch statistic
-    inference:  the same with the moving averages, so an example's output does not depend on its batch
+    inference:  the same with the moving averages: an example's output does not depend on its batch
     output:     gamma * x_hat + beta (gamma and beta are learned, one per feature)
 
 The layouts are Keras': x is [N, D] or [N, H, W, D]; gamma, beta and the statistics are [D]; the

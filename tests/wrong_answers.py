@@ -222,14 +222,17 @@ def random_crop(images, seed, pad: int):
         says="needs the activation after every conv block",
         source="""
 def build_cnn(input_shape=(32, 32, 3), num_classes=10, *, widths=(32, 64, 128), convs_per_stage=2,
-              kernel_size=3, batch_norm=True, downsample="pool", pooling="max", dropout=0.0, head="flatten",
-              dense_units=0, activation="relu", weight_decay=0.0, regularize_bias=False):
+              kernel_size=3, batch_norm=True, downsample="pool", pooling="max", dropout=0.0,
+              head="flatten", dense_units=0, activation="relu", weight_decay=0.0,
+              regularize_bias=False):
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for stage, width in enumerate(widths, start=1):
-        for i in range(1, convs_per_stage + 1):  # convolutions straight after each other: no activation
-            x = layers.Conv2D(width, kernel_size, strides=conv_stride(i, convs_per_stage, downsample),
-                              padding="same", use_bias=not batch_norm, kernel_initializer="he_normal",
+        # convolutions straight after each other: no activation
+        for i in range(1, convs_per_stage + 1):
+            stride = conv_stride(i, convs_per_stage, downsample)
+            x = layers.Conv2D(width, kernel_size, strides=stride, padding="same",
+                              use_bias=not batch_norm, kernel_initializer="he_normal",
                               kernel_regularizer=make_regularizer(weight_decay),
                               name=f"stage{stage}_conv{i}")(x)
         if downsample == "pool":
@@ -237,7 +240,8 @@ def build_cnn(input_shape=(32, 32, 3), num_classes=10, *, widths=(32, 64, 128), 
         if dropout:
             x = layers.Dropout(dropout, name=f"stage{stage}_dropout")(x)
     logits = dense_head(x, num_classes, head=head, dense_units=dense_units, dropout=dropout,
-                        activation=activation, weight_decay=weight_decay, regularize_bias=regularize_bias)
+                        activation=activation, weight_decay=weight_decay,
+                        regularize_bias=regularize_bias)
     return keras.Model(inputs, logits, name="cnn")
 """,
     ),
@@ -365,8 +369,8 @@ def batch_norm_forward(x, gamma, beta, state, *, training, momentum=0.9, epsilon
 def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_norm: bool = False,
                activation: str = "relu", weight_decay: float = 0.0, name: str = "conv"):
     x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=not batch_norm,
-                      kernel_initializer="he_normal", kernel_regularizer=make_regularizer(weight_decay),
-                      name=name)(x)
+                      kernel_initializer="he_normal",
+                      kernel_regularizer=make_regularizer(weight_decay), name=name)(x)
     if batch_norm:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
