@@ -102,6 +102,15 @@ def test_fused_kernel_is_used_only_where_it_applies(keras_path):
     assert _kernels_traced(images, True) == set(), "switched off: Keras' own computation"
 
 
+def test_train_py_start_up_switches_the_fused_kernel_on_for_a_cpu(keras_path, capsys):
+    from plumbing import machine
+
+    assert keras.layers.BatchNormalization.call is fast_batch_norm.KERAS_CALL
+    machine.start(dict(device="cpu", mixed_precision=False, deterministic=False))
+    assert keras.layers.BatchNormalization.call is fast_batch_norm.fused_call
+    assert "training on the CPU" in capsys.readouterr().out
+
+
 def _train_one_step(model, seed: int = 0):
     """One SGD step on random images, so the moving statistics and weights leave their start."""
     model.compile(
