@@ -51,15 +51,15 @@ def batch_norm_forward(
         (out, cache): out has x's shape; cache holds what batch_norm_backward needs.
     """
     axes = tuple(range(x.ndim - 1))  # every axis but the features'
+    # BEGIN SOLUTION [batch norm]: the batch's mean, variance (update state); at inference, state's
+    # STUB: mean, variance = None, None  # [D] each
     if training:
-        # BEGIN SOLUTION [batch norm]: the batch's mean and variance over axes; update state
-        # STUB: mean, variance = None, None  # [D] each
         mean, variance = x.mean(axis=axes), x.var(axis=axes)
         for name, statistic in (("moving_mean", mean), ("moving_variance", variance)):
             state[name] = momentum * state[name] + (1 - momentum) * statistic
-        # END SOLUTION
     else:
         mean, variance = state["moving_mean"], state["moving_variance"]
+    # END SOLUTION
     inverse_std = 1 / np.sqrt(variance + epsilon)
     x_hat = (x - mean) * inverse_std
     return gamma * x_hat + beta, (x_hat, gamma, inverse_std)
