@@ -20,7 +20,9 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import backend, layers, ops
 
-KERAS_CALL = layers.BatchNormalization.call  # Keras' own computation, for what the kernel cannot do
+# Keras' own computation, for what the kernel cannot do. (Imported again while the kernel is on, this
+# module finds Keras' call where fused_call keeps it.)
+KERAS_CALL = getattr(layers.BatchNormalization.call, "keras_call", layers.BatchNormalization.call)
 SMALLEST_EPSILON = 1.001e-5  # the fused kernel refuses a smaller epsilon
 FLOAT_TYPES = ("float16", "bfloat16", "float32")  # computed in float32, as Keras does
 
@@ -80,3 +82,6 @@ def fused_call(self, inputs, training=None, mask=None):
         self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
     )
     return ops.cast(y, self.compute_dtype)
+
+
+fused_call.keras_call = KERAS_CALL

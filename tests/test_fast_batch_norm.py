@@ -85,6 +85,15 @@ def test_fused_kernel_gives_keras_outputs_under_mixed_bfloat16(keras_path):
     np.testing.assert_allclose(fused["moving_variance"], reference["moving_variance"], rtol=1e-5)
 
 
+def test_importing_the_module_again_while_the_kernel_is_on_keeps_keras_call(keras_path):
+    import importlib
+
+    keras_call = fast_batch_norm.KERAS_CALL
+    fast_batch_norm.use_fused_kernel(True)
+    again = importlib.reload(fast_batch_norm)
+    assert again.KERAS_CALL is keras_call, "Keras' own call lost: a fused call would call itself"
+
+
 def _kernels_traced(x, training: bool) -> set[str]:
     """The batch-norm operations in the graph of a BatchNormalization layer applied to x."""
     layer = keras.layers.BatchNormalization()
