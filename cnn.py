@@ -20,7 +20,10 @@ import keras
 from keras import layers
 
 from linear_model import classifier_head, make_regularizer
-from plumbing.fused_batch_norm import FusedBatchNorm
+
+# Keras' default momentum, 0.99, averages over about 100 steps: on the mini set's 40 steps an epoch,
+# the first epochs' validation would use statistics still near their initial values.
+BATCH_NORM_MOMENTUM = 0.9
 
 # The values each option takes (train.py's command line offers these).
 CHOICES = {
@@ -45,15 +48,16 @@ def conv_block(
     """Convolution -> (batch norm) -> activation, with 'same' padding.
 
     The kernel starts He-normal (right for ReLU) and carries the L2 penalty. With batch norm the
-    convolution has no bias: batch norm subtracts the mean anyway and its own offset (beta) plays the
-    bias's role.
+    convolution has no bias: batch norm subtracts the mean anyway, and its own offset (beta) plays
+    the bias's role.
 
     Args:
         x: input feature map [B, H, W, C].
         filters: output channels.
         kernel_size: side of the square kernel.
         stride: 1 keeps the size; 2 halves it (a learned alternative to pooling).
-        batch_norm: normalise each channel over the batch (training) or with moving statistics (inference).
+        batch_norm: normalise each channel over the batch (training) or with moving statistics
+            (inference).
         activation: any Keras activation name.
         weight_decay: L2 strength on the kernel.
         name: the convolution's layer name, and the prefix of the others (name_bn, name_relu).
@@ -61,7 +65,7 @@ def conv_block(
     Returns:
         The output feature map [B, ceil(H / stride), ceil(W / stride), filters].
     """
-    # BEGIN SOLUTION [CNN]: a Conv2D named `name`: stride, 'same', he_normal, make_regularizer, no bias if BN
+    # BEGIN SOLUTION [CNN]: Conv2D `name`: stride, 'same', he_normal, make_regularizer; BN: no bias
     x = layers.Conv2D(
         filters,
         kernel_size,
@@ -74,8 +78,8 @@ def conv_block(
     )(x)
     # END SOLUTION
     if batch_norm:
-        # BEGIN SOLUTION [batch norm]: a FusedBatchNorm layer named f"{name}_bn"
-        x = FusedBatchNorm(name=f"{name}_bn")(x)
+        # BEGIN SOLUTION [batch norm]: a layers.BatchNormalization named f"{name}_bn"
+        x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
         # END SOLUTION
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
@@ -98,6 +102,16 @@ def conv_stride(index: int, convs_per_stage: int, downsample: str) -> int:
     # BEGIN SOLUTION [strided & dropout]: 2 for the last conv block of the stage, else 1
     return 2 if index == convs_per_stage else 1
     # END SOLUTION
+
+
+def check_options(dropout: float, **choices: str) -> None:
+    """Raises ValueError naming the first option (keyword) whose value is not one of its CHOICES, or
+    a dropout rate outside [0, 1)."""
+    for option, value in choices.items():
+        if value not in CHOICES[option]:
+            raise ValueError(f"{option} must be one of {', '.join(CHOICES[option])}, not {value!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout}")
 
 
 def build_cnn(
@@ -146,16 +160,7 @@ def build_cnn(
     Returns:
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
     """
-    for option, value in (
-        ("downsample", downsample),
-        ("pooling", pooling),
-        ("head", head),
-        ("activation", activation),
-    ):
-        if value not in CHOICES[option]:
-            raise ValueError(f"{option} must be one of {', '.join(CHOICES[option])}, not {value!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+    check_options(dropout, downsample=downsample, pooling=pooling, head=head, activation=activation)
     block = dict(
         kernel_size=kernel_size,
         batch_norm=batch_norm,
@@ -165,7 +170,7 @@ def build_cnn(
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for stage, width in enumerate(widths, start=1):
-        # BEGIN SOLUTION [CNN]: conv blocks stage{stage}_conv1, ... (conv_stride); then stage{stage}_pool
+        # BEGIN SOLUTION [CNN]: conv blocks stage{stage}_conv{i} (conv_stride); stage{stage}_pool
         for i in range(1, convs_per_stage + 1):
             x = conv_block(
                 x,
@@ -205,8 +210,8 @@ def dense_head(
     weight_decay: float,
     regularize_bias: bool,
 ):
-    """From the last feature map to the logits: "gap" (global average pooling), or "flatten" and then
-    an optional dense layer (with dropout after it, if asked); then the linear classifier."""
+    """From the last feature map to the logits: "gap" (global average pooling), or "flatten" and
+    then an optional dense layer (with dropout after it, if asked); then the linear classifier."""
     if head == "gap":
         x = layers.GlobalAveragePooling2D(name="global_avg_pool")(x)
     else:

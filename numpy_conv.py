@@ -10,7 +10,8 @@ images NHWC [N, H, W, C], kernels [KH, KW, C_in, C_out].
     python numpy_conv.py
 
 checks each backward pass's gradient with respect to its input (dx) against central differences
-(numpy_mlp.numerical_gradient) and prints the relative errors: below 1e-8 when a backward pass is right.
+(numpy_mlp.numerical_gradient) and prints the relative errors: below 1e-8 when a backward pass is
+right.
 The tests also check the weight and bias gradients and compare everything with TensorFlow.
 """
 
@@ -34,7 +35,7 @@ def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
 
 
 def conv2d_forward_naive(x, w, b, stride: int = 1, pad: int = 0):
-    """Convolution (really cross-correlation, as in every framework) with loops over output positions.
+    """Convolution (really cross-correlation, as in every framework), looping over output positions.
 
     Args:
         x: [N, H, W, C]; w: [KH, KW, C, F]; b: [F]. Returns [N, OH, OW, F].
@@ -43,7 +44,7 @@ def conv2d_forward_naive(x, w, b, stride: int = 1, pad: int = 0):
     xp = _pad(x, pad)
     oh, ow = _out_size(x.shape[1], kh, stride, pad), _out_size(x.shape[2], kw, stride, pad)
     out = np.zeros((x.shape[0], oh, ow, filters))
-    # BEGIN SOLUTION [NumPy conv]: for each output position: its window of xp times w, summed, plus b
+    # BEGIN SOLUTION [NumPy conv]: each output position: its window of xp times w, summed, plus b
     for i in range(oh):
         for j in range(ow):
             window = xp[
@@ -59,7 +60,7 @@ def conv2d_backward_naive(d_out, x, w, stride: int = 1, pad: int = 0):
     kh, kw = w.shape[:2]
     xp = _pad(x, pad)
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)
-    # BEGIN SOLUTION [NumPy conv]: for each output position: add window x d_out to dw, d_out x w to dxp
+    # BEGIN SOLUTION [NumPy conv]: each output position: window x d_out into dw, d_out x w into dxp
     for i in range(d_out.shape[1]):
         for j in range(d_out.shape[2]):
             rows, cols = slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)
@@ -81,7 +82,7 @@ def _windows(xp: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
 
 
 def conv2d_forward(x, w, b, stride: int = 1, pad: int = 0):
-    """Vectorised convolution: one tensordot over every window at once. Same result as the naive one."""
+    """Vectorised convolution: one tensordot over every window at once; the naive one's result."""
     kh, kw = w.shape[:2]
     windows = _windows(_pad(x, pad), kh, kw, stride)  # [N, OH, OW, C, KH, KW]
     return np.einsum("nhwcij,ijcf->nhwf", windows, w, optimize=True) + b
@@ -110,10 +111,11 @@ def conv2d_backward(d_out, x, w, stride: int = 1, pad: int = 0):
 
 
 def _pool_forward_naive(x, size: int, stride: int, reduce):
-    """Applies `reduce` (np.max or np.mean) to each size x size window, looping over output positions."""
+    """Applies `reduce` (np.max or np.mean) to each size x size window, looping over output
+    positions."""
     oh, ow = _out_size(x.shape[1], size, stride, 0), _out_size(x.shape[2], size, stride, 0)
     out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    # BEGIN SOLUTION [NumPy conv]: for each output position, reduce its size x size window over axes (1, 2)
+    # BEGIN SOLUTION [NumPy conv]: each output position: reduce its window over axes (1, 2)
     for i in range(oh):
         for j in range(ow):
             window = x[:, i * stride : i * stride + size, j * stride : j * stride + size, :]
@@ -128,8 +130,9 @@ def max_pool_forward_naive(x, size: int = 2, stride: int = 2):
 
 
 def max_pool_backward_naive(d_out, x, size: int = 2, stride: int = 2):
-    """The gradient flows only to each window's maximum (the first one, on ties, as TensorFlow does).
-    Windows may overlap (stride < size): an input then adds up the gradients of every window it is in."""
+    """The gradient flows only to each window's maximum (the first one, on ties, as TensorFlow
+    does). Windows may overlap (stride < size): an input then adds up the gradients of every window
+    it is in."""
     dx = np.zeros_like(x)
     # BEGIN SOLUTION [NumPy conv]: for each window, route d_out to the position of its first maximum
     for i in range(d_out.shape[1]):
@@ -202,7 +205,8 @@ def avg_pool_backward(d_out, x, size: int = 2, stride: int = 2):
 
 # ----------------------------------------------------------------------------- the gradient checks
 def input_gradient_error(forward, backward, x: np.ndarray, rng: np.random.Generator) -> float:
-    """Relative error between backward(d_out) and the central differences of sum(forward(x) * d_out)."""
+    """Relative error between backward(d_out) and the central differences of
+    sum(forward(x) * d_out)."""
     d_out = rng.standard_normal(forward(x).shape)
     numeric = numerical_gradient(lambda: float(np.sum(forward(x) * d_out)), x)
     return relative_error(backward(d_out, x), numeric)
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_backward_passes(argv: list[str] | None) -> int:
-    """Checks each backward pass (its gradient with respect to the input) against central differences."""
+    """Checks each backward pass (its gradient with respect to the input) against central
+    differences."""
     OneLineParser(
         prog="numpy_conv.py", description="Check each backward pass against central differences."
     ).parse_args(argv)

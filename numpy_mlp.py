@@ -1,15 +1,16 @@
-"""A neural network by hand, in NumPy only: forward pass, loss, backpropagation, gradient check, SGD.
+"""A neural network by hand, in NumPy only: forward pass, loss, backpropagation, gradient check,
+SGD.
 
 This is what TensorFlow automates. Read it before the model files:
   NumpyMLP.loss:     forward through ReLU layers, softmax cross-entropy + L2, then backpropagation
   numerical_gradient and relative_error: the check that the backward pass is right
   NumpyMLP.train:    minibatch SGD with momentum and learning-rate decay
-Convolution and pooling by hand are in numpy_conv.py.
+Convolution and pooling by hand are in numpy_conv.py, batch normalisation in numpy_batch_norm.py.
 
     python numpy_mlp.py [--dataset D] [--data-dir D] [--plot numpy_mlp.png] [--iterations N]
 
-checks the loss and gradients on the handout's toy problem, then trains the handout's two-layer network
-on CIFAR-10 with its defaults and with a tuned setting.
+checks the loss and gradients on the handout's toy problem, then trains the handout's two-layer
+network on CIFAR-10 with its defaults and with a tuned setting.
 Dense weights are W [fan_in, fan_out], as in Keras, so every result here can be compared with it.
 """
 
@@ -36,7 +37,8 @@ HANDOUT_DEFAULTS = dict(
     num_iters=1500,
     batch_size=200,
 )
-# A tuned setting: wider, He-scaled initialisation, momentum, decay and weight decay (chosen on validation).
+# A tuned setting (chosen on validation): wider, He-scaled initialisation, momentum, decay and
+# weight decay.
 TUNED = dict(
     hidden_size=200,
     weight_scale=None,
@@ -70,7 +72,7 @@ class NumpyMLP:
 
     @classmethod
     def from_params(cls, params: dict[str, np.ndarray]) -> NumpyMLP:
-        """A network with the given parameters (W1, b1, W2, b2, ...), e.g. to reproduce a handout."""
+        """A network with the given parameters (W1, b1, W2, b2, ...): to reproduce a handout."""
         net = cls.__new__(cls)
         net.params = {key: np.array(value, dtype=np.float64) for key, value in params.items()}
         return net
@@ -93,7 +95,7 @@ class NumpyMLP:
         # Forward: keep each layer's input for the backward pass.
         activations = [X]
         last = self.num_layers
-        # BEGIN SOLUTION [NumPy net]: hidden layers relu(h @ W + b), each appended to activations; then scores
+        # BEGIN SOLUTION [NumPy net]: hidden layers relu(h @ W + b) appended to activations; scores
         # STUB: scores = None  # [N, C]: the last layer's h @ W + b, without the ReLU
         for layer in range(1, self.num_layers):
             hidden = activations[-1] @ self.params[f"W{layer}"] + self.params[f"b{layer}"]
@@ -105,7 +107,7 @@ class NumpyMLP:
 
         # Softmax cross-entropy, stable: subtracting the row maximum does not change the softmax.
         num_examples = X.shape[0]
-        # BEGIN SOLUTION [NumPy net]: mean softmax cross-entropy + reg * sum ||W||^2; backprop into grads
+        # BEGIN SOLUTION [NumPy net]: mean softmax cross-entropy + reg * sum ||W||^2; backprop
         # STUB: data_loss, reg_loss, grads = 0.0, 0.0, {}
         shifted = scores - scores.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -147,11 +149,13 @@ class NumpyMLP:
         seed: int = 0,
         verbose: bool = False,
     ) -> dict[str, list[float]]:
-        """Minibatch SGD with momentum; the learning rate is multiplied by `learning_rate_decay` each epoch.
+        """Minibatch SGD with momentum; each epoch multiplies the learning rate by
+        `learning_rate_decay`.
 
         Returns:
-            loss_history (every iteration), and train_acc_history / val_acc_history (every `check_every`
-            iterations and at the end; training accuracy on the current batch, as the handout does).
+            loss_history (every iteration), and train_acc_history / val_acc_history (every
+            `check_every` iterations and at the end; training accuracy on the current batch, as the
+            handout does).
         """
         rng = np.random.default_rng(seed)
         velocity = {key: np.zeros_like(value) for key, value in self.params.items()}
@@ -188,7 +192,8 @@ class NumpyMLP:
 
 # ----------------------------------------------------------------------------- the gradient check
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Central differences (f(x + h) - f(x - h)) / 2h for every entry of x, changed in place and restored."""
+    """Central differences (f(x + h) - f(x - h)) / 2h for every entry of x (changed in place, then
+    restored)."""
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         original = x[index]
@@ -211,8 +216,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def min_abs_preactivation(net: NumpyMLP, X: np.ndarray) -> float:
-    """The hidden pre-activation closest to 0. Central differences are only valid away from ReLU's kink
-    at 0: a step h that crosses it measures a different linear piece."""
+    """The hidden pre-activation closest to 0. Central differences are only valid away from ReLU's
+    kink at 0: a step h that crosses it measures a different linear piece."""
     hidden, closest = X, np.inf
     for layer in range(1, net.num_layers):
         pre = hidden @ net.params[f"W{layer}"] + net.params[f"b{layer}"]
@@ -249,9 +254,10 @@ def check_on_the_toy_problem() -> None:
 
 # ----------------------------------------------------------------------------- on real images
 def load_flat(folder, seed: int = 0):
-    """Training, validation and test sets as float32 [N, H * W * C] rows, normalised like the rest of the
-    course (the training set's per-channel mean and std); 10% of the training files held out. Float32
-    halves the memory (CIFAR-10's training rows take 0.55 GB); each batch meets float64 weights."""
+    """Training, validation and test sets as float32 [N, H * W * C] rows, normalised like the rest
+    of the course (the training set's per-channel mean and std); 10% of the training files held
+    out. Float32 halves the memory (CIFAR-10's training rows take 0.55 GB); each batch meets float64
+    weights."""
     import cifar10_input  # here, not at the top: the network itself needs nothing but NumPy
 
     images, labels = cifar10_input.load_any(folder, "train")
@@ -306,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     return entry.main(train_and_plot, argv)
 
 
-def train_and_plot(argv: list[str] | None) -> int:
-    """The work of main: the flags (checked first), the toy check, both settings trained, the curves."""
+def make_parser() -> OneLineParser:
+    """numpy_mlp.py's command line: the data, the picture's file and the number of iterations."""
     parser = OneLineParser(prog="numpy_mlp.py", description="Train the two-layer NumPy network.")
     parser.add_argument(
         "--dataset",
@@ -328,7 +334,13 @@ def train_and_plot(argv: list[str] | None) -> int:
     parser.add_argument(
         "--iterations", type=positive_int, default=None, help="override num_iters of both settings"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def train_and_plot(argv: list[str] | None) -> int:
+    """The work of main: the flags (checked first), the toy check, both settings trained, the
+    curves."""
+    args = make_parser().parse_args(argv)
     import cifar10_input  # the data and the pictures: only for this command, not for the network
     import plots
 
@@ -350,21 +362,7 @@ def train_and_plot(argv: list[str] | None) -> int:
         test_accuracy = np.mean(net.predict(data[4]) == data[5])
         validation = history["val_acc_history"][-1]
         print(f"-- {label}: validation {100 * validation:.1f}%, test {100 * test_accuracy:.1f}%")
-        loss_ax.plot(history["loss_history"], color=colour, label=label, alpha=0.7)
-        acc_ax.plot(
-            history["iterations"],
-            [100 * a for a in history["val_acc_history"]],
-            color=colour,
-            marker="o",
-            label=f"{label}, validation",
-        )
-        acc_ax.plot(
-            history["iterations"],
-            [100 * a for a in history["train_acc_history"]],
-            color=colour,
-            linestyle="--",
-            label=f"{label}, training batch",
-        )
+        plot_history(loss_ax, acc_ax, history, label, colour)
     loss_ax.set(xlabel="iteration", ylabel="loss", title="Training loss")
     acc_ax.set(
         xlabel="iteration", ylabel="accuracy (%)", title="Accuracy (dashed: on the training batch)"
@@ -376,6 +374,27 @@ def train_and_plot(argv: list[str] | None) -> int:
     plots.save(fig, args.plot)
     print(f"saved the curves to {args.plot}")
     return 0
+
+
+def plot_history(loss_ax, acc_ax, history: dict, label: str, colour: str) -> None:
+    """One setting's curves: its loss in the left panel; its validation accuracy (solid) and its
+    training-batch accuracy (dashed) in the right one, in one colour."""
+    loss_ax.plot(history["loss_history"], color=colour, label=label, alpha=0.7)
+    iterations = history["iterations"]
+    acc_ax.plot(
+        iterations,
+        [100 * a for a in history["val_acc_history"]],
+        color=colour,
+        marker="o",
+        label=f"{label}, validation",
+    )
+    acc_ax.plot(
+        iterations,
+        [100 * a for a in history["train_acc_history"]],
+        color=colour,
+        linestyle="--",
+        label=f"{label}, training batch",
+    )
 
 
 if __name__ == "__main__":

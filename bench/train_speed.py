@@ -8,7 +8,7 @@ ratios against the reference: stock Keras (keras.layers.BatchNormalization) with
 
 Rows:
   fit, Keras BN      the reference: what a Keras user gets
-  fit, fused BN      only the batch-norm kernel changed (plumbing/fused_batch_norm.py)
+  fit, fused BN      only the batch-norm kernel changed (plumbing/fast_batch_norm.py)
   train.py, Keras BN only the loop changed (train.make_train_step)
   train.py           what `python train.py --model cnn` runs: both changes
   classic CNN rows   the classic Keras CIFAR-10 CNN (no batch norm) with fit and with our step
@@ -39,29 +39,17 @@ TARGET = 1.1
 
 
 def build(kind: str):
-    """The default CNN with the fused batch norm ("fused") or Keras' own ("keras_bn"), or the
-    classic CNN."""
-    import keras
+    """The default CNN with Keras' batch norm through the fused kernel ("fused": what train.py runs on
+    a CPU) or through Keras' own computation ("keras_bn"), or the classic CNN. The choice holds for
+    the model's first trace, which each with_* function makes before the next model is built."""
 
-    import cnn
     import train
-    from plumbing import fused_batch_norm, options
+    from plumbing import fast_batch_norm, options
 
     if kind == "classic":
         return classic_cnn()
-    config = options.resolve({}, train.DEFAULTS)
-    if kind == "keras_bn":  # the same architecture with stock Keras batch norm
-        fused = cnn.FusedBatchNorm
-        cnn.FusedBatchNorm = lambda name: keras.layers.BatchNormalization(
-            momentum=fused_batch_norm.BATCH_NORM_MOMENTUM,
-            epsilon=fused_batch_norm.BATCH_NORM_EPSILON,
-            name=name,
-        )
-        try:
-            return train.build_model(config, (32, 32, 3))
-        finally:
-            cnn.FusedBatchNorm = fused
-    return train.build_model(config, (32, 32, 3))
+    fast_batch_norm.use_fused_kernel(kind == "fused")
+    return train.build_model(options.resolve({}, train.DEFAULTS), (32, 32, 3))
 
 
 def loss_fn():

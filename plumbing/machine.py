@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from plumbing import fast_batch_norm
 from plumbing.errors import UsageError
 from plumbing.quiet import tensorflow_start_up
 
@@ -74,6 +75,8 @@ def start(config: dict) -> str:
     )
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
+    # Keras' BatchNormalization through TensorFlow's fused kernel where measured faster: on CPUs
+    fast_batch_norm.use_fused_kernel(device == "CPU")
     policy = f" ({keras.mixed_precision.global_policy().name})" if config["mixed_precision"] else ""
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{policy}"

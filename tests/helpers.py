@@ -135,7 +135,6 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
     import tensorflow as tf
 
     import cifar10_input
-    import plumbing.fused_batch_norm  # noqa: F401  (registers the layer a saved batch-norm model uses)
 
     expected = [
         "config.json",

@@ -1,5 +1,5 @@
-"""Graded tests, stage 3: the CNN from generic blocks (cnn.py: conv_block, pool_block, build_cnn), without
-batch norm, as the `cnn` preset trains it.
+"""Graded tests, stage 3: the CNN from generic blocks (cnn.py: conv_block, pool_block, build_cnn),
+without batch norm, as the `cnn` preset trains it.
 
 Shapes and logits, parameter counts from the formula, feature-map sizes after pooling, the blocks'
 layers and values, the activation after every conv block of build_cnn, He-normal kernels, the weight
@@ -119,8 +119,8 @@ def test_conv_block_layers_and_values(kernel_size, stride):
 
 
 def _activation_error(model, conv_name: str, next_name: str, activation: str) -> float:
-    """The largest difference between what layer `next_name` receives and activation(the convolution of
-    layer `conv_name`, computed here from its kernel and bias), on random images."""
+    """The largest difference between what layer `next_name` receives and activation(the convolution
+    of layer `conv_name`, computed here from its kernel and bias), on random images."""
     conv, following = model.get_layer(conv_name), model.get_layer(next_name)
     probe = keras.Model(model.input, [conv.input, following.input])
     conv_input, received = probe(random_images(model.input.shape[1:]) * 3, training=False)
@@ -130,8 +130,8 @@ def _activation_error(model, conv_name: str, next_name: str, activation: str) ->
     return float(np.abs(received.numpy() - keras.activations.get(activation)(linear).numpy()).max())
 
 
-# Max pooling alone is already non-linear, so the test checks the activation itself: what follows each conv
-# block (the next block, or the pool) must receive activation(convolution + bias).
+# Max pooling alone is already non-linear, so the test checks the activation itself: what follows
+# each conv block (the next block, or the pool) must receive activation(convolution + bias).
 @pytest.mark.points(1)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_every_conv_block_of_build_cnn_ends_in_its_activation(activation):
@@ -151,9 +151,10 @@ def test_every_conv_block_of_build_cnn_ends_in_its_activation(activation):
         ):
             error = _activation_error(model, conv, following, activation)
             assert error < 1e-4, (
-                f"{following} does not receive {activation}({conv}'s convolution + bias) (off by up to "
-                f"{error:.3g}): build_cnn with activation={activation!r} needs the activation after every "
-                f"conv block (build them with conv_block); without it the network is linear"
+                f"{following} does not receive {activation}({conv}'s convolution + bias) "
+                f"(off by up to {error:.3g}): build_cnn with activation={activation!r} needs "
+                f"the activation after every conv block (build them with conv_block); "
+                f"without it the network is linear"
             )
 
 
@@ -161,8 +162,9 @@ def test_every_conv_block_of_build_cnn_ends_in_its_activation(activation):
 def test_conv_kernels_are_he_normal():
     model = build_cnn((32, 32, 3), 10, widths=(64, 128), convs_per_stage=1, batch_norm=False)
     weights = model.get_layer("stage2_conv1").kernel.numpy()
-    assert abs(weights.std() / math.sqrt(2 / (9 * 64)) - 1) < 0.02, (
-        f"kernel std {weights.std():.4f}; He-normal: sqrt(2 / fan_in) = {math.sqrt(2 / (9 * 64)):.4f}"
+    he_std = math.sqrt(2 / (9 * 64))
+    assert abs(weights.std() / he_std - 1) < 0.02, (
+        f"kernel std {weights.std():.4f}; He-normal: sqrt(2 / fan_in) = {he_std:.4f}"
     )
 
 
@@ -180,8 +182,9 @@ def test_weight_decay_penalises_every_kernel():
     by_hand = sum(
         np.sum(w.numpy().astype(np.float64) ** 2) for w in model.weights if w.name == "kernel"
     )
-    assert float(weight_penalty(model)) == pytest.approx(by_hand, rel=1e-5), (
-        f"weight_penalty {float(weight_penalty(model)):.6g}, the sum of squared kernels is {by_hand:.6g}"
+    penalty = float(weight_penalty(model))
+    assert penalty == pytest.approx(by_hand, rel=1e-5), (
+        f"weight_penalty {penalty:.6g}, the sum of squared kernels is {by_hand:.6g}"
     )
     model(random_images((16, 16, 3)), training=False)
     assert float(sum(model.losses)) == pytest.approx(1e-3 * by_hand, rel=1e-5), (
@@ -194,8 +197,8 @@ def test_initial_loss_is_ln10(real_images):
     check_initial_loss(preset_builder("cnn"), real_images)
 
 
-# Steps to 100% on 32 sample images (the cnn preset's network): the slowest of seeds 0-4 needed 12; the
-# test allows 25.
+# Steps to 100% on 32 sample images (the cnn preset's network): the slowest of seeds 0-4 needed 12;
+# the test allows 25.
 @pytest.mark.points(1)
 def test_overfits_32_real_images(real_images):
     check_overfits(preset_builder("cnn"), real_images, learning_rate=1e-3, steps=25, num_images=32)

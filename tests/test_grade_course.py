@@ -17,8 +17,15 @@ import pytest
 from wrong_answers import CASES, write_variant
 
 REPO = Path(__file__).resolve().parent.parent
-STUDENT_FILES = ["cifar10_input.py", "mlp.py", "cnn.py", "numpy_mlp.py", "numpy_conv.py"]
-TOTAL = 110
+STUDENT_FILES = [
+    "cifar10_input.py",
+    "mlp.py",
+    "cnn.py",
+    "numpy_mlp.py",
+    "numpy_conv.py",
+    "numpy_batch_norm.py",
+]
+TOTAL = 115
 ENDLESS_CROP = """
 
 def random_crop(images, seed, pad):  # a submission whose crop never returns
@@ -66,7 +73,9 @@ def graded_class(tmp_path_factory) -> dict[str, dict]:
     (patcher / "mlp.py").write_text(patch + text)
     submissions["patcher"] = patcher
     shipper = tree(tmp_path, "shipper")
-    (shipper / "results.json").write_text(json.dumps({"score": 110, "max_score": 110, "tests": []}))
+    (shipper / "results.json").write_text(
+        json.dumps({"score": TOTAL, "max_score": TOTAL, "tests": []})
+    )
     submissions["shipper"] = shipper
     exiter = tree(tmp_path, "exiter")
     (exiter / "cnn.py").write_text("import os\nos._exit(0)\n" + (exiter / "cnn.py").read_text())
@@ -155,7 +164,7 @@ def test_cheats_score_no_more_than_their_honest_work(graded_class):
     assert graded_class["shipper"]["score"] == 0
     assert graded_class["exiter"]["score"] == 0 and graded_class["exiter"]["max_score"] == TOTAL
     rows = {row["student"]: row for row in graded_class["csv"]}
-    assert rows["solution"]["total"] == "110" and rows["patcher"]["total"] == "0"
+    assert rows["solution"]["total"] == str(TOTAL) and rows["patcher"]["total"] == "0"
     assert "points withheld" in rows["patcher"]["problems"]
 
 

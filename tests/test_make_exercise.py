@@ -272,7 +272,7 @@ def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
     edited = tmp_path / "edited"
     shutil.copytree(exercise_tree, edited)
     cnn = edited / "cnn.py"
-    cnn.write_text(cnn.read_text().replace("# TODO [CNN]: a Conv2D", "# TODO [CNN]: a Dense", 1))
+    cnn.write_text(cnn.read_text().replace("# TODO [CNN]: Conv2D", "# TODO [CNN]: Dense", 1))
     (edited / "tests" / "hidden").mkdir()
     (edited / "tests" / "hidden" / "test_leaked.py").write_text("")
     assert mx.main(["--check", str(edited)]) == 1
@@ -281,13 +281,11 @@ def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
         "cnn.py: differs from the generated version",
         "    --- cnn.py (generated)",
         "    +++ cnn.py (found)",
-        "    @@ -50,3 +50,3 @@",
+        "    @@ -67,3 +67,3 @@",
         '         """',
-        "    -    # TODO [CNN]: a Conv2D named `name`: stride, 'same', he_normal, make_regularizer, no bias "
-        "if BN",
-        "    +    # TODO [CNN]: a Dense named `name`: stride, 'same', he_normal, make_regularizer, no bias "
-        "if BN",
-        "         raise NotImplementedError(\"cnn.py::conv_block: a Conv2D named `name`: stride, 'same', "
+        "    -    # TODO [CNN]: Conv2D `name`: stride, 'same', he_normal, make_regularizer; BN: no bias",
+        "    +    # TODO [CNN]: Dense `name`: stride, 'same', he_normal, make_regularizer; BN: no bias",
+        "         raise NotImplementedError(\"cnn.py::conv_block: Conv2D `name`: stride, 'same', "
         'he_normal, "',
         "tests/hidden/test_leaked.py: not part of the exercise version (left out or removed)",
     ]
@@ -433,6 +431,7 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
         "cnn.py",
         "numpy_mlp.py",
         "numpy_conv.py",
+        "numpy_batch_norm.py",
         "README.md",
     }
     for path, (_, _, count) in regions.items():  # one TODO + raise per region

@@ -1,5 +1,5 @@
-"""Graded tests, the NumPy track, part 2 (numpy_conv.py): convolution and pooling, forward and backward,
-naive and vectorised, against TensorFlow's ops and against central differences.
+"""Graded tests, the NumPy track, part 2 (numpy_conv.py): convolution and pooling, forward and
+backward, naive and vectorised, against TensorFlow's ops and against central differences.
 
 Each function is checked on its own: while a naive one runs, the vectorised ones (and their window
 view) raise, and the other way round, so a naive function that only calls the vectorised one (or a
@@ -41,8 +41,8 @@ NAIVE = (
 
 
 def alone(function):
-    """`function` wrapped so that, while it runs, every function of the other family (naive or vectorised)
-    in numpy_conv raises an AssertionError naming both."""
+    """`function` wrapped so that, while it runs, every function of the other family (naive or
+    vectorised) in numpy_conv raises an AssertionError naming both."""
     naive = function.__name__.endswith("_naive")
     others = VECTORISED if naive else NAIVE
 

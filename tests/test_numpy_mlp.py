@@ -1,8 +1,8 @@
 """Graded tests, the NumPy track, part 1 (numpy_mlp.py: NumpyMLP.loss): the handout's toy numbers,
 gradient checks against central differences, agreement with TensorFlow, and SGD on the toy problem.
 
-The loss and its gradients are computed with TensorFlow out of reach (numpy_loss): backpropagation is
-what this stage is about, so gradients taken by TensorFlow's autodiff fail instead of passing.
+The loss and its gradients are computed with TensorFlow out of reach (numpy_loss): backpropagation
+is what this stage is about, so gradients taken by TensorFlow's autodiff fail instead of passing.
 """
 
 import contextlib
@@ -20,7 +20,8 @@ FRAMEWORKS = ("tensorflow", "keras", "torch", "jax")  # what the NumPy net must 
 
 
 class _Unavailable:
-    """Stands in for a framework's module or object in numpy_mlp while NumpyMLP.loss runs: it raises."""
+    """Stands in for a framework's module or object in numpy_mlp while NumpyMLP.loss runs: it
+    raises."""
 
     def __init__(self, name: str):
         self.name = name
@@ -39,7 +40,8 @@ class _Unavailable:
 
 
 def _framework(value) -> str | None:
-    """The framework a name in numpy_mlp refers to (a module, or anything defined in one), or None."""
+    """The framework a name in numpy_mlp refers to (a module, or anything defined in one), or
+    None."""
     where = value.__name__ if isinstance(value, type(np)) else getattr(value, "__module__", None)
     top = where.split(".")[0] if isinstance(where, str) else None
     return top if top in FRAMEWORKS else None
@@ -63,7 +65,8 @@ def _without_frameworks():
 
 
 def numpy_loss(net, X, y=None, reg: float = 0.0):
-    """net.loss(X, y, reg) without TensorFlow (or another framework); checks the results are NumPy's."""
+    """net.loss(X, y, reg) without TensorFlow (or another framework); checks the results are
+    NumPy's."""
     try:
         with _without_frameworks():
             result = net.loss(X, y, reg=reg)

@@ -1,5 +1,6 @@
 """Graded tests, stage 5: strided convolutions instead of pooling, dropout, and the larger network
-(cnn.py: conv_stride, the dropout in build_cnn), as the `cnn-strided` and `cnn-large` presets train them.
+(cnn.py: conv_stride, the dropout in build_cnn), as the `cnn-strided` and `cnn-large` presets train
+them.
 """
 
 import keras
@@ -21,7 +22,8 @@ def test_conv_stride_halves_only_at_the_end_of_a_strided_stage():
     ):
         strides = [conv_stride(i, convs, downsample) for i in range(1, convs + 1)]
         assert strides == expected, (
-            f"{convs} convs per stage, downsample={downsample!r}: strides {strides}, expected {expected}"
+            f"{convs} convs per stage, downsample={downsample!r}: strides {strides}, "
+            f"expected {expected}"
         )
 
 
@@ -31,15 +33,15 @@ def test_strided_feature_map_sizes_follow_the_formula(size):
     model = build_cnn((size, size, 3), 10, widths=(4, 4, 4), convs_per_stage=2, downsample="stride")
     expected = size
     for stage in (1, 2, 3):
-        expected = (
-            expected + 2 * 1 - 3
-        ) // 2 + 1  # out = floor((in + 2p - k) / s) + 1; k = 3, s = 2, p = 1
+        # out = floor((in + 2p - k) / s) + 1, with k = 3, s = 2, p = 1
+        expected = (expected + 2 * 1 - 3) // 2 + 1
         layer = model.get_layer(f"stage{stage}_conv2")
         assert layer.strides == (2, 2), (
             f"stage{stage}_conv2 (the stage's last) has strides {layer.strides}"
         )
-        assert layer.output.shape[1:3] == (expected, expected), (
-            f"stage {stage}: {tuple(layer.output.shape[1:3])}, the formula gives {expected}x{expected}"
+        size_found = tuple(layer.output.shape[1:3])
+        assert size_found == (expected, expected), (
+            f"stage {stage}: {size_found}, the formula gives {expected}x{expected}"
         )
         first = model.get_layer(f"stage{stage}_conv1").strides
         assert first == (1, 1), (
@@ -98,9 +100,9 @@ def test_shapes_and_initial_loss(preset, real_images):
     check_initial_loss(preset_builder(preset), real_images)
 
 
-# Steps to 100% on 32 sample images (the cnn-strided preset's network, Adam 3e-3), scored in training mode:
-# the slowest of seeds 0-4 needed 3, with FusedBatchNorm and with a stock keras.layers.BatchNormalization
-# alike; the test allows 10.
+# Steps to 100% on 32 sample images (the cnn-strided preset's network, Adam 3e-3), scored in
+# training mode: the slowest of seeds 0-4 needed 3, with the former fused layer (momentum 0.9) and
+# with a stock keras.layers.BatchNormalization alike; the test allows 10.
 @pytest.mark.points(2)
 def test_overfits_32_real_images(real_images):
     check_overfits(

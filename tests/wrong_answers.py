@@ -222,14 +222,17 @@ def random_crop(images, seed, pad: int):
         says="needs the activation after every conv block",
         source="""
 def build_cnn(input_shape=(32, 32, 3), num_classes=10, *, widths=(32, 64, 128), convs_per_stage=2,
-              kernel_size=3, batch_norm=True, downsample="pool", pooling="max", dropout=0.0, head="flatten",
-              dense_units=0, activation="relu", weight_decay=0.0, regularize_bias=False):
+              kernel_size=3, batch_norm=True, downsample="pool", pooling="max", dropout=0.0,
+              head="flatten", dense_units=0, activation="relu", weight_decay=0.0,
+              regularize_bias=False):
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for stage, width in enumerate(widths, start=1):
-        for i in range(1, convs_per_stage + 1):  # convolutions straight after each other: no activation
-            x = layers.Conv2D(width, kernel_size, strides=conv_stride(i, convs_per_stage, downsample),
-                              padding="same", use_bias=not batch_norm, kernel_initializer="he_normal",
+        # convolutions straight after each other: no activation
+        for i in range(1, convs_per_stage + 1):
+            stride = conv_stride(i, convs_per_stage, downsample)
+            x = layers.Conv2D(width, kernel_size, strides=stride, padding="same",
+                              use_bias=not batch_norm, kernel_initializer="he_normal",
                               kernel_regularizer=make_regularizer(weight_decay),
                               name=f"stage{stage}_conv{i}")(x)
         if downsample == "pool":
@@ -237,7 +240,8 @@ def build_cnn(input_shape=(32, 32, 3), num_classes=10, *, widths=(32, 64, 128), 
         if dropout:
             x = layers.Dropout(dropout, name=f"stage{stage}_dropout")(x)
     logits = dense_head(x, num_classes, head=head, dense_units=dense_units, dropout=dropout,
-                        activation=activation, weight_decay=weight_decay, regularize_bias=regularize_bias)
+                        activation=activation, weight_decay=weight_decay,
+                        regularize_bias=regularize_bias)
     return keras.Model(inputs, logits, name="cnn")
 """,
     ),
@@ -316,8 +320,44 @@ def loss(self, X, y=None, reg=0.0):
     return float(loss), {key: grad.numpy() for key, grad in grads.items()}
 """,
     ),
-    # A correct answer: Keras' own layer, with its defaults (momentum 0.99), where the solution has
-    # FusedBatchNorm. It must pass every batch-norm and strided test.
+    WrongAnswer(
+        name="numpy_batch_norm_backward_ignores_the_batch_statistics",
+        stage="batch norm",
+        file="numpy_batch_norm.py",
+        function="batch_norm_backward",
+        must_fail="test_numpy_batch_norm_backward_matches_numerical_gradients[shape0]",
+        says="dx: relative error",
+        source="""
+def batch_norm_backward(d_out, cache):
+    x_hat, gamma, inverse_std = cache
+    axes = tuple(range(x_hat.ndim - 1))
+    dx = d_out * gamma * inverse_std  # as if the batch's mean and variance were constants
+    return dx, (d_out * x_hat).sum(axis=axes), d_out.sum(axis=axes)
+""",
+    ),
+    WrongAnswer(
+        name="numpy_batch_norm_moving_average_keeps_the_new_statistic",
+        stage="batch norm",
+        file="numpy_batch_norm.py",
+        function="batch_norm_forward",
+        must_fail="test_numpy_batch_norm_normalises_with_batch_statistics_in_training",
+        says="moving mean = momentum * 0 + (1 - momentum) * the batch mean",
+        source="""
+def batch_norm_forward(x, gamma, beta, state, *, training, momentum=0.9, epsilon=1e-3):
+    axes = tuple(range(x.ndim - 1))
+    if training:
+        mean, variance = x.mean(axis=axes), x.var(axis=axes)
+        for name, statistic in (("moving_mean", mean), ("moving_variance", variance)):
+            state[name] = (1 - momentum) * state[name] + momentum * statistic  # swapped
+    else:
+        mean, variance = state["moving_mean"], state["moving_variance"]
+    inverse_std = 1 / np.sqrt(variance + epsilon)
+    x_hat = (x - mean) * inverse_std
+    return gamma * x_hat + beta, (x_hat, gamma, inverse_std)
+""",
+    ),
+    # A correct answer: Keras' layer with all its defaults (momentum 0.99, where the solution sets
+    # 0.9). It must pass every batch-norm and strided test.
     WrongAnswer(
         name="stock_keras_batch_norm_is_correct",
         stage="batch norm",
@@ -329,8 +369,8 @@ def loss(self, X, y=None, reg=0.0):
 def conv_block(x, filters: int, *, kernel_size: int = 3, stride: int = 1, batch_norm: bool = False,
                activation: str = "relu", weight_decay: float = 0.0, name: str = "conv"):
     x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=not batch_norm,
-                      kernel_initializer="he_normal", kernel_regularizer=make_regularizer(weight_decay),
-                      name=name)(x)
+                      kernel_initializer="he_normal",
+                      kernel_regularizer=make_regularizer(weight_decay), name=name)(x)
     if batch_norm:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
