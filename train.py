@@ -263,7 +263,9 @@ def set_up(config: dict, data: dict, run_dir: Path, stop: signals.StopRequests) 
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         epochs=math.ceil(total_steps / steps_per_epoch),
-        board=logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()}),
+        board=logs.TensorBoard(
+            run_dir, {**config, "parameters": model.count_params()}, data, model
+        ),
     )
 
 
@@ -338,7 +340,9 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
         step_ms = 1000 * (time.perf_counter() - step_t0)  # the step itself (it returns when done)
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + batch_size
         global_step = epoch * run.steps_per_epoch + step
-        if global_step == 1 or progress.due(step) or run.stop.requested:
+        # The bar redraws by time; the TensorBoard curves get a point every few thousand images.
+        due = progress.due(step) or run.board.due(global_step)
+        if global_step == 1 or due or run.stop.requested:
             # Now and then: guard against divergence, draw the progress bar, log to TensorBoard.
             check_loss(float(loss_sum) / (seen / batch_size), epoch, step, run.config, state)
             progress.update(step, float(loss_sum) / (seen / batch_size), float(correct_sum) / seen)
@@ -348,7 +352,8 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
                 learning_rate=run.schedule(run.optimizer.iterations),
                 step_time_ms=step_ms,
                 weight_penalty=weight_penalty(run.model),
-                images=images[:8] if global_step == 1 else None,
+                images=images if global_step == 1 else None,
+                labels=labels,
             )
         if run.stop.requested:  # save where we are, with the epoch's sums so far
             seconds += time.perf_counter() - epoch_t0
