@@ -397,7 +397,10 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     )
     board.results(len(rows), results)
     board.close()  # flushed now: a sweep's compare.py reads these logs next
-    plots.save_all(run_dir, rows, matrix, names, data["test_images"], labels, probabilities)
+    mean_std = logs.training_mean_std(data)  # for the feature maps of one test image
+    plots.save_all(
+        run_dir, rows, matrix, names, data["test_images"], labels, probabilities, mean_std
+    )
     runs.write_results(run_dir, results)  # last: a run folder with metrics.json is finished
     return results
 

@@ -10,7 +10,6 @@ histograms from the start, and the options a student varies with the final resul
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import time
 from pathlib import Path
@@ -26,9 +25,9 @@ from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from plumbing import files
 from plumbing.errors import write_error
 from plumbing.progress import Progress
+from plumbing.steplog import StepLog
 
 
 class EpochProgress:
@@ -88,7 +87,6 @@ def _duration(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- TensorBoard
 STEP_EVERY = 640  # step-level curves: a point every 640 training images (5 steps of 128)
-STEPS_CSV = ("step", "images", "epoch", "loss", "learning_rate")  # steps.csv, read by compare.py
 SKIPPED = {
     "data_dir",
     "data_url",
@@ -124,10 +122,9 @@ def session_name(run_dir: Path) -> str:
     """The run's path under the runs folder (sweep-mlp-lr/lr=0.001 for a sweep's run).
 
     Unique, so that TensorBoard does not merge two sweeps' runs of the same value into one row."""
-    run_dir = Path(run_dir)
-    if (run_dir.parent / "sweep.json").is_file():
-        return f"{run_dir.parent.name}/{run_dir.name}"
-    return run_dir.name
+    import plots  # here: a lesson file
+
+    return plots.run_name(run_dir)
 
 
 def swept_options(run_dir: Path) -> list[str]:
@@ -248,50 +245,6 @@ def labelled_grid(pixels: np.ndarray, labels, class_names, columns: int = 8, zoo
         tile = pixels[i].repeat(zoom, axis=0).repeat(zoom, axis=1)
         grid[top : top + zoom * height, left : left + zoom * width] = tile
     return grid
-
-
-class StepLog:
-    """steps.csv: one row per logged step (step, images seen, epoch, loss, learning rate), appended
-    and flushed row by row, so compare.py can read a run without TensorBoard. A resumed run first
-    drops the rows after the step it resumes from (it trains those steps again)."""
-
-    def __init__(self, path: Path):
-        self.path, self.handle = Path(path), None
-
-    def write(self, row: dict) -> None:
-        if self.handle is None:
-            self._open(row["step"])
-        self.handle.write(",".join(str(row[key]) for key in STEPS_CSV) + "\n")
-        self.handle.flush()
-
-    def _open(self, first_step: int) -> None:
-        kept = [row for row in read_steps(self.path) if row["step"] < first_step]
-        lines = [",".join(STEPS_CSV)] + [",".join(str(r[k]) for k in STEPS_CSV) for r in kept]
-        files.write_text(self.path, "\n".join(lines) + "\n")
-        self.handle = open(self.path, "a")
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-
-
-def read_steps(path: Path) -> list[dict]:
-    """The rows of a steps.csv as numbers; none if there is no file; a torn last line is skipped."""
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return []
-    numbers = []
-    for row in rows:
-        try:
-            numbers.append({key: float(row[key]) for key in STEPS_CSV})
-        except (KeyError, TypeError, ValueError):
-            continue  # a line cut short by a kill: the rows before it are good
-    for row in numbers:
-        row["step"], row["images"] = int(row["step"]), int(row["images"])
-    return numbers
 
 
 class TensorBoard:

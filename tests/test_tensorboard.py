@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cifar10_input
-from plumbing import logs
+from plumbing import logs, steplog
 
 DATA = dict(num_train=1000, options=dict(val_size=500), shape=(32, 32, 3))
 CONFIG = dict(
@@ -186,7 +186,7 @@ def test_step_level_curves_are_logged_every_640_images_against_the_images_seen(t
     board.close()
     losses = read_events(tmp_path / "run" / "tb" / "train").Tensors("step/loss")
     assert [event.step for event in losses] == [100, 700, 1300, 2000], "x: images seen"
-    rows = logs.read_steps(tmp_path / "run" / "steps.csv")
+    rows = steplog.read_steps(tmp_path / "run" / "steps.csv")
     assert [(row["step"], row["images"], row["epoch"]) for row in rows] == [
         (1, 100, 0.1),
         (7, 700, 0.7),
@@ -198,16 +198,16 @@ def test_step_level_curves_are_logged_every_640_images_against_the_images_seen(t
 
 def test_a_resumed_run_drops_the_steps_it_trains_again_and_a_torn_line(tmp_path):
     path = tmp_path / "steps.csv"
-    log = logs.StepLog(path)
+    log = steplog.StepLog(path)
     for step in range(1, 11):
         log.write(dict(step=step, images=10 * step, epoch=step / 10, loss=1.0, learning_rate=0.1))
     log.close()
     with open(path, "a") as handle:
         handle.write("11,110,1.1,0.")  # killed in the middle of a line
-    resumed = logs.StepLog(path)
+    resumed = steplog.StepLog(path)
     resumed.write(dict(step=6, images=60, epoch=0.6, loss=0.5, learning_rate=0.1))
     resumed.close()
-    rows = logs.read_steps(path)
+    rows = steplog.read_steps(path)
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5, 6] and rows[-1]["loss"] == 0.5
 
 
