@@ -245,7 +245,7 @@ def draw(all_runs: list[dict], keys: list[str], metric: str, out: Path) -> None:
     if sizes:
         size_panel(axes[2], all_runs)
     for ax in axes[:2]:
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        plots.whole_epochs(ax)
     for ax in axes:
         ax.grid(alpha=0.3)
     handles, texts = axes[0].get_legend_handles_labels()

@@ -198,16 +198,24 @@ def confident_mistakes(
         wrong = np.flatnonzero((labels == class_id) & (predictions != class_id))
         wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:per_class]
         if not len(wrong):
-            ax.text(4, class_id * cell_h + cell_h / 2, f"no {name} image was misclassified",
-                    va="center", fontsize=9, style="italic")  # fmt: skip
+            note = f"no {name} image was misclassified"
+            centre = class_id * cell_h + caption + height / 2
+            ax.text(4, centre, note, va="center", fontsize=9, style="italic")
         for col, i in enumerate(wrong):
             top, left = class_id * cell_h + caption, col * cell_w + 11
             mosaic[top : top + height, left : left + width] = images[i]
             predicted = predictions[i]
             text = f"pred: {class_names[predicted]} {probabilities[i, predicted]:.0%}\n"
             text += f"(true: {name} {probabilities[i, class_id]:.0%})"
-            ax.text(left + width / 2, top - 1, text, ha="center", va="bottom", fontsize=8,
-                    linespacing=1.0)  # fmt: skip
+            ax.text(
+                left + width / 2,
+                top - 1,
+                text,
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                linespacing=1.0,
+            )
     ax.imshow(mosaic, interpolation="nearest")
     centres = [c * cell_h + caption + height / 2 for c in range(len(class_names))]
     ax.set_yticks(centres, class_names, fontsize=9)
@@ -270,8 +278,11 @@ def image_grid(pictures: np.ndarray, titles, columns: int, size: float = 1.3):
         if i < len(pictures):
             picture = stretched(pictures[i : i + 1])[0]
             grey = picture.shape[-1] == 1
-            ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None,
-                      interpolation="nearest")  # fmt: skip
+            ax.imshow(
+                picture[..., 0] if grey else picture,
+                cmap="gray" if grey else None,
+                interpolation="nearest",
+            )
             if i < len(titles):
                 ax.set_title(titles[i], fontsize=9)
     return fig
@@ -302,8 +313,11 @@ def conv_filters(model, conv, kernel: np.ndarray, image, mean_std):
             grey = picture.shape[-1] == 1
             ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None)
     size = f"{kernel.shape[0]}x{kernel.shape[1]}"
-    left.suptitle(f"First layer: {count} of its {len(filters)} {size} filters\n(look for edges at"
-                  " several angles, and colour blobs)", fontsize=10)  # fmt: skip
+    left.suptitle(
+        f"First layer: {count} of its {len(filters)} {size} filters\n(look for edges at"
+        " several angles, and colour blobs)",
+        fontsize=10,
+    )
     ax = middle.subplots()
     ax.imshow(_rgb(image[None])[0], interpolation="nearest")
     ax.axis("off")
@@ -312,8 +326,10 @@ def conv_filters(model, conv, kernel: np.ndarray, image, mean_std):
         ax.axis("off")
         if i < count:
             ax.imshow(maps[..., i], cmap="viridis", interpolation="nearest")
-    right.suptitle("what each filter gives for it: its feature map\n(bright where the filter's"
-                   " pattern is)", fontsize=10)  # fmt: skip
+    right.suptitle(
+        "what each filter gives for it: its feature map\n(bright where the filter's pattern is)",
+        fontsize=10,
+    )
     return fig
 
 

@@ -235,8 +235,9 @@ def labelled_grid(pixels: np.ndarray, labels, class_names, columns: int = 8, zoo
     for i, label in enumerate(labels[:count]):
         x, y = (i % columns + 0.5) * cell_w, (i // columns) * cell_h + 1
         name = class_names[int(label)]
-        fig.text(x / (columns * cell_w), 1 - y / (rows * cell_h), name, ha="center", va="top",
-                 fontsize=8)  # fmt: skip
+        fig.text(
+            x / (columns * cell_w), 1 - y / (rows * cell_h), name, ha="center", va="top", fontsize=8
+        )
     fig.canvas.draw()
     grid = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)

@@ -226,11 +226,19 @@ def test_mixed_runs_get_short_labels_below_the_axes_and_no_data_size_panel(tmp_p
     for lr in (0.0001, 0.001, 0.01):
         make_run(tmp_path / "sweep-mlp-lr" / f"lr={lr}", lr=lr, num_train_examples=1000, **mlp)
     linear = {**RESULTS, "train_examples": 4577}
-    make_run(tmp_path / "linear-1122", results=linear, model="linear", preset="linear",
-             num_train_examples=None, weight_decay=0.0)  # fmt: skip
+    make_run(
+        tmp_path / "linear-1122",
+        results=linear,
+        model="linear",
+        preset="linear",
+        num_train_examples=None,
+        weight_decay=0.0,
+    )
     out = tmp_path / "c.png"
-    figure = drawn(monkeypatch, [str(tmp_path / "sweep-mlp-lr"), str(tmp_path / "linear-1122"),
-                                 "--out", str(out)])  # fmt: skip
+    figure = drawn(
+        monkeypatch,
+        [str(tmp_path / "sweep-mlp-lr"), str(tmp_path / "linear-1122"), "--out", str(out)],
+    )
     assert len(figure.axes) == 2, "the training-set size is not the only difference: no size panel"
     (legend,) = figure.legends
     assert [text.get_text() for text in legend.get_texts()] == [
@@ -249,10 +257,18 @@ def test_the_data_size_panel_appears_when_only_the_size_and_seed_differ_with_the
     tmp_path, monkeypatch
 ):
     for seed in (0, 1):
-        make_run(tmp_path / "s" / f"n=1000_seed={seed}", num_train_examples=1000, seed=seed,
-                 results={**RESULTS, "train_examples": 1000})  # fmt: skip
-        make_run(tmp_path / "s" / f"n=all_seed={seed}", num_train_examples=None, seed=seed,
-                 results={**RESULTS, "train_examples": 4577})  # fmt: skip
+        make_run(
+            tmp_path / "s" / f"n=1000_seed={seed}",
+            num_train_examples=1000,
+            seed=seed,
+            results={**RESULTS, "train_examples": 1000},
+        )
+        make_run(
+            tmp_path / "s" / f"n=all_seed={seed}",
+            num_train_examples=None,
+            seed=seed,
+            results={**RESULTS, "train_examples": 4577},
+        )
     figure = drawn(monkeypatch, [str(tmp_path / "s"), "--out", str(tmp_path / "c.png")])
     assert [ax.get_title() for ax in figure.axes][2] == "more data"
     ticks = [tick.get_text() for tick in figure.axes[2].get_xticklabels()]

@@ -16,7 +16,6 @@ SPLIT_PENDING = {
     "bench/train_speed.py::main",
     "cifar10_input.py::make_dataset",
     "cnn.py::build_cnn",
-    "numpy_mlp.py::train_and_plot",
     "plumbing/download.py::prepare_archive",
     "plumbing/options.py::make_parser",
     "plumbing/options.py::check",

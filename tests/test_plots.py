@@ -132,3 +132,18 @@ def test_weights_png_shows_a_cnns_filters_and_one_images_feature_maps(tmp_path, 
     maps = [ax.images[0].get_array() for ax in fig.subfigs[2].axes if ax.images]
     assert len(maps) == 4 and maps[0].shape == (8, 8)
     assert np.array_equal(fig.subfigs[1].axes[0].images[0].get_array(), image)
+
+
+def test_numpy_mlps_picture_shows_w1_one_tile_per_hidden_unit():
+    import numpy_mlp
+
+    W1 = np.random.default_rng(0).normal(size=(32 * 32 * 3, 40))
+    fig, ax = plots.plt.subplots()
+    numpy_mlp.show_first_layer(ax, W1)
+    grid = ax.images[0].get_array()
+    assert grid.shape == (4 * 33 + 1, 8 * 33 + 1, 3), "32 of the 40 units, 8 a row"
+    unit = W1[:, 9].reshape(32, 32, 3)  # the second row's second tile
+    expected = (unit - unit.min()) / (unit.max() - unit.min())
+    assert np.allclose(grid[34:66, 34:66], expected)
+    assert ax.get_title().startswith("Tuned W1: 32 of 40 hidden units' input weights")
+    plots.plt.close(fig)

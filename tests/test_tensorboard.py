@@ -152,8 +152,15 @@ def first_batch(sample_dir: Path, **augmentation):
 
 def log_first_batch(run_dir: Path, images, labels, data) -> np.ndarray:
     board = logs.TensorBoard(run_dir, {**CONFIG, "batch_size": 16}, data)
-    board.step(1, loss=2.3, learning_rate=0.1, step_time_ms=1.0, weight_penalty=0.0,
-               images=images, labels=labels)  # fmt: skip
+    board.step(
+        1,
+        loss=2.3,
+        learning_rate=0.1,
+        step_time_ms=1.0,
+        weight_penalty=0.0,
+        images=images,
+        labels=labels,
+    )
     board.close()
     return logged_grid(run_dir)
 
@@ -181,8 +188,9 @@ def test_step_level_curves_are_logged_every_640_images_against_the_images_seen(t
     board = logs.TensorBoard(tmp_path / "run", {**CONFIG, "batch_size": 100}, DATA)
     for step in range(1, 21):
         if step == 1 or board.due(step):
-            board.step(step, loss=3.0 - step / 10, learning_rate=0.1, step_time_ms=5.0,
-                       weight_penalty=0.5)  # fmt: skip
+            board.step(
+                step, loss=3.0 - step / 10, learning_rate=0.1, step_time_ms=5.0, weight_penalty=0.5
+            )
     board.close()
     losses = read_events(tmp_path / "run" / "tb" / "train").Tensors("step/loss")
     assert [event.step for event in losses] == [100, 700, 1300, 2000], "x: images seen"
