@@ -109,6 +109,7 @@ DESCRIPTIONS = {
     "results/best_val_accuracy": "validation accuracy of the best epoch (the one tested)",
     "results/test_loss": "test cross-entropy of the best epoch's model",
 }
+GRADIENT_NORM = "L2 norm of the loss's gradient for this weight, on the first batch (0: first step)"
 METRICS = (  # (tag, folder under tb/, name): the HParams columns, in this order
     ("results/test_accuracy", "", "test accuracy"),
     ("results/best_val_accuracy", "", "best validation accuracy"),
@@ -257,7 +258,8 @@ class TensorBoard:
 
     def __init__(self, run_dir: Path, config: dict, data: dict | None = None, model=None):
         self.folder = Path(run_dir) / "tb"
-        self.batch_size, self.data = config.get("batch_size", 1), data
+        self.batch_size, self.data, self.model = config.get("batch_size", 1), data, model
+        self.probe = None  # the first batch: gradient norms are measured on it
         self.steps = StepLog(Path(run_dir) / "steps.csv")
         fresh = not (self.folder / "train").exists()  # not resumed: log the initial weights
         hparams = hyper_parameters(config, data)
@@ -326,7 +328,12 @@ class TensorBoard:
         tf.summary.scalar(tag, value, description=DESCRIPTIONS[tag])
 
     def inputs(self, images, labels, count: int = 32) -> None:
-        """One labelled grid of the batch's first images, un-normalised: what the model sees."""
+        """One labelled grid of the batch's first images, un-normalised: what the model sees.
+
+        The batch is kept to measure the gradient norms on (now, as epoch 0, then with the
+        histograms)."""
+        self.probe = (images, labels)
+        self.gradient_norms(0)
         mean, std = training_mean_std(self.data)
         pixels = as_seen(np.asarray(images)[:count], mean, std)
         grid = labelled_grid(pixels, np.asarray(labels), self.data["class_names"])
@@ -362,6 +369,30 @@ class TensorBoard:
                         _sample(weight),
                         description="weight values after this many epochs (0: initialised)",
                     )
+        self.gradient_norms(epoch)
+
+    def gradient_norms(self, epoch: int) -> None:
+        """The size of each weight's gradient (its L2 norm) of the cross-entropy on the first batch,
+        in inference mode (batch norm's statistics stay as they are): a layer whose gradients are
+        far smaller than the others' learns slowly (vanishing gradients)."""
+        if self.model is None or self.probe is None:
+            return
+        images, labels = self.probe
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(images, training=False), tf.float32)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+            )
+        weights = self.model.trainable_weights
+        with self.writing():
+            with self.train.as_default(step=epoch):
+                for weight, gradient in zip(weights, tape.gradient(loss, weights)):
+                    if gradient is not None:
+                        tf.summary.scalar(
+                            f"gradient_norm/{weight.path}",
+                            tf.norm(gradient),
+                            description=GRADIENT_NORM,
+                        )
 
     def results(self, step: int, results: dict) -> None:
         """The final figures (the HParams dashboard's metric columns), in their own tag group."""

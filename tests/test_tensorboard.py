@@ -243,3 +243,35 @@ def test_histograms_start_at_epoch_0_and_every_summary_has_a_description(tmp_pat
         for tag in events.Tags()["tensors"]:
             if not tag.startswith("_hparams_"):
                 assert events.SummaryMetadata(tag).summary_description, tag
+
+
+def test_gradient_norms_per_weight_are_logged_from_the_first_batch_at_epoch_0(sample_dir, tmp_path):
+    import keras
+    from tensorboard.util.tensor_util import make_ndarray
+
+    images, labels, data = first_batch(sample_dir)
+    inputs = keras.Input((32, 32, 3))
+    flat = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="logits")(flat))
+    board = logs.TensorBoard(tmp_path / "run", {**CONFIG, "batch_size": 16}, data, model)
+    board.step(
+        1,
+        loss=2.3,
+        learning_rate=0.1,
+        step_time_ms=1.0,
+        weight_penalty=0.0,
+        images=images,
+        labels=labels,
+    )
+    board.close()
+    train = read_events(tmp_path / "run" / "tb" / "train")
+    (event,) = train.Tensors("gradient_norm/logits/kernel")
+    x = images.reshape(len(images), -1)
+    logits = x @ model.layers[-1].kernel.numpy() + model.layers[-1].bias.numpy()
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    expected = np.linalg.norm(x.T @ (softmax - np.eye(10)[labels]) / len(x))
+    assert event.step == 0 and float(make_ndarray(event.tensor_proto)) == pytest.approx(
+        expected, rel=1e-4
+    )
+    assert "gradient_norm/logits/bias" in train.Tags()["tensors"]
