@@ -147,15 +147,18 @@ def label(run: dict, keys: list[str]) -> str:
 
 def short_labels(all_runs: list[dict], keys: list[str]) -> list[str]:
     """A legend entry per run. Runs of several presets (a linear model beside an MLP sweep) differ
-    in every option the preset sets: their entry is the preset, then what differs among its runs."""
+    in every option the preset sets: their entry is the preset, then what differs among its runs;
+    a preset's only run is named by its folder (linear-1122-101500, or the --name given)."""
     presets = [run["options"].get("preset") or run["options"].get("model") for run in all_runs]
     if len(set(presets)) == 1:
         return [label(run, keys) for run in all_runs]
     labels = []
     for run, preset in zip(all_runs, presets):
         same = [other for other, p in zip(all_runs, presets) if p == preset]
-        inner = differing(same) if len(same) > 1 else []
-        labels.append(", ".join([str(preset), *([label(run, inner)] if inner else [])]))
+        if len(same) == 1:
+            labels.append(run["name"])
+        else:
+            labels.append(f"{preset}, {label(run, differing(same))}")
     return labels
 
 

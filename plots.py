@@ -144,11 +144,17 @@ def heat_map(ax, values: np.ndarray, class_names, form: str, unit: str) -> None:
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label(unit)
 
 
+def class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Each class's accuracy from the confusion matrix: its diagonal cell over its row (0 if empty).
+
+    The one place this is computed: metrics.json's per_class_accuracy and the bars use it."""
+    return np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
+
+
 def per_class_accuracy(matrix: np.ndarray, class_names, path: Path) -> None:
     """One bar per class: the fraction of its test images classified correctly, with its value and
     the number of test images of the class (n) under its name."""
-    counts = matrix.sum(axis=1)
-    accuracy = 100 * np.diag(matrix) / np.maximum(counts, 1)
+    counts, accuracy = matrix.sum(axis=1), 100 * class_accuracy(matrix)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     names = [f"{name}\nn={n}" for name, n in zip(class_names, counts)]
     bars = ax.bar(names, accuracy, color="tab:blue")

@@ -382,7 +382,7 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     probabilities = tf.nn.softmax(logits).numpy()
     matrix = plots.confusion_matrix(labels, probabilities.argmax(1), len(names))
     best = next(row for row in rows if row["epoch"] == int(state.best_epoch))
-    per_class = np.diag(matrix) / np.maximum(matrix.sum(1), 1)
+    per_class = plots.class_accuracy(matrix)
     results = dict(
         test_accuracy=test_accuracy,
         test_loss=test_loss,

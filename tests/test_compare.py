@@ -245,8 +245,8 @@ def test_mixed_runs_get_short_labels_below_the_axes_and_no_data_size_panel(tmp_p
         "mlp, lr=0.0001",
         "mlp, lr=0.001",
         "mlp, lr=0.01",
-        "linear",
-    ]
+        "linear-1122",
+    ], "the preset, then what differs among its runs; a preset's only run: its name"
     assert all(ax.get_legend() is None for ax in figure.axes), "one legend, outside the axes"
     below = legend.get_window_extent().y1
     assert all(below <= ax.get_window_extent().y0 for ax in figure.axes), "below the panels"

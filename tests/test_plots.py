@@ -73,6 +73,11 @@ def test_per_class_bars_show_their_value_and_the_number_of_test_images(tmp_path,
     assert ax.get_legend().get_texts()[0].get_text() == "overall 76.9%"
 
 
+def test_per_class_accuracy_is_the_diagonal_over_each_row_and_0_for_an_empty_row():
+    matrix = np.array([[3, 1, 0], [2, 2, 0], [0, 0, 0]])
+    assert plots.class_accuracy(matrix).tolist() == [0.75, 0.5, 0.0]
+
+
 def test_mistake_captions_give_the_true_class_probability_and_empty_rows_say_so(tmp_path, figures):
     images = np.zeros((3, 8, 8, 3), np.uint8)
     labels = np.array([0, 1, 0])
