@@ -275,3 +275,30 @@ def test_gradient_norms_per_weight_are_logged_from_the_first_batch_at_epoch_0(sa
         expected, rel=1e-4
     )
     assert "gradient_norm/logits/bias" in train.Tags()["tensors"]
+
+
+@pytest.mark.slow
+def test_the_browser_check_screenshots_each_dashboard_and_stops_tensorboard(tmp_path, capsys):
+    """tools/tensorboard_screenshots.py against two fake sweeps (needs Chromium; about 2 minutes)."""
+    import shutil
+    import urllib.request
+
+    import matplotlib.image
+
+    from tools import tensorboard_screenshots
+
+    if not any(shutil.which(name) for name in tensorboard_screenshots.BROWSERS):
+        pytest.skip("no Chromium: apt-get install chromium")
+    make_sweeps(tmp_path / "runs")
+    out = tmp_path / "shots"
+    argv = [str(tmp_path / "runs"), "--out", str(out), "--size", "1200,800"]
+    assert tensorboard_screenshots.main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == [
+        str(out / f"{name}.png") for name in tensorboard_screenshots.DASHBOARDS
+    ]
+    for name in tensorboard_screenshots.DASHBOARDS:
+        assert matplotlib.image.imread(out / f"{name}.png").shape[:2] == (800, 1200)
+    url = printed[0].split(": ", 1)[1].split("/#")[0]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)  # TensorBoard was stopped
