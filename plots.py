@@ -21,7 +21,7 @@ matplotlib.use("Agg")  # files only, no window: works on servers and in tests
 import matplotlib.pyplot as plt
 import numpy as np
 
-from plumbing import files
+from plumbing import files, runs
 
 
 def save(fig, path: Path, dpi: int = 100) -> None:
@@ -53,9 +53,7 @@ def save_all(
     confident_mistakes(
         images, labels, probabilities, class_names, run_dir / "confident_mistakes.png"
     )
-    from plumbing import runs  # here: compare.py imports this file without TensorFlow
-
-    model = runs.load_model(run_dir / "best.keras")
+    model = runs.load_model(run_dir / "best.keras")  # the plain way: keras.models.load_model
     weights(model, class_names, run_dir / "weights.png", images[0], mean_std)
 
 
@@ -75,8 +73,9 @@ def whole_epochs(ax) -> None:
 def best_epoch(rows: list[dict]) -> int | None:
     """The epoch that was tested: the first with the highest validation accuracy (training accuracy
     without a validation set), as train.py chooses it."""
-    key = "val_accuracy" if any(row.get("val_accuracy") is not None for row in rows) else None
-    key = key or "train_accuracy"
+    key = "train_accuracy"
+    if any(row.get("val_accuracy") is not None for row in rows):
+        key = "val_accuracy"
     scored = [row for row in rows if row.get(key) is not None]
     return max(scored, key=lambda row: row[key])["epoch"] if scored else None
 

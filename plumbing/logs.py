@@ -240,8 +240,11 @@ def labelled_grid(pixels: np.ndarray, labels, class_names, columns: int = 8, zoo
             x / (columns * cell_w), 1 - y / (rows * cell_h), name, ha="center", va="top", fontsize=8
         )
     fig.canvas.draw()
-    grid = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    drawn = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     plt.close(fig)
+    grid = np.full((rows * cell_h, columns * cell_w, 3), 255, np.uint8)  # exact, whatever the dpi
+    height_drawn, width_drawn = min(len(grid), len(drawn)), min(grid.shape[1], drawn.shape[1])
+    grid[:height_drawn, :width_drawn] = drawn[:height_drawn, :width_drawn]
     for i in range(count):
         top, left = tile_origin(i, height, width, columns, zoom)
         tile = pixels[i].repeat(zoom, axis=0).repeat(zoom, axis=1)
