@@ -4,9 +4,8 @@ runs [--out results/screenshots]`.
 Starts TensorBoard on 127.0.0.1 (a free port) for a folder of runs, takes a screenshot of its Time
 Series, Scalars, Images and HParams dashboards with headless Chromium (Debian's `chromium` package:
 `apt-get install chromium`), then stops TensorBoard. Chromium gets a profile folder of its own in a
-temporary folder, so nothing is written to the home folder. An instructor's check (docs/
-instructors.md, "Looking at TensorBoard"), not part of the test run: it needs Chromium and takes a
-minute.
+temporary folder, so nothing is written to the home folder. An instructor's check (the instructors'
+guide, "Looking at TensorBoard"), not part of the test run: it needs Chromium and takes a minute.
 """
 
 from __future__ import annotations
