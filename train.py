@@ -340,7 +340,7 @@ def train_epoch(run: SimpleNamespace, epoch: int, start_step: int) -> dict | Non
         step_ms = 1000 * (time.perf_counter() - step_t0)  # the step itself (it returns when done)
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + batch_size
         global_step = epoch * run.steps_per_epoch + step
-        # The bar redraws by time; the TensorBoard curves get a point every few thousand images.
+        # The bar redraws by time; the TensorBoard curves get a point every 640 training images.
         due = progress.due(step) or run.board.due(global_step)
         if global_step == 1 or due or run.stop.requested:
             # Now and then: guard against divergence, draw the progress bar, log to TensorBoard.
