@@ -1,16 +1,20 @@
-"""Compare runs in one picture and one table: `python compare.py RUN_OR_SWEEP ... [--metric val_accuracy]`.
+"""Compare runs in one picture and one table: `python compare.py RUN_OR_SWEEP ... [--metric M]`.
 
-Each argument is a run folder (runs/NAME) or a folder of runs (a sweep). The picture shows the chosen
-metric per epoch (left) and the training loss per step (right, from the TensorBoard logs), one colour per
-run, with a legend that names only the options that differ. When the runs differ in the number of
-training examples, a third panel draws accuracy against it on a log axis (the "more data" curve).
-The table (CSV and Markdown) has a row per run, or per setting with mean +- std when runs differ only
-in their seed: the differing options, best validation accuracy and its epoch, test accuracy, epochs,
-training seconds and parameters. A sweep (train.py --sweep) ends by writing these into its folder.
+Each argument is a run folder (runs/NAME) or a folder of runs (a sweep). The picture shows the
+chosen metric per epoch (left) and the training loss as training goes (right, from each run's
+steps.csv), both against the epoch, one colour per run, with one legend below the panels naming
+what differs: the options, or for runs of several presets the preset and what differs among its
+runs. When the runs differ only in the number of training examples (and the seed), a third panel
+draws accuracy against it on a log axis (the "more data" curve). The table (CSV and Markdown) has
+a row per run, or per setting with mean +- std when runs differ only in their seed: the differing
+options, best validation accuracy and its epoch, test accuracy, epochs, training seconds and
+parameters. A sweep (train.py --sweep) ends by writing these into its folder.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import statistics
@@ -18,7 +22,7 @@ import sys
 from pathlib import Path
 
 import plots
-from plumbing import entry, files, runs, sweep
+from plumbing import entry, files, runs, steplog, sweep
 from plumbing.errors import DataError, OneLineParser, UsageError
 from plumbing.quiet import tensorflow_start_up
 
@@ -48,9 +52,10 @@ NUMBERS = (
 
 
 def load_runs(paths: list[str]) -> list[dict]:
-    """Every run named, as {name, folder, options, rows, results, diverged}; a sweep folder gives all its
-    runs. A run that cannot be read (a damaged file) is left out with a one-line note; the others are
-    compared. A run not finished yet (only config.json, say: a sweep stopped early) has no results."""
+    """Every run named, as {name, folder, options, rows, results, diverged}; a sweep folder gives
+    all its runs. A run that cannot be read (a damaged file) is left out with a one-line note; the
+    others are compared. A run not finished yet (only config.json, say: a sweep stopped early) has
+    no results."""
     found, problems = [], []
     for path in map(Path, paths):
         own = path / "config.json"
@@ -81,7 +86,7 @@ def started(config: Path) -> float:
 
 
 def load_run(folder: Path) -> dict:
-    """One run's options, metrics.csv rows and metrics.json results; DataError if a file is damaged."""
+    """One run's options, metrics.csv rows and metrics.json results (DataError: a damaged file)."""
     rows = folder / "metrics.csv"
     return dict(
         name=folder.name,
@@ -94,8 +99,8 @@ def load_run(folder: Path) -> dict:
 
 
 def read_results(path: Path) -> dict:
-    """The results in metrics.json ({} before the run finished). Raises DataError if the file is damaged:
-    not JSON, or not the numbers train.py writes."""
+    """The results in metrics.json ({} before the run finished). Raises DataError if the file is
+    damaged: not JSON, or not the numbers train.py writes."""
     if not path.exists():
         return {}
     try:
@@ -114,45 +119,58 @@ def number(value) -> bool:
     )
 
 
+def option(run: dict, key: str):
+    """A run's value of an option; for num_train_examples None ("all"), the count it trained on."""
+    value = run["options"].get(key)
+    if key == "num_train_examples" and value is None:
+        return run["results"].get("train_examples") or "all"
+    return value
+
+
 def differing(all_runs: list[dict]) -> list[str]:
     """The options whose values are not the same in every run (the seed last)."""
     keys = {key for run in all_runs for key in run["options"]} - IGNORED
     keys = sorted(keys, key=lambda key: (key == "seed", key))
-    return [key for key in keys if len({repr(run["options"].get(key)) for run in all_runs}) > 1]
+    return [key for key in keys if len({repr(option(run, key)) for run in all_runs}) > 1]
+
+
+def show(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def label(run: dict, keys: list[str]) -> str:
-    def show(value):
-        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-    text = ", ".join(f"{key.replace('_', '-')}={show(run['options'].get(key))}" for key in keys)
+    """key=value for each of `keys` (the run's folder name if there are none)."""
+    text = ", ".join(f"{key.replace('_', '-')}={show(option(run, key))}" for key in keys)
     return text or run["name"]
 
 
-def step_losses(folder: Path) -> tuple[list[int], list[float]]:
-    """The per-step training loss from a run's TensorBoard logs (tb/train), or nothing."""
-    from tensorboard.backend.event_processing.event_accumulator import (
-        EventAccumulator,
-    )  # slow to import
-    from tensorboard.util.tensor_util import make_ndarray
+def short_labels(all_runs: list[dict], keys: list[str]) -> list[str]:
+    """A legend entry per run. Runs of several presets (a linear model beside an MLP sweep) differ
+    in every option the preset sets: their entry is the preset, then what differs among its runs;
+    a preset's only run is named by its folder (linear-1122-101500, or the --name given)."""
+    presets = [run["options"].get("preset") or run["options"].get("model") for run in all_runs]
+    if len(set(presets)) == 1:
+        return [label(run, keys) for run in all_runs]
+    labels = []
+    for run, preset in zip(all_runs, presets):
+        same = [other for other, p in zip(all_runs, presets) if p == preset]
+        if len(same) == 1:
+            labels.append(run["name"])
+        else:
+            labels.append(f"{preset}, {label(run, differing(same))}")
+    return labels
 
-    if not (folder / "tb" / "train").is_dir():  # stopped before its first log
-        return [], []
-    with tensorflow_start_up():  # reading loads TensorFlow, which is noisy at first
-        events = EventAccumulator(
-            str(folder / "tb" / "train"), size_guidance={"tensors": 0}
-        ).Reload()
-    if "step/loss" not in events.Tags().get("tensors", []):
-        return [], []
-    losses = {
-        event.step: float(make_ndarray(event.tensor_proto)) for event in events.Tensors("step/loss")
-    }
-    points = sorted(losses.items())
-    return [step for step, _ in points], [loss for _, loss in points]
+
+def step_losses(folder: Path) -> tuple[list[float], list[float]]:
+    """The training loss as training went, from the run's steps.csv: (epochs, losses) or nothing."""
+    rows = steplog.read_steps(folder / "steps.csv")
+    return [row["epoch"] for row in rows], [row["loss"] for row in rows]
 
 
 def table(all_runs: list[dict], keys: list[str]) -> list[dict]:
-    """One row per run, or per setting (mean +- std over seeds) when runs differ only in their seed."""
+    """A row per run, or per setting (mean +- std over seeds) when runs differ only in the seed."""
     settings = {}
     for run in all_runs:
         settings.setdefault(label(run, [k for k in keys if k != "seed"]), []).append(run)
@@ -186,8 +204,8 @@ def table(all_runs: list[dict], keys: list[str]) -> list[dict]:
 
 
 def stat(values: list, scale: float = 1.0, digits: int = 1, diverged: int = 0) -> str:
-    """A table cell: the value, or mean +- std over several runs; "diverged" or "unfinished" when there is
-    none; "(1 diverged)" after it when some runs diverged."""
+    """A table cell: the value, or mean +- std over several runs; "diverged" or "unfinished" when
+    there is none; "(1 diverged)" after it when some runs diverged."""
     values = [scale * v for v in values if v is not None]
     if not values:
         return "diverged" if diverged else "unfinished"
@@ -199,79 +217,81 @@ def stat(values: list, scale: float = 1.0, digits: int = 1, diverged: int = 0) -
 
 
 def write_tables(rows: list[dict], out: Path) -> None:
+    """The table as CSV (the csv module quotes cells with commas) and as Markdown."""
     columns = list(rows[0])
-    csv_lines = [",".join(columns)] + [
-        ",".join(f'"{row[c]}"' if "," in str(row[c]) else str(row[c]) for c in columns)
-        for row in rows
-    ]
-    files.write_text(out.with_suffix(".csv"), "\n".join(csv_lines) + "\n")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(out.with_suffix(".csv"), text.getvalue())
     markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     markdown += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     files.write_text(out.with_suffix(".md"), "\n".join(markdown) + "\n")
 
 
 def draw(all_runs: list[dict], keys: list[str], metric: str, out: Path) -> None:
-    sizes = "num_train_examples" in keys
+    """The picture: the metric per epoch, the training loss as training goes, and (when the runs
+    differ only in the amount of data, and the seed) accuracy against the number of examples."""
+    sizes = set(keys) - {"seed"} == {"num_train_examples"}
     fig, axes = plots.plt.subplots(1, 3 if sizes else 2, figsize=(16 if sizes else 11, 4.5))
-    for colour, run in enumerate(all_runs):
-        name, style = label(run, keys), dict(color=f"C{colour % 10}")
-        name += " (diverged)" if run["diverged"] else ""
-        values = [
-            (row["epoch"], row.get(metric)) for row in run["rows"] if row.get(metric) is not None
-        ]
-        scale = 100 if metric.endswith("accuracy") else 1
-        axes[0].plot(
-            [e for e, _ in values], [scale * v for _, v in values], marker="o", label=name, **style
+    names = short_labels(all_runs, keys)
+    for colour, (run, name) in enumerate(zip(all_runs, names)):
+        style = dict(
+            color=f"C{colour % 10}", label=name + (" (diverged)" if run["diverged"] else "")
         )
-        steps, losses = step_losses(run["folder"])
-        axes[1].plot(steps, losses, alpha=0.8, **style)
-    name = metric.replace("_", " ")
-    axes[0].set(
-        xlabel="epoch",
-        ylabel=name + (" (%)" if metric.endswith("accuracy") else ""),
-        title=f"{name} per epoch",
-    )
-    axes[0].xaxis.get_major_locator().set_params(integer=True)
-    axes[1].set(xlabel="step", ylabel="training loss", title="training loss per step")
-    if sizes:  # accuracy against the amount of data
-        sized = [
-            (
-                run["results"].get("train_examples") or run["options"].get("num_train_examples"),
-                run["results"],
-            )
-            for run in all_runs
-            if run["results"]
-        ]
-        done = sorted((pair for pair in sized if pair[0]), key=lambda pair: pair[0])
-        for key, marker in (("best_val_accuracy", "o"), ("test_accuracy", "s")):
-            by_size = {}  # the line goes through the mean over seeds; the dots are the runs
-            for n, results in done:
-                if results.get(key) is not None:  # no best validation accuracy with --val-size 0
-                    by_size.setdefault(n, []).append(100 * results[key])
-            (line,) = axes[2].plot(
-                list(by_size),
-                [statistics.mean(v) for v in by_size.values()],
-                marker=marker,
-                label=key.replace("_", " "),
-            )
-            axes[2].scatter(
-                [n for n, r in done if r.get(key) is not None],
-                [100 * r[key] for _, r in done if r.get(key) is not None],
-                s=12,
-                alpha=0.5,
-                color=line.get_color(),
-            )
-        axes[2].set(
-            xscale="log", xlabel="training examples", ylabel="accuracy (%)", title="more data"
-        )
-        axes[2].set_xticks(list(by_size), [f"{n:,}" for n in by_size])
-        axes[2].minorticks_off()
-        axes[2].legend(fontsize=8)
-    axes[0].legend(fontsize=8)
+        metric_curve(axes[0], run, metric, style)
+        epochs, losses = step_losses(run["folder"])
+        axes[1].plot(epochs, losses, alpha=0.8, **style)
+    title = metric.replace("_", " ")
+    unit = " (%)" if metric.endswith("accuracy") else ""
+    axes[0].set(xlabel="epoch", ylabel=title + unit, title=f"{title} per epoch")
+    axes[1].set(xlabel="epoch", ylabel="training loss", title="training loss as training goes")
+    if sizes:
+        size_panel(axes[2], all_runs)
+    for ax in axes[:2]:
+        plots.whole_epochs(ax)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    handles, texts = axes[0].get_legend_handles_labels()
+    columns = min(len(texts), 3)
+    fig.legend(handles, texts, loc="lower center", ncol=columns, fontsize=9, frameon=False)
+    rows = -(-len(texts) // columns) if texts else 0
+    fig.tight_layout(rect=(0, min(0.06 * rows + 0.02, 0.5), 1, 1))  # room for the legend below
     plots.save(fig, out)
+
+
+def metric_curve(ax, run: dict, metric: str, style: dict) -> None:
+    """One run's metric per epoch (accuracies in %)."""
+    values = [(row["epoch"], row.get(metric)) for row in run["rows"] if row.get(metric) is not None]
+    scale = 100 if metric.endswith("accuracy") else 1
+    ax.plot([e for e, _ in values], [scale * v for _, v in values], marker="o", **style)
+
+
+def size_panel(ax, all_runs: list[dict]) -> None:
+    """Best validation and test accuracy against the number of training examples (log axis): a line
+    through the mean over seeds, a dot per run."""
+    done = sorted(
+        (run["results"]["train_examples"], run["results"])
+        for run in all_runs
+        if run["results"].get("train_examples")
+    )
+    sizes = []
+    for key, marker in (("best_val_accuracy", "o"), ("test_accuracy", "s")):
+        points = [
+            (n, 100 * r[key]) for n, r in done if r.get(key) is not None
+        ]  # none: --val-size 0
+        by_size = {}
+        for n, value in points:
+            by_size.setdefault(n, []).append(value)
+        means = [statistics.mean(values) for values in by_size.values()]
+        (line,) = ax.plot(list(by_size), means, marker=marker, label=key.replace("_", " "))
+        if points:
+            ax.scatter(*zip(*points), s=12, alpha=0.5, color=line.get_color())
+        sizes = sorted(set(sizes) | set(by_size))
+    ax.set(xscale="log", xlabel="training examples", ylabel="accuracy (%)", title="more data")
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,15 +338,17 @@ def make_parser() -> OneLineParser:
 
 
 def train_and_plot(argv: list[str] | None) -> int:
-    """The work of main: the flags (checked first), the toy check, both settings trained, the
-    curves."""
+    """The work of main: the flags (checked first), the toy check, both settings trained, the curves
+    and the tuned network's first layer (W1) in one picture."""
     args = make_parser().parse_args(argv)
     import cifar10_input  # the data and the pictures: only for this command, not for the network
     import plots
 
     check_on_the_toy_problem()
     data = load_flat(cifar10_input.prepare(args.dataset, args.data_dir, args.data_url))
-    fig, (loss_ax, acc_ax) = plots.plt.subplots(1, 2, figsize=(11, 4))
+    fig, (loss_ax, acc_ax, w1_ax) = plots.plt.subplots(
+        1, 3, figsize=(16, 4.4), width_ratios=(1, 1, 0.8)
+    )
     settings = (("handout defaults", HANDOUT_DEFAULTS, "C0"), ("tuned", TUNED, "C1"))
     for label, setting, colour in settings:  # one colour per setting, in both panels
         if args.iterations is not None:
@@ -370,9 +372,10 @@ def train_and_plot(argv: list[str] | None) -> int:
     for ax in (loss_ax, acc_ax):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    show_first_layer(w1_ax, net.params["W1"])
     fig.tight_layout()
     plots.save(fig, args.plot)
-    print(f"saved the curves to {args.plot}")
+    print(f"saved the curves and W1 to {args.plot}")
     return 0
 
 
@@ -394,6 +397,30 @@ def plot_history(loss_ax, acc_ax, history: dict, label: str, colour: str) -> Non
         color=colour,
         linestyle="--",
         label=f"{label}, training batch",
+    )
+
+
+IMAGE_SHAPES = {32 * 32 * 3: (32, 32, 3), 28 * 28: (28, 28, 1)}  # an input row's length: its image
+
+
+def show_first_layer(ax, W1: np.ndarray, count: int = 32, columns: int = 8) -> None:
+    """The tuned network's W1 as a grid: each hidden unit's input weights (a column of W1) shown as
+    an image, scaled to [0, 1] on its own, with a white line between units."""
+    side, _, channels = IMAGE_SHAPES[W1.shape[0]]
+    units = W1.T[:count].reshape(-1, side, side, channels)
+    low = units.min(axis=(1, 2, 3), keepdims=True)
+    units = (units - low) / np.maximum(units.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+    rows = -(-len(units) // columns)
+    grid = np.ones((rows * (side + 1) + 1, columns * (side + 1) + 1, channels))
+    for i, unit in enumerate(units):
+        top, left = 1 + (i // columns) * (side + 1), 1 + (i % columns) * (side + 1)
+        grid[top : top + side, left : left + side] = unit
+    ax.imshow(grid[..., 0] if channels == 1 else grid, cmap="gray", interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(
+        f"Tuned W1: {len(units)} of {W1.shape[1]} hidden units' input weights\n"
+        "(look for colour blobs and edges; noise means too little training)",
+        fontsize=9,
     )
 
 

@@ -318,7 +318,7 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
     predict = make_predict(model)
     state = checkpoint.TrainingState(model, optimizer, run_dir)
     state.start()  # restores a stopped run (and says from where), or saves the first checkpoint
-    board = logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()})
+    board = logs.TensorBoard(run_dir, {**config, "parameters": model.count_params()}, data, model)
     batches = training_batches(config, data, state.epochs_done, state.steps_done)
 
     for epoch in range(state.epochs_done, epochs):
@@ -336,7 +336,9 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
                 step_ms = 1000 * (time.perf_counter() - step_started)  # it returns when done
                 sums.add(loss, correct, batch_size)
                 global_step = epoch * steps_per_epoch + step
-                if global_step == 1 or progress.due(step) or stop.requested:  # now and then:
+                # The bar redraws by time; the TensorBoard curves get a point every 640 images.
+                due = progress.due(step) or board.due(global_step)
+                if global_step == 1 or due or stop.requested:  # now and then:
                     check_loss(sums.mean_loss(batch_size), epoch, step, config, state)
                     progress.update(step, sums.mean_loss(batch_size), sums.accuracy())
                     board.step(
@@ -345,7 +347,8 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
                         learning_rate=schedule(optimizer.iterations),
                         step_time_ms=step_ms,
                         weight_penalty=weight_penalty(model),
-                        images=images[:8] if global_step == 1 else None,
+                        images=images if global_step == 1 else None,
+                        labels=labels,
                     )
                 if stop.requested:
                     break
@@ -439,7 +442,7 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     probabilities = tf.nn.softmax(logits).numpy()
     matrix = plots.confusion_matrix(labels, probabilities.argmax(1), len(names))
     best = next(row for row in rows if row["epoch"] == int(state.best_epoch))
-    per_class = np.diag(matrix) / np.maximum(matrix.sum(1), 1)
+    per_class = plots.class_accuracy(matrix)
     results = dict(
         test_accuracy=test_accuracy,
         test_loss=test_loss,
@@ -454,7 +457,10 @@ def test_and_report(config: dict, run_dir: Path, data: dict, state, board) -> di
     )
     board.results(len(rows), results)
     board.close()  # flushed now: a sweep's compare.py reads these logs next
-    plots.save_all(run_dir, rows, matrix, names, data["test_images"], labels, probabilities)
+    mean_std = logs.training_mean_std(data)  # for the feature maps of one test image
+    plots.save_all(
+        run_dir, rows, matrix, names, data["test_images"], labels, probabilities, mean_std
+    )
     runs.write_results(run_dir, results)  # last: a run folder with metrics.json is finished
     flip = ", test-time flip" if config["tta"] else ""
     best = f"best epoch {results['best_epoch']}{flip}"

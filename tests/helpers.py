@@ -146,6 +146,8 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
         "confusion_matrix.csv",
         "per_class_accuracy.png",
         "confident_mistakes.png",
+        "weights.png",
+        "steps.csv",
     ]
     missing = [f for f in expected if not (run_dir / f).is_file()]
     assert not missing, f"run folder lacks {missing}"

@@ -206,3 +206,91 @@ def test_atomic_writes_keep_the_real_suffix_in_their_temporary_name(name, tempor
     stale.write_text("left by a kill -9")
     files.remove_stale_temporaries(tmp_path)
     assert not stale.exists(), "the stale-temporary cleaner recognises the name"
+
+
+# ----------------------------------------------------------------------------- mixed runs (issue 19)
+def drawn(monkeypatch, argv: list[str]):
+    """compare.main(argv)'s figure, caught before it is saved (and then saved as usual)."""
+    figures = []
+    save = compare.plots.save
+    monkeypatch.setattr(
+        compare.plots, "save", lambda fig, path: (figures.append(fig), save(fig, path))
+    )
+    assert compare.main(argv) == 0
+    (figure,) = figures
+    return figure
+
+
+def test_mixed_runs_get_short_labels_below_the_axes_and_no_data_size_panel(tmp_path, monkeypatch):
+    mlp = dict(model="mlp", preset="mlp", weight_decay=1e-4, widths=(512,), dropout=0.0)
+    for lr in (0.0001, 0.001, 0.01):
+        make_run(tmp_path / "sweep-mlp-lr" / f"lr={lr}", lr=lr, num_train_examples=1000, **mlp)
+    linear = {**RESULTS, "train_examples": 4577}
+    make_run(
+        tmp_path / "linear-1122",
+        results=linear,
+        model="linear",
+        preset="linear",
+        num_train_examples=None,
+        weight_decay=0.0,
+    )
+    out = tmp_path / "c.png"
+    figure = drawn(
+        monkeypatch,
+        [str(tmp_path / "sweep-mlp-lr"), str(tmp_path / "linear-1122"), "--out", str(out)],
+    )
+    assert len(figure.axes) == 2, "the training-set size is not the only difference: no size panel"
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "mlp, lr=0.0001",
+        "mlp, lr=0.001",
+        "mlp, lr=0.01",
+        "linear-1122",
+    ], "the preset, then what differs among its runs; a preset's only run: its name"
+    assert all(ax.get_legend() is None for ax in figure.axes), "one legend, outside the axes"
+    below = legend.get_window_extent().y1
+    assert all(below <= ax.get_window_extent().y0 for ax in figure.axes), "below the panels"
+    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch", "epoch"]
+
+
+def test_the_data_size_panel_appears_when_only_the_size_and_seed_differ_with_the_real_count(
+    tmp_path, monkeypatch
+):
+    for seed in (0, 1):
+        make_run(
+            tmp_path / "s" / f"n=1000_seed={seed}",
+            num_train_examples=1000,
+            seed=seed,
+            results={**RESULTS, "train_examples": 1000},
+        )
+        make_run(
+            tmp_path / "s" / f"n=all_seed={seed}",
+            num_train_examples=None,
+            seed=seed,
+            results={**RESULTS, "train_examples": 4577},
+        )
+    figure = drawn(monkeypatch, [str(tmp_path / "s"), "--out", str(tmp_path / "c.png")])
+    assert [ax.get_title() for ax in figure.axes][2] == "more data"
+    ticks = [tick.get_text() for tick in figure.axes[2].get_xticklabels()]
+    assert ticks == ["1,000", "4,577"], "the real count for all"
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "num-train-examples=4577, seed=1" in labels and not any("None" in t for t in labels)
+
+
+def test_the_training_loss_panel_reads_the_runs_steps_csv_against_the_epoch(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    (run / "steps.csv").write_text(
+        "step,images,epoch,loss,learning_rate\n1,50,0.5,2.3,0.1\n2,100,1.0,2.1,0.1\n3,150,1."
+    )  # the last line torn by a kill
+    figure = drawn(monkeypatch, [str(run), "--out", str(tmp_path / "c.png")])
+    (line,) = figure.axes[1].get_lines()
+    assert (list(line.get_xdata()), list(line.get_ydata())) == ([0.5, 1.0], [2.3, 2.1])
+
+
+def test_table_cells_with_commas_are_quoted_by_the_csv_module(tmp_path):
+    make_run(tmp_path / "s" / "a", widths=(512, 256))
+    make_run(tmp_path / "s" / "b", widths=(64,))
+    out = tmp_path / "c.png"
+    assert compare.main([str(tmp_path / "s"), "--out", str(out)]) == 0
+    assert out.with_suffix(".csv").read_text().splitlines()[1].startswith('"widths=512,256",a,')
+    assert table(out)["a"]["options"] == "widths=512,256"

@@ -205,5 +205,5 @@ def test_each_run_logs_its_hyper_parameters_for_tensorboard(sample_dir, tmp_path
     assert (
         hparams["lr"].number_value == pytest.approx(1e-3) and hparams["model"].string_value == "mlp"
     )
-    assert "test_accuracy" in events.Tags()["tensors"]
+    assert "results/test_accuracy" in events.Tags()["tensors"]
     assert runs.summary(tmp_path / "hp").startswith("1 epochs, test accuracy")
