@@ -24,7 +24,6 @@ from pathlib import Path
 import plots
 from plumbing import entry, files, runs, steplog, sweep
 from plumbing.errors import DataError, OneLineParser, UsageError
-from plumbing.quiet import tensorflow_start_up
 
 METRICS = (
     "val_accuracy",
