@@ -101,6 +101,12 @@ DEFAULTS = options.table(
             ),
             label_smoothing=Flag(0.1, "for the loss", rule=FRACTION),
             batch_size=Flag(128, "examples per step", rule=POSITIVE),
+            min_epoch_steps=Flag(
+                30,
+                "on a small training set, halve the batch (and --lr) down to 16 until an epoch "
+                "has this many steps; 0 = off",
+                rule=AT_LEAST_0,
+            ),
             epochs=Flag(30, "passes over the training set", rule=POSITIVE),
             steps=Flag(
                 None,
@@ -131,6 +137,12 @@ DEFAULTS = options.table(
     }
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
+# Short runs. One-cycle never climbs to its peak faster than over this many steps: a run of a few
+# dozen steps peaks lower, as a few steps at 0.1 would throw the weights far from anything learnt.
+WARMUP_STEPS = 60
+# Batch norm's moving averages, used at validation and test, average over about 1 / (1 - momentum)
+# steps; a run of few steps makes them follow its last tenth, not its random start.
+BATCH_NORM_WINDOW = 0.1
 
 # `python train.py --help` and usage errors are answered here, before TensorFlow loads (seconds).
 entry.answer_early(__name__, DEFAULTS)
@@ -166,7 +178,8 @@ def build_model(
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """From 0.1% of the peak linearly up to it over the first 25% of the steps (a warm-up of its
-    own), then linearly down to 0.1% of it."""
+    own), then linearly down to 0.1% of it. (learning_rate_schedule lowers the peak of a run too
+    short to warm up over WARMUP_STEPS.)"""
 
     def __init__(self, peak: float, total_steps: int):
         self.peak, self.total_steps = peak, max(total_steps, 1)
@@ -210,7 +223,8 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int, total_steps: int)
         case "cosine":
             schedule = schedules.CosineDecay(peak, steps)
         case "onecycle":
-            schedule = OneCycle(peak, steps)
+            warmup_steps = 0.25 * steps  # one-cycle's own warm-up
+            schedule = OneCycle(peak * min(1.0, warmup_steps / WARMUP_STEPS), steps)
     return WarmUp(schedule, peak, warmup) if warmup else schedule
 
 
@@ -313,8 +327,7 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
     steps_per_epoch = data["num_train"] // batch_size
     total_steps = config["steps"] or steps_per_epoch * config["epochs"]
     epochs = math.ceil(total_steps / steps_per_epoch)
-    model, optimizer, schedule = build_training(config, data, steps_per_epoch, total_steps)
-    train_step = make_train_step(model, optimizer, make_loss(config), xla=config["xla"])
+    model, optimizer, train_step = build_training(config, data, steps_per_epoch, total_steps)
     predict = make_predict(model)
     state = checkpoint.TrainingState(model, optimizer, run_dir)
     state.start()  # restores a stopped run (and says from where), or saves the first checkpoint
@@ -336,15 +349,14 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
                 step_ms = 1000 * (time.perf_counter() - step_started)  # it returns when done
                 sums.add(loss, correct, batch_size)
                 global_step = epoch * steps_per_epoch + step
-                # The bar redraws by time; the TensorBoard curves get a point every 640 images.
-                due = progress.due(step) or board.due(global_step)
+                due = progress.due(step) or board.due(global_step)  # by time; every 640 images
                 if global_step == 1 or due or stop.requested:  # now and then:
                     check_loss(sums.mean_loss(batch_size), epoch, step, config, state)
                     progress.update(step, sums.mean_loss(batch_size), sums.accuracy())
                     board.step(
                         global_step,
                         loss=loss,
-                        learning_rate=schedule(optimizer.iterations),
+                        learning_rate=optimizer.learning_rate,
                         step_time_ms=step_ms,
                         weight_penalty=weight_penalty(model),
                         images=images if global_step == 1 else None,
@@ -360,9 +372,8 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
             # The epoch's row (training, then validation) to TensorBoard, then to the checkpoint.
             row = epoch_row(epoch, step, sums, config, state, progress, optimizer)
             row.update(validate(predict, data))
-            now_and_then = epoch % max(epochs // 10, 1) == 0 or epoch == epochs - 1
-            weights = model.trainable_weights if now_and_then else None  # for their histograms
-            board.epoch((epoch + 1) * steps_per_epoch, row, weights)
+            check_learning(row, step, state.rows, config, data)
+            board.epoch((epoch + 1) * steps_per_epoch, row, histogram_weights(model, epoch, epochs))
             score = row["val_accuracy"] if data["val"] else row["train_accuracy"]  # picks the best
             state.save(new_best=state.finish_epoch(row, score))
         if stop.requested:  # during validation: stopped after it (the last epoch's test waits too)
@@ -373,17 +384,51 @@ def train(config: dict, run_dir: Path, data: dict) -> int:
 
 
 def build_training(config: dict, data: dict, steps_per_epoch: int, total_steps: int):
-    """The model (its summary printed), the optimizer (built, to be checkpointed) and its
-    schedule."""
+    """The model (its summary printed), the optimizer (built, to be checkpointed; its schedule is
+    optimizer.learning_rate) and the compiled training step."""
     keras.utils.set_random_seed(config["seed"])
     model = build_model(config, data["shape"], len(data["class_names"]))
+    follow_a_short_run(model, total_steps)
     model.summary(line_length=80, print_fn=lambda line, **_: print(line))
     schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
     optimizer = make_optimizer(config, schedule)
     if config["mixed_precision"]:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    return model, optimizer, schedule
+    train_step = make_train_step(model, optimizer, make_loss(config), xla=config["xla"])
+    return model, optimizer, train_step
+
+
+def follow_a_short_run(model: keras.Model, total_steps: int) -> None:
+    """Makes batch norm's moving averages forget fast enough to follow a run of `total_steps` steps:
+    they average over at most the last tenth of it (at least 1 step)."""
+    momentum = max(0.0, 1 - 1 / (BATCH_NORM_WINDOW * total_steps))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, momentum)
+
+
+def fit_batch_to_data(config: dict, num_train: int) -> dict:
+    """--min-epoch-steps: a small training set gives few steps an epoch, too few for one-cycle and
+    batch norm to work with; halving the batch (and the learning rate with it: the same step per
+    example) gives more. A run's config.json keeps the batch and rate it trained with."""
+    batch_size, lr = config["batch_size"], config["lr"]
+    while batch_size > 16 and num_train // batch_size < config["min_epoch_steps"]:
+        batch_size, lr = batch_size // 2, lr / 2
+    if batch_size != config["batch_size"]:
+        print(
+            f"batch size {batch_size} and learning rate {lr:g}: {num_train:,} training images "
+            f"give at least {config['min_epoch_steps']} steps an epoch (--min-epoch-steps)"
+        )
+    return {**config, "batch_size": batch_size, "lr": lr}
+
+
+def histogram_weights(model: keras.Model, epoch: int, epochs: int) -> list | None:
+    """The weights whose histograms TensorBoard gets after this epoch: about ten times a run, and
+    after the last epoch (None: not this epoch)."""
+    if epoch % max(epochs // 10, 1) == 0 or epoch == epochs - 1:
+        return model.trainable_weights
+    return None
 
 
 def make_loss(config: dict):
@@ -488,11 +533,44 @@ def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
         )
 
 
+def check_learning(row: dict, step: int, rows: list[dict], config: dict, data: dict) -> None:
+    """The end-of-epoch check. Guessing uniformly among C classes has a loss of ln(C) (2.30 for
+    10): a training loss far above it means the run is diverging (two such epochs in a row stop
+    it); a first epoch whose validation accuracy is no better than guessing learnt nothing."""
+    classes = len(data["class_names"])
+    epoch, loss, guess = row["epoch"], row["train_loss"], math.log(classes)
+    lower = f"--lr {config['lr'] / 10:g}"
+    if loss > 2 * guess:
+        before = rows[-1]["train_loss"] if rows else 0.0  # the previous epoch's
+        if before > 2 * guess:
+            raise errors.DivergedError(
+                f"the training loss stayed far above ln({classes}) = {guess:.2f}, the loss of "
+                f"guessing: {before:.4g} at epoch {epoch - 1}, {loss:.4g} at epoch {epoch}; "
+                f"start a new run with {lower}",
+                loss=loss,
+                epoch=epoch,
+                step=step,
+            )
+        print(
+            f"warning: epoch {epoch}'s training loss {loss:.4g} is far above ln({classes}) = "
+            f"{guess:.2f}, the loss of guessing: the learning rate may be too high (try {lower})"
+        )
+    chance, count = 1 / classes, data["options"]["val_size"]
+    at_chance = chance + 2 * math.sqrt(chance * (1 - chance) / max(count, 1))  # 2 std. errors
+    if epoch == 1 and row["val_accuracy"] is not None and row["val_accuracy"] <= at_chance:
+        print(
+            f"warning: after epoch 1 the validation accuracy {100 * row['val_accuracy']:.1f}% is "
+            f"no better than guessing among {classes} classes; if it stays there, try {lower}"
+        )
+
+
 # ----------------------------------------------------------------------------- main
 def train_one(config: dict, resume: str | Path | None) -> int:
     """One run: the data, the run folder (new, or the one to resume), then train. (The device,
     16-bit compute and determinism are set up before, by plumbing/entry.py.)"""
     data = cifar10_input.training_data(config)
+    config = fit_batch_to_data(config, data["num_train"])
+    data["options"]["batch_size"] = config["batch_size"]  # for the training batches
     print(
         f"data: {data['num_train']:,} training, {data['options']['val_size']:,} validation, "
         f"{len(data['test_images']):,} test images from {data['folder']}"

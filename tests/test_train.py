@@ -15,7 +15,7 @@ import tensorflow as tf
 import forking
 import train
 from helpers import check_run_folder, run_train
-from plumbing import options
+from plumbing import errors, options
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = [
@@ -76,11 +76,103 @@ def test_one_training_step_is_one_sgd_step_on_loss_plus_penalty():
     ],
 )
 def test_learning_rate_schedules(kind, checks):
+    # a run whose one-cycle warm-up (25%) is long enough to reach its peak: WARMUP_STEPS
+    longer = train.WARMUP_STEPS * 4 / 100 if kind == "onecycle" else 1
     schedule = train.learning_rate_schedule(
-        {"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0}, 10, 100
+        {"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0}, 10, round(100 * longer)
     )
     for step, expected in checks.items():
+        step = step * longer
         assert float(schedule(step)) == pytest.approx(expected, abs=1e-6), f"{kind} at step {step}"
+
+
+def test_a_short_one_cycle_run_peaks_lower_than_lr_climbing_no_faster_than_its_warmup_steps():
+    config = {"lr": 0.1, "lr_schedule": "onecycle", "warmup_epochs": 0}
+    short = train.learning_rate_schedule(config, 7, 14)  # 2 epochs of 7 steps: 1,000 images
+    long = train.learning_rate_schedule(config, 35, 1050)  # 30 epochs of the mini set
+    peak_step = 0.25 * 14
+    expected_peak = 0.1 * peak_step / train.WARMUP_STEPS
+    assert float(short(peak_step)) == pytest.approx(expected_peak, rel=1e-5)
+    assert max(float(short(s)) for s in range(15)) <= expected_peak + 1e-9  # never above it
+    assert float(long(0.25 * 1050)) == pytest.approx(0.1, rel=1e-5)  # a long run: the full peak
+    # per step, the rate climbs no faster than from 0 to --lr in WARMUP_STEPS steps
+    assert float(short(2)) - float(short(1)) == pytest.approx(0.1 / train.WARMUP_STEPS, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "num_train,min_steps,expected",
+    [
+        (500, 30, (16, 0.0125)),  # 31 steps an epoch
+        (1000, 30, (32, 0.025)),
+        (2000, 30, (64, 0.05)),
+        (4577, 30, (128, 0.1)),  # the mini set's training split: as given
+        (100, 30, (16, 0.0125)),  # no batch below 16, however few the steps
+        (500, 0, (128, 0.1)),  # --min-epoch-steps 0: off
+    ],
+)
+def test_a_small_training_set_gets_smaller_batches_with_the_learning_rate_scaled_alike(
+    num_train, min_steps, expected
+):
+    config = {"batch_size": 128, "lr": 0.1, "min_epoch_steps": min_steps, "model": "cnn"}
+    fitted = train.fit_batch_to_data(config, num_train)
+    assert (fitted["batch_size"], fitted["lr"]) == pytest.approx(expected)
+    again = train.fit_batch_to_data(fitted, num_train)  # as a resumed run reads its config back
+    assert (again["batch_size"], again["lr"]) == (fitted["batch_size"], fitted["lr"])
+
+
+def test_the_stage_presets_keep_their_batch_on_a_small_training_set():
+    for name in ("linear", "mlp", "cnn", "cnn-bn", "cnn-strided", "cnn-large"):
+        config = options.resolve({"preset": name}, train.DEFAULTS)
+        assert train.fit_batch_to_data(config, 500)["batch_size"] == 128, name
+
+
+@pytest.mark.parametrize(
+    "total_steps,expected", [(3, 0.0), (20, 0.5), (62, 1 - 1 / 6.2), (1050, 1 - 1 / 105)]
+)
+def test_batch_norm_moving_averages_follow_a_short_run(total_steps, expected):
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.BatchNormalization(momentum=0.9, name="a")(inputs)
+    x = keras.layers.BatchNormalization(name="b")(x)  # Keras' default, 0.99
+    model = keras.Model(inputs, x)
+    train.follow_a_short_run(model, total_steps)
+    a, b = model.get_layer("a").momentum, model.get_layer("b").momentum
+    assert a == pytest.approx(min(0.9, expected))
+    assert b == pytest.approx(min(0.99, expected))
+
+
+LEARNING = dict(class_names=list("abcdefghij"), options={"val_size": 500})
+
+
+def row_of(epoch, train_loss, val_accuracy=0.3):
+    return dict(epoch=epoch, train_loss=train_loss, val_accuracy=val_accuracy)
+
+
+def test_an_epoch_with_a_loss_far_above_ln_c_warns_in_one_line(capsys):
+    train.check_learning(row_of(1, 15.9), 7, [], {"lr": 0.1}, LEARNING)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "warning: epoch 1's training loss 15.9 is far above ln(10) = 2.30, the loss of guessing: "
+        "the learning rate may be too high (try --lr 0.01)"
+    ]
+
+
+def test_two_epochs_in_a_row_far_above_ln_c_stop_the_run():
+    with pytest.raises(errors.DivergedError, match=r"stayed far above ln\(10\) = 2.30") as caught:
+        train.check_learning(row_of(2, 6.0), 7, [row_of(1, 15.9)], {"lr": 0.1}, LEARNING)
+    assert "15.9 at epoch 1, 6 at epoch 2; start a new run with --lr 0.01" in str(caught.value)
+    assert (caught.value.epoch, caught.value.step) == (2, 7)
+    # falling back towards ln(C) is learning: no stop, no warning
+    train.check_learning(row_of(2, 3.0), 7, [row_of(1, 15.9)], {"lr": 0.1}, LEARNING)
+
+
+@pytest.mark.parametrize("accuracy,warned", [(0.104, True), (0.126, True), (0.14, False)])
+def test_a_first_epoch_at_chance_says_so(capsys, accuracy, warned):
+    # 500 validation images: guessing gives 10% +- 1.3% (one standard error)
+    train.check_learning(row_of(1, 2.2, accuracy), 7, [], {"lr": 0.1}, LEARNING)
+    out = capsys.readouterr().out
+    assert ("no better than guessing among 10 classes" in out) == warned, out
+    train.check_learning(row_of(2, 2.2, 0.104), 7, [row_of(1, 2.2)], {"lr": 0.1}, LEARNING)
+    assert capsys.readouterr().out == ""  # only after the first epoch
 
 
 def test_warmup_rises_linearly_to_the_peak():
