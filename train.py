@@ -1,11 +1,11 @@
 """Train an image classifier: `python train.py --model cnn` (CIFAR-10; or --dataset mnist).
 
-Read it top to bottom: the options and their defaults, the model, the optimizer and its schedule,
-the training step, evaluation, the training loop (one function: epochs, steps, validation,
-checkpoint, logs), main. Every run leaves a folder runs/NAME/ with config.json, metrics.csv and
+Read it top to bottom: the options and their defaults, the course's recipes (the stage presets and
+the per-dataset rules), the model, the optimizer and its schedule, the training step, evaluation,
+the training loop (one function: epochs, steps, validation, checkpoint, logs), main. Every run leaves a folder runs/NAME/ with config.json, metrics.csv and
 .json, the best model (best.keras), checkpoints/, TensorBoard logs (tb/) and plots. Ctrl-C (or
 SIGTERM) saves a checkpoint and prints the command that resumes the run. The bookkeeping a student
-need not read (flags and presets, downloads, run folders, checkpoints, progress bar, TensorBoard,
+need not read (the command line, downloads, run folders, checkpoints, progress bar, TensorBoard,
 the entry point) is in plumbing/. --dataset fashion-mnist trains on Fashion-MNIST.
 """
 
@@ -30,111 +30,158 @@ MAX_BRIGHTNESS = 5.0  # in pixel standard deviations: a larger shift leaves noth
 POSITIVE = ("be positive", lambda value: value > 0)
 AT_LEAST_0 = ("be >= 0", lambda value: value >= 0)
 FRACTION = ("be in [0, 1)", lambda value: 0 <= value < 1)
+FLAGS = {
+    "": dict(model=Flag("cnn", "which model file to train", choices=("linear", "mlp", "cnn"))),
+    "data and augmentation (training batches only)": dict(
+        dataset=Flag("cifar10", "which dataset", choices=("cifar10", "mnist", "fashion-mnist")),
+        data_dir=Flag(None, "data folder", kind=str, shown="$CIFAR10_DATA_DIR or ./data"),
+        data_url=Flag(
+            None,
+            "where to get the data: URL, file:// or path",
+            kind=str,
+            shown="the official source",
+        ),
+        num_train_examples=Flag(
+            None, "train on this many examples", rule=POSITIVE, kind=int, shown="all"
+        ),
+        val_size=Flag(
+            None,
+            "examples held out for validation",
+            rule=AT_LEAST_0,
+            kind=int,
+            shown="10% of the training files",
+        ),
+        image_size=Flag(
+            None,
+            "resize images to this side",
+            rule=(
+                f"be between 8 and {MAX_IMAGE_SIZE}",
+                lambda side: 8 <= side <= MAX_IMAGE_SIZE,
+            ),
+            kind=int,
+            shown="the dataset's own",
+        ),
+        flip=Flag(True, "random horizontal flips"),
+        crop=Flag(
+            4,
+            "pad by N pixels and crop back randomly; 0 = off",
+            rule=("be between 0 and 16 (pixels of padding)", lambda crop: 0 <= crop <= 16),
+        ),
+        brightness=Flag(
+            0.0,
+            "random brightness shift up to this",
+            rule=(
+                f"be between 0 and {MAX_BRIGHTNESS:g} (pixel standard deviations)",
+                lambda shift: 0 <= shift <= MAX_BRIGHTNESS,
+            ),
+        ),
+        contrast=Flag(0.0, "random contrast factor 1 +- this", rule=FRACTION),
+        cutout=Flag(0, "blank a random square of this side; 0 = off", rule=AT_LEAST_0),
+    ),
+    "optimisation": dict(
+        optimizer=Flag(
+            "momentum",  # SGD with Nesterov momentum
+            "the optimizer",
+            choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta"),
+        ),
+        lr=Flag(0.1, "peak learning rate", rule=POSITIVE),
+        momentum=Flag(0.9, "for momentum and rmsprop", rule=FRACTION),
+        beta1=Flag(0.9, "Adam/AdamW beta_1", rule=FRACTION),
+        beta2=Flag(0.999, "Adam/AdamW beta_2", rule=FRACTION),
+        epsilon=Flag(1e-7, "Adam/AdamW/RMSprop/Adagrad/Adadelta epsilon", rule=POSITIVE),
+        lr_schedule=Flag(
+            "onecycle",
+            "how the learning rate changes",
+            choices=("constant", "step", "cosine", "onecycle"),
+        ),
+        warmup_epochs=Flag(0.0, "linear warm-up before the schedule", rule=AT_LEAST_0),
+        weight_decay=Flag(
+            5e-4, "L2 strength on kernels; decoupled decay with adamw", rule=AT_LEAST_0
+        ),
+        label_smoothing=Flag(0.1, "for the loss", rule=FRACTION),
+        batch_size=Flag(128, "examples per step", rule=POSITIVE),
+        min_epoch_steps=Flag(
+            30,
+            "on a small training set, halve the batch (and --lr) down to 16 until an epoch "
+            "has this many steps; 0 = off",
+            rule=AT_LEAST_0,
+        ),
+        epochs=Flag(30, "passes over the training set", rule=POSITIVE),
+        steps=Flag(
+            None,
+            "train for this many steps instead of whole epochs",
+            rule=POSITIVE,
+            kind=int,
+            shown="None",
+        ),
+        tta=Flag(True, "test-time flip: average predictions with the mirror image"),
+    ),
+    "machine and run": dict(
+        device=Flag(
+            "auto", "auto: the GPU when TensorFlow sees one", choices=("auto", "cpu", "gpu")
+        ),
+        mixed_precision=Flag(
+            False, "16-bit compute: float16 on a GPU, bfloat16 on a CPU that has it"
+        ),
+        xla=Flag(False, "compile the training step with XLA (slower on CPUs)"),
+        seed=Flag(
+            0,
+            "seed of every random choice",
+            rule=(f"be between 0 and {2**31 - 1}", lambda seed: 0 <= seed < 2**31),
+        ),
+        deterministic=Flag(False, "deterministic ops: reproducible, somewhat slower"),
+        run_dir=Flag("runs", "parent folder of runs"),
+        name=Flag(None, "run folder name", kind=str, shown="PRESET-MMDD-HHMMSS"),
+    ),
+}
+
+# ----------------------------------------------------------------------------- the course's recipes
+# The course's stages. Each preset changes only what differs from the defaults (the tuned recipe);
+# stage presets train with Adam at 1e-3, as the handouts do, and without augmentation (turn it on
+# with --flip --crop 4), so that each stage runs with only its own code written.
+STAGE_TRAINING = dict(optimizer="adam", lr=1e-3, flip=False, crop=0, min_epoch_steps=0)
+PRESETS = {
+    "linear": dict(
+        model="linear", **STAGE_TRAINING, weight_decay=0.0, label_smoothing=0.0, tta=False
+    ),
+    "mlp": dict(model="mlp", **STAGE_TRAINING, weight_decay=1e-4, label_smoothing=0.0, tta=False),
+    "cnn": dict(model="cnn", **STAGE_TRAINING, widths=(32, 64), batch_norm=False, dense_units=256),
+    "cnn-bn": dict(
+        model="cnn", **STAGE_TRAINING, widths=(32, 64), batch_norm=True, dense_units=256
+    ),
+    "cnn-strided": dict(
+        model="cnn",
+        **STAGE_TRAINING,
+        widths=(32, 64),
+        batch_norm=True,
+        downsample="stride",
+        dense_units=256,
+    ),
+    "cnn-large": dict(
+        model="cnn",
+        **STAGE_TRAINING,
+        widths=(64, 128, 256),
+        batch_norm=True,
+        dropout=0.25,
+        dense_units=512,
+    ),
+    "tuned": dict(model="cnn"),
+}
+PRESET_OF_MODEL = {"linear": "linear", "mlp": "mlp", "cnn": "tuned"}  # --model X without --preset
+# Where a dataset needs other defaults: digits are not mirrored (a mirrored 2 is no 2), and 28x28
+# images get a 2-pixel crop padding. Applied unless the flag is given.
+DATASET_ADJUSTMENTS = {"mnist": dict(flip=False, tta=False, crop=2), "fashion-mnist": dict(crop=2)}
+# The tuned recipe on the 60,000-image 28x28 datasets: one convolution per stage and 10 epochs,
+# chosen on Fashion-MNIST's validation split to train in at most 15 minutes on 2 CPU cores
+# (bench/fashion_mnist.py).
+TUNED_28X28 = dict(convs_per_stage=1, epochs=10)
+
 DEFAULTS = options.table(
-    {
-        "": dict(model=Flag("cnn", "which model file to train", choices=("linear", "mlp", "cnn"))),
-        "data and augmentation (training batches only)": dict(
-            dataset=Flag("cifar10", "which dataset", choices=("cifar10", "mnist", "fashion-mnist")),
-            data_dir=Flag(None, "data folder", kind=str, shown="$CIFAR10_DATA_DIR or ./data"),
-            data_url=Flag(
-                None,
-                "where to get the data: URL, file:// or path",
-                kind=str,
-                shown="the official source",
-            ),
-            num_train_examples=Flag(
-                None, "train on this many examples", rule=POSITIVE, kind=int, shown="all"
-            ),
-            val_size=Flag(
-                None,
-                "examples held out for validation",
-                rule=AT_LEAST_0,
-                kind=int,
-                shown="10% of the training files",
-            ),
-            image_size=Flag(
-                None,
-                "resize images to this side",
-                rule=(
-                    f"be between 8 and {MAX_IMAGE_SIZE}",
-                    lambda side: 8 <= side <= MAX_IMAGE_SIZE,
-                ),
-                kind=int,
-                shown="the dataset's own",
-            ),
-            flip=Flag(True, "random horizontal flips"),
-            crop=Flag(
-                4,
-                "pad by N pixels and crop back randomly; 0 = off",
-                rule=("be between 0 and 16 (pixels of padding)", lambda crop: 0 <= crop <= 16),
-            ),
-            brightness=Flag(
-                0.0,
-                "random brightness shift up to this",
-                rule=(
-                    f"be between 0 and {MAX_BRIGHTNESS:g} (pixel standard deviations)",
-                    lambda shift: 0 <= shift <= MAX_BRIGHTNESS,
-                ),
-            ),
-            contrast=Flag(0.0, "random contrast factor 1 +- this", rule=FRACTION),
-            cutout=Flag(0, "blank a random square of this side; 0 = off", rule=AT_LEAST_0),
-        ),
-        "optimisation": dict(
-            optimizer=Flag(
-                "momentum",  # SGD with Nesterov momentum
-                "the optimizer",
-                choices=("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "adadelta"),
-            ),
-            lr=Flag(0.1, "peak learning rate", rule=POSITIVE),
-            momentum=Flag(0.9, "for momentum and rmsprop", rule=FRACTION),
-            beta1=Flag(0.9, "Adam/AdamW beta_1", rule=FRACTION),
-            beta2=Flag(0.999, "Adam/AdamW beta_2", rule=FRACTION),
-            epsilon=Flag(1e-7, "Adam/AdamW/RMSprop/Adagrad/Adadelta epsilon", rule=POSITIVE),
-            lr_schedule=Flag(
-                "onecycle",
-                "how the learning rate changes",
-                choices=("constant", "step", "cosine", "onecycle"),
-            ),
-            warmup_epochs=Flag(0.0, "linear warm-up before the schedule", rule=AT_LEAST_0),
-            weight_decay=Flag(
-                5e-4, "L2 strength on kernels; decoupled decay with adamw", rule=AT_LEAST_0
-            ),
-            label_smoothing=Flag(0.1, "for the loss", rule=FRACTION),
-            batch_size=Flag(128, "examples per step", rule=POSITIVE),
-            min_epoch_steps=Flag(
-                30,
-                "on a small training set, halve the batch (and --lr) down to 16 until an epoch "
-                "has this many steps; 0 = off",
-                rule=AT_LEAST_0,
-            ),
-            epochs=Flag(30, "passes over the training set", rule=POSITIVE),
-            steps=Flag(
-                None,
-                "train for this many steps instead of whole epochs",
-                rule=POSITIVE,
-                kind=int,
-                shown="None",
-            ),
-            tta=Flag(True, "test-time flip: average predictions with the mirror image"),
-        ),
-        "machine and run": dict(
-            device=Flag(
-                "auto", "auto: the GPU when TensorFlow sees one", choices=("auto", "cpu", "gpu")
-            ),
-            mixed_precision=Flag(
-                False, "16-bit compute: float16 on a GPU, bfloat16 on a CPU that has it"
-            ),
-            xla=Flag(False, "compile the training step with XLA (slower on CPUs)"),
-            seed=Flag(
-                0,
-                "seed of every random choice",
-                rule=(f"be between 0 and {2**31 - 1}", lambda seed: 0 <= seed < 2**31),
-            ),
-            deterministic=Flag(False, "deterministic ops: reproducible, somewhat slower"),
-            run_dir=Flag("runs", "parent folder of runs"),
-            name=Flag(None, "run folder name", kind=str, shown="PRESET-MMDD-HHMMSS"),
-        ),
-    }
+    FLAGS,
+    presets=PRESETS,
+    preset_of_model=PRESET_OF_MODEL,
+    dataset_rules=DATASET_ADJUSTMENTS,
+    tuned_28x28=TUNED_28X28,
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
 # Short runs. One-cycle never climbs to its peak faster than over this many steps: a run of a few

@@ -29,46 +29,7 @@ MIN_LR = 1e-8  # a smaller step changes no weight: float32 rounds w - lr * gradi
 # bytes: float32 weights, best-model copy, gradients, optimizer slots, saving
 MEMORY_PER_PARAMETER = 24
 
-# The course's stages. Each preset changes only what differs from train.DEFAULTS (the tuned recipe);
-# stage presets train with Adam at 1e-3, as the handouts do, and without augmentation (turn it on
-# with --flip --crop 4), so that each stage runs with only its own code written.
-STAGE_TRAINING = dict(optimizer="adam", lr=1e-3, flip=False, crop=0, min_epoch_steps=0)
-PRESETS = {
-    "linear": dict(
-        model="linear", **STAGE_TRAINING, weight_decay=0.0, label_smoothing=0.0, tta=False
-    ),
-    "mlp": dict(model="mlp", **STAGE_TRAINING, weight_decay=1e-4, label_smoothing=0.0, tta=False),
-    "cnn": dict(model="cnn", **STAGE_TRAINING, widths=(32, 64), batch_norm=False, dense_units=256),
-    "cnn-bn": dict(
-        model="cnn", **STAGE_TRAINING, widths=(32, 64), batch_norm=True, dense_units=256
-    ),
-    "cnn-strided": dict(
-        model="cnn",
-        **STAGE_TRAINING,
-        widths=(32, 64),
-        batch_norm=True,
-        downsample="stride",
-        dense_units=256,
-    ),
-    "cnn-large": dict(
-        model="cnn",
-        **STAGE_TRAINING,
-        widths=(64, 128, 256),
-        batch_norm=True,
-        dropout=0.25,
-        dense_units=512,
-    ),
-    "tuned": dict(model="cnn"),
-}
 TUNED_NOTE = "   (train.py's DEFAULTS)"
-PRESET_OF_MODEL = {"linear": "linear", "mlp": "mlp", "cnn": "tuned"}
-# Where a dataset needs other defaults: digits are not mirrored (a mirrored 2 is no 2), and 28x28
-# images get a 2-pixel crop padding. Applied unless the flag is given.
-DATASET_ADJUSTMENTS = {"mnist": dict(flip=False, tta=False, crop=2), "fashion-mnist": dict(crop=2)}
-# The tuned recipe on the 60,000-image 28x28 datasets: one convolution per stage and 10 epochs,
-# chosen on Fashion-MNIST's validation split to train in at most 15 minutes on 2 CPU cores
-# (bench/fashion_mnist.py).
-TUNED_28X28 = dict(convs_per_stage=1, epochs=10)
 
 
 # ----------------------------------------------------------------------------- the flags' table
@@ -88,19 +49,33 @@ class Flag:
     shown: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipes:
+    """train.py's course recipes: the presets, the preset each --model gets without --preset, the
+    per-dataset rules and the tuned recipe's changes for 28x28 data."""
+
+    presets: dict[str, dict]
+    preset_of_model: dict[str, str]
+    dataset_rules: dict[str, dict]
+    tuned_28x28: dict
+
+
 class Table(dict):
     """The defaults ({name: default}, what train.py's code reads), keeping the Flag of each name in
-    `flags` and its --help group in `groups` ({title: names}; "" for the flags shown first)."""
+    `flags`, its --help group in `groups` ({title: names}; "" for the flags shown first) and the
+    course's recipes in `recipes`."""
 
-    def __init__(self, groups: dict[str, dict[str, Flag]]):
+    def __init__(self, groups: dict[str, dict[str, Flag]], recipes: Recipes):
         self.flags = {name: flag for flags in groups.values() for name, flag in flags.items()}
         self.groups = {title: tuple(flags) for title, flags in groups.items()}
+        self.recipes = recipes
         super().__init__({name: flag.default for name, flag in self.flags.items()})
 
 
-def table(groups: dict[str, dict[str, Flag]]) -> Table:
-    """train.py's DEFAULTS from its table of flags, grouped as --help shows them."""
-    return Table(groups)
+def table(groups: dict[str, dict[str, Flag]], **recipes) -> Table:
+    """train.py's DEFAULTS from its table of flags, grouped as --help shows them, and its recipes
+    (the keyword arguments of Recipes)."""
+    return Table(groups, Recipes(**recipes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,13 +225,13 @@ def make_parser(defaults: Table) -> argparse.ArgumentParser:
             where.add_argument(
                 flag_name(name),
                 choices=flag.choices,
-                help=_escape(f"{flag.help} (default: {_shown_default(name, flag)})"),
+                help=_escape(f"{flag.help} (default: {_shown_default(name, flag, defaults)})"),
                 **_flag_kwargs(flag.default if flag.default is not None else flag.kind()),
             )
         if not title:
             p.add_argument(
                 "--preset",
-                choices=tuple(PRESETS),
+                choices=tuple(defaults.recipes.presets),
                 help="a course stage (see --list-presets); flags override it "
                 "(default: the model's own)",
             )
@@ -270,11 +245,12 @@ def _escape(text: str) -> str:
     return text.replace("%", "%%")  # argparse formats help texts with %
 
 
-def _shown_default(name: str, flag: Flag) -> str:
+def _shown_default(name: str, flag: Flag, defaults: Table) -> str:
     """The "(default: ...)" of a flag's help: its default, and that of the tuned 28x28 recipe."""
     text = flag.shown or show(flag.default)
-    if name in TUNED_28X28:
-        text += f"; the tuned CNN on MNIST and Fashion-MNIST: {show(TUNED_28X28[name])}"
+    tuned_28x28 = defaults.recipes.tuned_28x28
+    if name in tuned_28x28:
+        text += f"; the tuned CNN on MNIST and Fashion-MNIST: {show(tuned_28x28[name])}"
     return text
 
 
@@ -323,28 +299,28 @@ def as_flags(options: dict) -> str:
     return " ".join(flags)
 
 
-def list_presets() -> str:
+def list_presets(defaults: Table) -> str:
     return "\n".join(
         f"{name:12s} {as_flags(preset)}{TUNED_NOTE if name == 'tuned' else ''}"
-        for name, preset in PRESETS.items()
+        for name, preset in defaults.recipes.presets.items()
     )
 
 
 def resolve(given: dict, defaults: Table) -> dict:
     """DEFAULTS, then the preset, then the dataset's adjustments, then the flags given; checks
     them."""
-    model = given.get("model")
-    preset = given.get("preset") or PRESET_OF_MODEL[model or defaults["model"]]
-    preset_model = PRESETS[preset]["model"]
+    recipes, model = defaults.recipes, given.get("model")
+    preset = given.get("preset") or recipes.preset_of_model[model or defaults["model"]]
+    preset_model = recipes.presets[preset]["model"]
     if model and model != preset_model:
         raise UsageError(
             f"--preset {preset} trains the {preset_model} model; drop --model {model}, or "
             f"choose a preset for {model} (see --list-presets)"
         )
-    config = {**defaults, **PRESETS[preset], **given, "preset": preset}
-    adjustments = DATASET_ADJUSTMENTS.get(config["dataset"], {})
-    if preset == "tuned" and config["dataset"] in DATASET_ADJUSTMENTS:
-        adjustments = {**adjustments, **TUNED_28X28}
+    config = {**defaults, **recipes.presets[preset], **given, "preset": preset}
+    adjustments = recipes.dataset_rules.get(config["dataset"], {})
+    if preset == "tuned" and config["dataset"] in recipes.dataset_rules:
+        adjustments = {**adjustments, **recipes.tuned_28x28}
     for key, value in adjustments.items():
         if key not in given and (key != "crop" or config["crop"]):
             config[key] = value
@@ -430,7 +406,7 @@ def parse(argv: list[str] | None, defaults: Table) -> Job:
     """
     given = vars(make_parser(defaults).parse_args(argv))
     if given.pop("list_presets", False):
-        print(list_presets())
+        print(list_presets(defaults))
         sys.exit(0)
     resume, eval_only = given.pop("resume", None), given.pop("eval_only", None)
     sweeps = given.pop("sweep", None)

@@ -102,7 +102,8 @@ def check_overfits(
 def preset_builder(preset: str):
     """build_cnn with the model options of one of the course's presets (python train.py --list-presets)."""
     from cnn import build_cnn
-    from plumbing.options import PRESETS, builder_options
+    from plumbing.options import builder_options
+    from train import PRESETS
 
     options = {k: v for k, v in PRESETS[preset].items() if k in builder_options("cnn")}
     return lambda input_shape, num_classes: build_cnn(input_shape, num_classes, **options)

@@ -134,13 +134,10 @@ def test_presets_list_their_own_values(capsys):
         options.parse(["--list-presets"], train.DEFAULTS)
     assert done.value.code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == list(options.PRESETS)
+    assert [line.split()[0] for line in lines] == list(train.PRESETS)
     cnn_bn = next(line for line in lines if line.startswith("cnn-bn "))
     assert "--widths 32,64" in cnn_bn and "--batch-norm" in cnn_bn and "--optimizer adam" in cnn_bn
-    for (
-        name,
-        preset,
-    ) in options.PRESETS.items():  # each listed flag, parsed back, gives the preset's values
+    for name, preset in train.PRESETS.items():  # each listed flag, parsed back: the preset's values
         line = next(line for line in lines if line.split()[0] == name)
         flags = line.split(None, 1)[1].split("   (")[0].split() if preset else []
         config = options.resolve(

@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from cnn import build_cnn
 from linear_model import build_linear_model
 from mlp import build_mlp
-from plumbing.options import PRESETS, builder_options
+from plumbing.options import builder_options
+from train import PRESETS
 
 BUILDERS = {"linear": build_linear_model, "mlp": build_mlp, "cnn": build_cnn}
 NOTES = {  # what each preset's model demonstrates
