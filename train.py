@@ -2,11 +2,12 @@
 
 Read it top to bottom: the options and their defaults, the course's recipes (the stage presets and
 the per-dataset rules), the model, the optimizer and its schedule, the training step, evaluation,
-the training loop (one function: epochs, steps, validation, checkpoint, logs), main. Every run leaves a folder runs/NAME/ with config.json, metrics.csv and
-.json, the best model (best.keras), checkpoints/, TensorBoard logs (tb/) and plots. Ctrl-C (or
-SIGTERM) saves a checkpoint and prints the command that resumes the run. The bookkeeping a student
-need not read (the command line, downloads, run folders, checkpoints, progress bar, TensorBoard,
-the entry point) is in plumbing/. --dataset fashion-mnist trains on Fashion-MNIST.
+the training loop (one function: epochs, steps, validation, checkpoint, logs), main. Every run
+leaves a folder runs/NAME/ with config.json, metrics.csv and .json, the best model (best.keras),
+checkpoints/, TensorBoard logs (tb/) and plots. Ctrl-C (or SIGTERM) saves a checkpoint and prints
+the command that resumes the run. The bookkeeping a student need not read (the command line,
+downloads, run folders, checkpoints, progress bar, TensorBoard, the entry point) is in plumbing/.
+--dataset fashion-mnist trains on Fashion-MNIST.
 """
 
 from __future__ import annotations
