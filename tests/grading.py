@@ -9,8 +9,9 @@ The table is for students checking their own work. Grades are made by the instru
 which runs each stage in a process of its own and takes the points from a manifest of the solution's
 tests, so nothing a student's code does in this process can change them.
 
-A failure caused by NotImplementedError (an exercise stub) is reported in one line,
-`NOT IMPLEMENTED: file::function`, instead of a traceback. A graded test never skips: a skip (a
+A failure caused by an exercise stub (its NotWrittenError, plumbing/todo.py) is reported in one line,
+`NOT IMPLEMENTED: file::function`, instead of a traceback; any other NotImplementedError (one raised
+inside Keras, say) is reported as the error it is. A graded test never skips: a skip (a
 missing file, say) is reported as a failure naming the reason, so a score cannot look complete.
 """
 
@@ -20,6 +21,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from plumbing.todo import unwritten
 
 # The student stages, in course order (the linear model is given, ready to run, and earns no points).
 STAGES = (
@@ -31,12 +34,10 @@ STAGES = (
     "NumPy net",
     "NumPy conv",
 )
-STUB_NAME = re.compile(
-    r"([\w/.-]+\.py::[\w.]+): "
-)  # "<file>::<function>: ", as an exercise stub says
+STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+)(: |$)")  # "<file>::<function>: " from a stub
 
 
-# ----------------------------------------------------------------------------- NotImplementedError
+# ----------------------------------------------------------------------------- NotWrittenError
 class OneLineFailure:
     """A failure report of a single line: pytest prints it with toterminal, and -ra shows its message."""
 
@@ -52,22 +53,21 @@ class OneLineFailure:
 
 
 def not_implemented_where(excinfo) -> str | None:
-    """'file::function' when the exception (or one it was raised from) is a NotImplementedError."""
-    error = excinfo.value
-    while error is not None and not isinstance(error, NotImplementedError):
-        error = error.__cause__ or error.__context__
-    if error is None:
+    """'file::function' when the exception is an exercise stub's or was raised from one (TensorFlow
+    re-raises it as a StagingError); None for any other, a NotImplementedError of Keras' too."""
+    stub = unwritten(excinfo.value)
+    if stub is None:
         return None
-    named = STUB_NAME.findall(str(error))
-    if named:  # the last: TensorFlow quotes the stub's source line before the error itself
-        return named[-1]
+    named = STUB_NAME.match(str(stub))
+    if named:
+        return named[1]
     entry = excinfo.traceback[-1]
     return f"{Path(str(entry.path)).name}::{entry.name}"
 
 
 def unwritten_stub(root: Path, text: str) -> tuple[str, str] | None:
-    """(file::function, stage) of the first stub that `text` names in a `NOT IMPLEMENTED: file::function`
-    line (a failure's, or one train.py printed) and that its file still holds; None if there is none.
+    """(file::function, stage) of the first stub that `text` names in a line `NOT IMPLEMENTED:
+    file::function` (a failure's, or one train.py printed) and that its file still holds; else None.
 
     The file is read to make sure: a test that fails for another reason is not passed off as unwritten.
     """
@@ -76,11 +76,10 @@ def unwritten_stub(root: Path, text: str) -> tuple[str, str] | None:
             source = (root / where.split("::")[0]).read_text()
         except (OSError, UnicodeDecodeError):
             continue
-        for quote in "\"'":
-            at = source.find(f"NotImplementedError({quote}{where}: ")
-            if at >= 0:
-                stages = re.findall(r"# TODO \[([^\]]+)\]", source[:at])  # the TODO just above it
-                return where, stages[-1] if stages else "?"
+        stub = re.search(rf"NotWrittenError\(\s*[\"']{re.escape(where)}: ", source)
+        if stub:
+            stages = re.findall(r"# TODO \[([^\]]+)\]", source[: stub.start()])  # the one above it
+            return where, stages[-1] if stages else "?"
     return None
 
 

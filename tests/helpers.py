@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plumbing.todo import NotWrittenError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
 # The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a step.
@@ -205,7 +207,8 @@ def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> 
     (exit code, run folder).
 
     On the exercise version train.py exits 2 with 'NOT IMPLEMENTED: file::function: hint'; that is
-    raised as NotImplementedError, so the test is reported as the missing piece like every other test.
+    raised as the stub's NotWrittenError, so the test is reported as the missing piece like every
+    other test.
     """
     import contextlib
     import io
@@ -223,10 +226,11 @@ def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> 
 
 
 def raise_if_not_implemented(exit_code: int, stderr: str) -> None:
-    """Turns train.py's exit 2 with 'NOT IMPLEMENTED: file::function: hint' back into NotImplementedError."""
+    """Turns train.py's exit 2 with 'NOT IMPLEMENTED: file::function: hint' back into the stub's
+    error, NotWrittenError."""
     missing = [line for line in stderr.splitlines() if line.startswith("NOT IMPLEMENTED: ")]
     if exit_code == 2 and missing:
-        raise NotImplementedError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
+        raise NotWrittenError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
 
 
 # ----------------------------------------------------------------------------- a raw server (any bytes)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import train
 from helpers import REPO_ROOT, TINY, run_train
 from plumbing import errors, files, logs, options
+from plumbing.todo import NotWrittenError
 
 NO_SPACE = "No space left on device"
 
@@ -344,3 +345,80 @@ def test_weight_histograms_sample_a_large_layer_instead_of_taking_30_doubles_per
     assert len(sampled) <= 2**20 and sampled[0] == 0 and set(sampled[1:] - sampled[:-1]) == {4.0}
     small = tf.ones([64, 10])
     assert logs._sample(small).numpy().tolist() == [1.0] * 640
+
+
+# ----------------------------------------------------------------------------- stubs, and only stubs
+def hint_stub(*args, **kwargs):
+    """What the exercise version holds until it is written."""
+    raise NotWrittenError("cifar10_input.py::random_flip: a uniform number per image")
+
+
+STUB_LINE = (
+    "NOT IMPLEMENTED: cifar10_input.py::random_flip: a uniform number per image; "
+    "write it (see the TODO there), then run again"
+)
+
+
+def test_a_stub_reached_inside_a_tf_function_or_a_tf_data_map_is_reported_as_the_todo():
+    traced = tf.function(hint_stub)
+    mapped = lambda: tf.data.Dataset.range(2).map(hint_stub)  # noqa: E731
+    for call in (lambda: traced(tf.constant(1.0)), mapped):
+        with pytest.raises(Exception) as caught:
+            call()
+        assert type(caught.value).__name__ == "StagingError"  # what TensorFlow re-raises it as
+        assert errors.one_line(caught.value) == (2, STUB_LINE)
+
+
+def test_train_names_a_stub_met_in_the_data_pipeline_in_one_line(
+    sample_dir, tmp_path, monkeypatch, capsys
+):
+    import cifar10_input
+
+    monkeypatch.setattr(cifar10_input, "random_flip", hint_stub)
+    argv = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY, "--flip"]
+    assert last_line(capsys, train.main(argv), 2) == STUB_LINE
+
+
+def test_a_not_implemented_error_of_keras_is_shown_as_the_error_it_is(
+    sample_dir, tmp_path, monkeypatch, capsys
+):
+    class NoCall(keras.Model):  # Keras raises NotImplementedError: "does not have a call()"
+        pass
+
+    with pytest.raises(NotImplementedError) as caught:
+        NoCall()(tf.ones([1, 2]))
+    assert errors.one_line(caught.value) is None, "a bug: report lets it through, traceback"
+
+    import cifar10_input
+
+    def keras_internal(*args, **kwargs):
+        raise NotImplementedError("Layer X does not have a `compute_output_shape` method")
+
+    monkeypatch.setattr(cifar10_input, "random_flip", keras_internal)
+    argv = ["--data-dir", str(sample_dir.parent), "--run-dir", str(tmp_path), *TINY, "--flip"]
+    with pytest.raises(NotImplementedError, match="does not have a `compute_output_shape`"):
+        train.main(argv)
+    assert "NOT IMPLEMENTED" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- COURSE_DEBUG=1
+def test_course_debug_shows_the_traceback_instead_of_the_line_with_the_same_exit_code(
+    monkeypatch, capsys
+):
+    def main(argv):
+        raise errors.UsageError("--epochs must be at least 1")
+
+    assert errors.report(main, []) == 2
+    assert capsys.readouterr().err == "usage error: --epochs must be at least 1\n"
+    monkeypatch.setenv("COURSE_DEBUG", "1")
+    assert errors.report(main, []) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n"), err
+    assert err.endswith("plumbing.errors.UsageError: --epochs must be at least 1\n"), err
+    assert "usage error:" not in err
+    assert train.main(["--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "UsageError: unrecognized arguments: --bogus" in err, err
+    monkeypatch.setenv("COURSE_DEBUG", "0")  # 0 (or empty) is off
+    assert errors.report(main, []) == 2
+    assert capsys.readouterr().err == "usage error: --epochs must be at least 1\n"

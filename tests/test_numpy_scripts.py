@@ -12,6 +12,7 @@ import pytest
 import numpy_conv
 import numpy_mlp
 from helpers import REPO_ROOT
+from plumbing.todo import NotWrittenError
 
 
 def no_work():
@@ -72,7 +73,7 @@ def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(
 # ----------------------------------------------------------------------------- 15: numpy_conv.py wrapped
 def test_numpy_conv_names_an_unwritten_stub_in_one_line_with_exit_code_2(capsys, monkeypatch):
     def stub(*args, **kwargs):  # what the exercise version holds until it is written
-        raise NotImplementedError(
+        raise NotWrittenError(
             "numpy_conv.py::conv2d_forward_naive: for each output position: its window"
         )
 

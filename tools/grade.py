@@ -1016,6 +1016,7 @@ AUTOGRADER_CODE = [
     "tools/grade_child.py",
     "plumbing/__init__.py",
     "plumbing/errors.py",
+    "plumbing/todo.py",
     "requirements.txt",
 ]
 

@@ -12,17 +12,19 @@ Inside a function body, the solution marks what students write with whole-line c
     ...the solution...
     # END SOLUTION
 
-The exercise version replaces each region, at the region's indentation, with `# TODO [stage]: <hint>`,
-the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")` (wrapped to ruff.toml's
-line length). In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left
-out, and the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the
-solution keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding stubs
-(see exercise_ruff_config), so the exercise passes its own `ruff check .`. Every other byte is copied
-unchanged, so `git diff exercise main` shows exactly that (besides the files left out).
-Files git does not track, and those matching tools/exercise_exclude.txt (hidden tests, the instructor
-guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree
-(what the tree's .gitignore ignores, such as runs/ and data/, is not compared; each differing file is
-shown as a short diff).
+The exercise version replaces each region, at the region's indentation, with
+`# TODO [stage]: <hint>`, the stub lines, and `raise NotWrittenError("<file>::<function>: <hint>")`
+(as `ruff format` writes it at ruff.toml's line length); a file with stubs gains the import of
+NotWrittenError (plumbing/todo.py, a NotImplementedError that only stubs raise), where ruff sorts it.
+In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out, and
+the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the solution
+keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding stubs (see
+exercise_ruff_config), so the exercise passes its own `ruff check .` and `ruff format --check .`.
+Every other byte is copied unchanged, so `git diff exercise main` shows exactly that (besides the
+files left out). Files git does not track, and those matching tools/exercise_exclude.txt (hidden
+tests, the instructor guide, this tool), are left out. The output is deterministic, which lets
+--check verify a published tree (what the tree's .gitignore ignores, such as runs/ and data/, is not
+compared; each differing file is shown as a short diff).
 
 Standard library only (plumbing/errors.py is too): instructors can run it before installing anything.
 """
@@ -58,7 +60,13 @@ MARKDOWN = {
     "END EXERCISE ONLY -->": "end exercise",
 }
 DEFAULT_HINT = "write this part (see the docstring)"
+STUB_MODULE, STUB_ERROR = (
+    "plumbing.todo",
+    "NotWrittenError",
+)  # what a stub raises (NotImplementedError)
+STUB_IMPORT = f"from {STUB_MODULE} import {STUB_ERROR}"
 RUFF_CONFIG, RUFF_LINE_LENGTH = "ruff.toml", 88  # ruff's own default, when ruff.toml sets none
+RUFF_SRC = [".", "src"]  # ruff's own default source folders (first-party modules)
 STUB_IGNORES = (
     "F401",
     "F841",
@@ -170,21 +178,22 @@ def _string_literal(text: str) -> str:
 
 
 def _raise_lines(indent: str, where: str, hint: str, width: int | None) -> list[str]:
-    """`raise NotImplementedError("<where>: <hint>")` in lines of at most `width` characters: one line,
-    else the hint on a line of its own, else split at spaces (Python joins adjacent strings into one)."""
-    opening, message = f"{indent}raise NotImplementedError(", f"{where}: {hint}"
-    continued = " " * len(opening)
-    if width is None or len(opening + _string_literal(message)) + 1 <= width:
-        return [opening + _string_literal(message) + ")"]
-    if len(continued + _string_literal(hint)) + 1 <= width:
-        return [opening + _string_literal(f"{where}: "), continued + _string_literal(hint) + ")"]
-    lines, piece = [], ""
+    """`raise NotWrittenError("<where>: <hint>")` as `ruff format` writes it in lines of at most
+    `width` characters: one line; else the message on a line of its own inside the parentheses;
+    else the message split at spaces, a piece a line (Python joins adjacent strings into one)."""
+    opening, message = f"{indent}raise {STUB_ERROR}(", f"{where}: {hint}"
+    one_line = opening + _string_literal(message) + ")"
+    if width is None or len(one_line) <= width:
+        return [one_line]
+    inner = indent + " " * 4
+    pieces, piece = [], ""
     for word in re.findall(r"\S+\s*", message):
-        if piece and len(continued + _string_literal(piece + word)) + 1 > width:
-            lines.append((continued if lines else opening) + _string_literal(piece))
+        if piece and len(inner + _string_literal(piece + word)) > width:
+            pieces.append(piece)
             piece = ""
         piece += word
-    return lines + [(continued if lines else opening) + _string_literal(piece) + ")"]
+    pieces.append(piece)
+    return [opening, *(inner + _string_literal(piece) for piece in pieces), indent + ")"]
 
 
 def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]]:
@@ -227,11 +236,18 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
 
 
 def make_exercise_source(
-    source: str, path: str, solved: frozenset[str] = frozenset(), line_length: int | None = None
+    source: str,
+    path: str,
+    solved: frozenset[str] = frozenset(),
+    line_length: int | None = None,
+    first_party: frozenset[str] = frozenset(),
 ) -> tuple[str, list[Region]]:
-    """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
+    """The exercise version of one Python file's text, and its regions (those of `solved` stages
+    are kept).
 
-    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml); None: one line.
+    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml; None:
+    one line). A file with stubs imports their error (STUB_IMPORT), placed where ruff's import
+    sorting puts it; `first_party` names the modules it sorts as the repository's own.
 
     Raises:
         ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
@@ -240,9 +256,8 @@ def make_exercise_source(
     try:  # every Python file is parsed, with or without regions: the output must parse too
         tree = ast.parse(source, path)
     except SyntaxError as err:
-        raise ExerciseError(
-            f"{path}:{err.lineno}: the solution does not parse ({err.msg})"
-        ) from None
+        message = f"{path}:{err.lineno}: the solution does not parse ({err.msg})"
+        raise ExerciseError(message) from None
     markers = _markers(source, path)
     if not markers:
         return source, []
@@ -250,11 +265,27 @@ def make_exercise_source(
     regions, errors = _pair_markers(markers, _functions(tree, lines), path)
     if errors:
         raise ExerciseError("\n".join(errors))
-    output, copied_up_to, starts = (
-        [],
-        0,
-        [],
-    )  # starts: (exercise line, solution line) of each replacement
+    exercise, starts = _replace_regions(lines, regions, solved, path, line_length)
+    try:
+        compile(exercise, path, "exec")
+    except SyntaxError as err:  # name the region (in the solution's numbering) just before it
+        begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
+        raise ExerciseError(
+            f"{path}:{begin}: the exercise version of this region does not parse "
+            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
+        ) from None
+    if starts:  # some stubs: they raise STUB_ERROR
+        exercise = _with_stub_import(exercise, tree, first_party)
+    return exercise, [
+        Region(path, begin, stage, f"{path}::{function[3]}")
+        for begin, _, _, _, function, _, stage in regions
+    ]
+
+
+def _replace_regions(lines, regions, solved, path, line_length) -> tuple[str, list[tuple]]:
+    """The text with each region of a stage not `solved` replaced by its TODO, stubs and raise; and
+    (exercise line, solution line) where each replacement starts."""
+    output, copied_up_to, starts = [], 0, []
     for begin, end, hint, indent, function, stubs, stage in regions:
         if stage in solved:
             continue
@@ -266,21 +297,53 @@ def make_exercise_source(
         raise_lines = _raise_lines(indent, f"{path}::{function[3]}", hint, line_length)
         output += [line + newline for line in raise_lines]
         copied_up_to = end
-    exercise = "".join(output + lines[copied_up_to:])
-    try:
-        compile(exercise, path, "exec")
-    except (
-        SyntaxError
-    ) as err:  # name the region (in the solution's numbering) just before the error
-        begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
-        raise ExerciseError(
-            f"{path}:{begin}: the exercise version of this region does not parse "
-            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
-        ) from None
-    return exercise, [
-        Region(path, begin, stage, f"{path}::{function[3]}")
-        for begin, _, _, _, function, _, stage in regions
-    ]
+    return "".join(output + lines[copied_up_to:]), starts
+
+
+def _import_section(node: ast.Import | ast.ImportFrom, first_party: frozenset[str]) -> int:
+    """The section ruff's import sorting puts an import in: 0 __future__, 1 the standard library,
+    2 third-party, 3 first-party (the repository's own), 4 relative."""
+    if isinstance(node, ast.ImportFrom) and node.level:
+        return 4
+    module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+    top = module.split(".")[0]
+    if top == "__future__":
+        return 0
+    if top in sys.stdlib_module_names:
+        return 1
+    return 3 if top in first_party else 2
+
+
+def _with_stub_import(exercise: str, tree: ast.Module, first_party: frozenset[str]) -> str:
+    """The exercise with STUB_IMPORT added to the imports at the top of the file, where ruff's
+    import sorting wants it: among the first-party imports (`import x` lines first, then `from`
+    lines by module name), or as a section of its own after the others.
+
+    The lines of the top-level imports are the solution's (`tree`): regions are in functions."""
+    lines = exercise.splitlines(keepends=True)
+    newline = lines[0][len(lines[0].rstrip("\r\n")) :] or "\n"
+    body = tree.body
+    has_docstring = bool(body) and isinstance(body[0], ast.Expr)
+    has_docstring = has_docstring and isinstance(body[0].value, ast.Constant)
+    imports = []
+    for node in body[1:] if has_docstring else body:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            break
+        imports.append(node)
+    line = STUB_IMPORT + newline
+    for node in imports:
+        section = _import_section(node, first_party)
+        is_from = isinstance(node, ast.ImportFrom)
+        if section > 3 or (section == 3 and is_from and node.module.lower() > STUB_MODULE):
+            after = [] if section == 3 else [newline]
+            return "".join(lines[: node.lineno - 1] + [line, *after] + lines[node.lineno - 1 :])
+    if imports:  # after the last import: in its section if first-party, else a section of its own
+        last = imports[-1].end_lineno
+        before = [] if _import_section(imports[-1], first_party) == 3 else [newline]
+        return "".join(lines[:last] + before + [line] + lines[last:])
+    top = body[0].end_lineno if has_docstring else 0
+    around = [newline, line] if has_docstring else [line, newline, newline]
+    return "".join(lines[:top] + around + lines[top:])
 
 
 # ----------------------------------------------------------------------------- one Markdown file
@@ -403,6 +466,20 @@ def exercise_ruff_config(text: str, stub_files: list[str]) -> str:
     return config
 
 
+def first_party_modules(paths: list[str], source_folders: list[str]) -> frozenset[str]:
+    """The names ruff sorts as first-party imports: the modules and packages (folders) at the top
+    of its source folders (ruff.toml's `src`)."""
+    names = set()
+    for folder in source_folders:
+        prefix = "" if folder.strip("./") == "" else folder.strip("/") + "/"
+        for path in paths:
+            if path.startswith(prefix):
+                first, *rest = path.removeprefix(prefix).split("/")
+                if rest or first.endswith(".py"):
+                    names.add(first.removesuffix(".py"))
+    return frozenset(names)
+
+
 def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
     """The exercise tree in memory: ({path: (content, executable)}, regions, excluded paths).
 
@@ -410,15 +487,18 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
     """
     patterns = exclude_patterns(root)
     ruff_config, line_length = ruff_settings(root)
+    paths = repository_files(root)
+    first_party = first_party_modules(paths, tomllib.loads(ruff_config).get("src", RUFF_SRC))
     files, regions, excluded, errors = {}, [], [], []
-    for path in repository_files(root):
+    for path in paths:
         if is_excluded(path, patterns):
             excluded.append(path)
             continue
         data = (root / path).read_bytes()
         try:
             if path.endswith(".py"):
-                text, found = make_exercise_source(data.decode("utf-8"), path, solved, line_length)
+                text = data.decode("utf-8")
+                text, found = make_exercise_source(text, path, solved, line_length, first_party)
                 regions += found
                 data = text.encode("utf-8")
             elif path.endswith(".md"):
@@ -432,6 +512,12 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
         errors.append(
             f"--solved {' '.join(unknown)}: no such stage; the stages are "
             f"{', '.join(dict.fromkeys(r.stage for r in regions))}"
+        )
+    stub_module = STUB_MODULE.replace(".", "/") + ".py"
+    if any(r.stage not in solved for r in regions) and stub_module not in files:
+        errors.append(
+            f"{stub_module}: the stubs raise its {STUB_ERROR}, but the exercise does not ship it; "
+            f"add it to the repository (and leave it out of {EXCLUDE_LIST})"
         )
     if errors:
         raise ExerciseError("\n".join(errors))

@@ -1,0 +1,31 @@
+"""The error an exercise stub raises: a part of the course not written yet.
+
+The exercise version of the course replaces each solution region with
+`raise NotWrittenError("<file>::<function>: <hint>")`. Only this error is reported as a TODO
+(`NOT IMPLEMENTED: <file>::<function>: <hint>`, by plumbing/errors.py and by the grading plugins):
+any other NotImplementedError, one raised inside Keras say, is a real error and is reported as
+one. Standard library only, so that the exercise imports it without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+
+class NotWrittenError(NotImplementedError):
+    """Raised by an exercise stub; its message is '<file>::<function>: <hint>'."""
+
+
+def unwritten(error: BaseException | None) -> NotWrittenError | None:
+    """The stub's own error that `error` is, or was raised from or while handling; else None.
+
+    TensorFlow re-raises an error met while tracing a tf.function or a tf.data map as a
+    StagingError ("in user code: ..."), and Keras re-raises a layer's error with more text around
+    its message: the stub's error is then further down the chain of causes. The deepest one is
+    returned, as the stub raised it, with its message unchanged.
+    """
+    found, seen = None, set()
+    while error is not None and id(error) not in seen:  # seen: a chain can loop back on itself
+        seen.add(id(error))
+        if isinstance(error, NotWrittenError):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
