@@ -1,12 +1,20 @@
-"""Helpers the tests call: known pixels, CIFAR-10 records, model checks, whole runs on the sample.
+"""Helpers the tests call: known pixels, CIFAR-10 records, model checks, whole runs on the sample,
+the end-to-end inputs and local HTTP servers.
 
 Student files (cifar10_input, cnn, train, ...) are imported inside the functions that need them, so a
 test module importing this one does not depend on every student file importing.
 """
 
+import http.server
+import os
+import socket
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from plumbing.todo import NotWrittenError
 
@@ -349,3 +357,105 @@ def assert_same_outcome(outcome: dict, reference: dict, what: str) -> None:
     assert len(outcome["best"]) == len(reference["best"]), f"{what}: best.keras has other weights"
     for mine, theirs in zip(outcome["best"], reference["best"]):
         np.testing.assert_array_equal(mine, theirs, err_msg=f"{what}: best.keras differs")
+
+
+# ----------------------------------------------------------------------------- end-to-end inputs
+def end_to_end_input(env: str, what: str, check) -> Path:
+    """A path from the environment variable `env` for an (ungraded) end-to-end test; `check(path)`
+    says it is `what` it must be. Skipped when unset or wrong, except under CI (then it fails)."""
+
+    value = os.environ.get(env)
+    path = Path(value) if value else None
+    if path is None or not check(path):
+        example = "cifar-10-mini-binary.tar.gz" if "CIFAR" in env else "mnist-mini"
+        message = (
+            f"{env} is {'unset' if value is None else repr(value) + ', not ' + what}; set it to run "
+            f"this end-to-end test, e.g. {env}=../shared/data/{example} pytest"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+# ----------------------------------------------------------------------------- a local HTTP server
+class PayloadHandler(http.server.BaseHTTPRequestHandler):
+    """Serves one payload. It can honour Range, drop the first responses half-way, answer with an
+    error status, leave out Content-Length, stop after some bytes, or stall (send nothing more)."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append(self.headers.get("Range"))
+        if server.status:
+            self.send_error(server.status)
+            return
+        data, start = server.payload, 0
+        if server.files is not None:  # several files, by name
+            data = server.files.get(self.path.rsplit("/", 1)[-1])
+            if data is None:
+                self.send_error(404)
+                return
+        if server.ranges and (header := self.headers.get("Range")):
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        if server.send_length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.drops_left > 0 or server.cut_at is not None:  # send part, then hang up
+            server.drops_left -= 1
+            self.wfile.write(body[: len(body) // 2 if server.cut_at is None else server.cut_at])
+            self.wfile.flush()
+            if server.stall:
+                time.sleep(300)  # a server that stops sending: only the client can end this
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class PayloadServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """Clients that hang up mid-body are what several tests do on purpose: no traceback on stderr
+        (it would land in the next capsys read, in whichever test runs then)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def start_server(
+    payload: bytes,
+    *,
+    ranges: bool = True,
+    drops: int = 0,
+    status: int = 0,
+    send_length: bool = True,
+    cut_at: int | None = None,
+    stall: bool = False,
+    name: str = "cifar-10-mini-binary.tar.gz",
+    files: dict[str, bytes] | None = None,
+) -> tuple[str, "PayloadServer"]:
+    """A server on 127.0.0.1 serving `payload` (or `files`, by name) as PayloadHandler says, in a
+    thread of its own; returns (its URL for `name`, the server). The caller shuts it down."""
+    server = PayloadServer(("127.0.0.1", 0), PayloadHandler)
+    server.payload = payload
+    server.ranges = ranges
+    server.drops_left = drops
+    server.requests = []
+    server.status = status
+    server.send_length = send_length
+    server.cut_at = cut_at
+    server.stall = stall
+    server.files = files
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/{name}", server

@@ -1,6 +1,6 @@
 """The NumPy track's commands (python numpy_mlp.py, python numpy_conv.py) as a student runs them: bad
 flags and unwritten stubs give one line and exit code 2, Ctrl-C one line and 130, before any long work.
-Not graded. Numbers in comments refer to issue 21."""
+Not graded."""
 
 import os
 import signal
@@ -26,7 +26,7 @@ def one_line(capsys, code: int, expected_code: int, text: str) -> None:
     ), err
 
 
-# ----------------------------------------------------------------------------- 14: numpy_mlp.py --iterations
+# ------------------------------------------------------------------------ numpy_mlp.py --iterations
 @pytest.mark.parametrize("value", ["-5", "0", "1.5"])
 def test_numpy_mlp_refuses_iterations_that_are_not_a_positive_whole_number(
     value, capsys, monkeypatch
@@ -56,7 +56,7 @@ def test_numpy_mlp_trains_exactly_the_iterations_asked(sample_dir, tmp_path, cap
     assert out.count("num_iters 3,") == 2 and out.count("iteration     3/3:") == 2, out
 
 
-# ----------------------------------------------------------------------------- 12: numpy_mlp.py --plot
+# ------------------------------------------------------------------------------ numpy_mlp.py --plot
 @pytest.mark.parametrize("name", ["x.txt", "curves"])
 def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(
     name, capsys, monkeypatch
@@ -70,7 +70,7 @@ def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(
     )
 
 
-# ----------------------------------------------------------------------------- 15: numpy_conv.py wrapped
+# ---------------------------------------------------------------------------- numpy_conv.py wrapped
 def test_numpy_conv_names_an_unwritten_stub_in_one_line_with_exit_code_2(capsys, monkeypatch):
     def stub(*args, **kwargs):  # what the exercise version holds until it is written
         raise NotWrittenError(
