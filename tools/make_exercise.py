@@ -1,7 +1,7 @@
 """Writes the exercise version of this repository from the solution's marked regions.
 
-    python tools/make_exercise.py --out ../exercise     # write it (DIR new, or empty apart from .git)
-    python tools/make_exercise.py --check ../exercise   # does DIR hold exactly what --out would write?
+    python tools/make_exercise.py --out ../exercise     # write it (DIR new, or empty but for .git)
+    python tools/make_exercise.py --check ../exercise   # does DIR hold just what --out would write?
     python tools/make_exercise.py --out DIR --solved MLP CNN   # an answer key for some stages only
     python tools/make_exercise.py --stages              # the regions of each stage
 
@@ -15,18 +15,18 @@ Inside a function body, the solution marks what students write with whole-line c
 The exercise version replaces each region, at the region's indentation, with
 `# TODO [stage]: <hint>`, the stub lines, and `raise NotWrittenError("<file>::<function>: <hint>")`
 (as `ruff format` writes it at ruff.toml's line length); a file with stubs gains the import of
-NotWrittenError (plumbing/todo.py, a NotImplementedError that only stubs raise), where ruff sorts it.
-In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out, and
-the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the solution
-keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding stubs (see
-exercise_ruff_config), so the exercise passes its own `ruff check .` and `ruff format --check .`.
-Every other byte is copied unchanged, so `git diff exercise main` shows exactly that (besides the
-files left out). Files git does not track, and those matching tools/exercise_exclude.txt (hidden
-tests, the instructor guide, this tool), are left out. The output is deterministic, which lets
---check verify a published tree (what the tree's .gitignore ignores, such as runs/ and data/, is not
-compared; each differing file is shown as a short diff).
+NotWrittenError (plumbing/todo.py: a NotImplementedError only stubs raise), where ruff sorts it.
+In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out,
+and the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the
+solution keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding
+stubs (see exercise_ruff_config), so the exercise passes its own `ruff check .` and
+`ruff format --check .`. Every other byte is copied unchanged, so `git diff exercise main` shows
+exactly that (besides the files left out). Files git does not track, and those matching
+tools/exercise_exclude.txt (hidden tests, the instructor guide, this tool), are left out. The
+output is deterministic, which lets --check verify a published tree (what the tree's .gitignore
+ignores, such as runs/ and data/, is not compared; each differing file is shown as a short diff).
 
-Standard library only (plumbing/errors.py is too): instructors can run it before installing anything.
+Standard library only (plumbing/errors.py is too): instructors run it before installing anything.
 """
 
 from __future__ import annotations
@@ -73,14 +73,15 @@ STUB_IGNORES = (
     "B007",
 )  # unused import, variable, loop variable: see exercise_ruff_config
 STUB_IGNORES_NOTE = """\
-# The exercise version only: until you write a stage, names its solution uses are unused (imports,
-# variables and loop variables of the code around a TODO), so the files with TODOs skip those three
-# checks (and `ruff check --fix` keeps their imports). Delete these lines once every stage is written."""
+# The exercise version only: until you write a stage, names its solution uses are unused
+# (imports, variables and loop variables of the code around a TODO), so the files with TODOs skip
+# those three checks (and `ruff check --fix` keeps their imports). Delete these lines once every
+# stage is written."""
 DIFF_LINES = 20  # --check shows at most this many diff lines per file
 
 
 class ExerciseError(DataError):
-    """A problem in the solution's markers; the message is one line per problem, each with file:line."""
+    """A problem in the solution's markers; the message: a line per problem, with its file:line."""
 
 
 class Region(NamedTuple):
@@ -197,7 +198,7 @@ def _raise_lines(indent: str, where: str, hint: str, width: int | None) -> list[
 
 
 def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]]:
-    """The regions as (begin line, end line, hint, indentation, function, stubs, stage), and the errors."""
+    """The regions (begin line, end line, hint, indentation, function, stubs, stage); the errors."""
     regions, errors, region = [], [], None  # region: the one being read
     for line, kind, text, indent, stage in markers:
         if kind == "begin":
@@ -348,7 +349,7 @@ def _with_stub_import(exercise: str, tree: ast.Module, first_party: frozenset[st
 
 # ----------------------------------------------------------------------------- one Markdown file
 def make_exercise_markdown(text: str, path: str) -> str:
-    """The exercise version of a Markdown file: solution-only blocks out, exercise-only blocks shown."""
+    """The exercise version of a Markdown file: solution-only blocks out, exercise-only ones in."""
     output, errors, inside = [], [], None  # inside: (kind, line) of the open block
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         kind = MARKDOWN.get(line.strip())
@@ -388,7 +389,7 @@ def repository_files(root: Path) -> list[str]:
 
 
 def uncommitted(root: Path) -> list[str]:
-    """Tracked files whose working copy differs from the last commit (the exercise is made from them)."""
+    """Tracked files whose working copy differs from the last commit (the exercise uses them)."""
     try:
         return subprocess.run(
             ["git", "-C", str(root), "diff", "--name-only", "HEAD"],
@@ -401,7 +402,7 @@ def uncommitted(root: Path) -> list[str]:
 
 
 def exclude_patterns(root: Path) -> list[str]:
-    """Patterns from the exclude list: one per line, '#' starts a comment, 'dir/' means everything in it."""
+    """The exclude list's patterns: one a line, '#' starts a comment, 'dir/' means all in it."""
     path = root / EXCLUDE_LIST
     if not path.is_file():
         return []
@@ -426,8 +427,9 @@ def ruff_settings(root: Path) -> tuple[str, int]:
 
 
 def exercise_ruff_config(text: str, stub_files: list[str]) -> str:
-    """The exercise's ruff.toml: the solution's, plus a per-file ignore of STUB_IGNORES for each file
-    holding stubs, inserted at the top of its [lint.per-file-ignores] table (made if there is none).
+    """The exercise's ruff.toml: the solution's, plus a per-file ignore of STUB_IGNORES for each
+    file holding stubs, inserted at the top of its [lint.per-file-ignores] table (made if there is
+    none).
 
     An unwritten region leaves the names its solution uses unused: imports (which `ruff check --fix`
     would delete), variables and loop variables of the given code around it. Students delete these
@@ -531,7 +533,7 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
 
 
 def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
-    """Writes the tree into `out`, which must be new or empty apart from .git (nothing is overwritten)."""
+    """Writes the tree into `out`, new or empty apart from .git (nothing is overwritten)."""
     if out.exists():
         if not out.is_dir():
             raise UsageError(f"--out {out} is a file; choose a new folder")
@@ -550,9 +552,9 @@ def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
 
 
 def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
-    """Those of `paths` (relative to `tree`) that the tree's own .gitignore files ignore: run outputs, data,
-    pictures, caches. Asked of git with a scratch repository, so `tree` need not be a checkout and no
-    ignore list of this machine's user counts."""
+    """Those of `paths` (relative to `tree`) that the tree's own .gitignore files ignore: run
+    outputs, data, pictures, caches. Asked of git with a scratch repository, so `tree` need not be a
+    checkout and no ignore list of this machine's user counts."""
     if not paths:
         return set()
     with tempfile.TemporaryDirectory() as scratch:
@@ -586,7 +588,7 @@ def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
 
 
 def file_diff(expected: bytes, found: bytes, path: str, limit: int = DIFF_LINES) -> list[str]:
-    """How `found` differs from `expected`: a unified diff with one line of context, at most `limit` lines."""
+    """How `found` differs from `expected`: a unified diff, one line of context, `limit` lines."""
     try:
         old, new = expected.decode().splitlines(), found.decode().splitlines()
     except UnicodeDecodeError:
@@ -603,9 +605,10 @@ def file_diff(expected: bytes, found: bytes, path: str, limit: int = DIFF_LINES)
 
 
 def check_tree(files: dict[str, tuple[bytes, bool]], tree: Path) -> list[str]:
-    """Differences between `tree` and the expected files, one problem each (empty: identical); a file whose
-    content differs comes with a short diff on the lines after it. Files the tree's .gitignore ignores
-    (runs, data, pictures, caches) are not part of its content, unless they are expected files."""
+    """Differences between `tree` and the expected files, one problem each (empty: identical); a
+    file whose content differs comes with a short diff on the lines after it. Files the tree's
+    .gitignore ignores (runs, data, pictures, caches) are not part of its content, unless they are
+    expected files."""
     if not tree.is_dir():
         raise UsageError(f"--check {tree}: no such folder; give the exercise tree's path")
     found = set()
@@ -661,9 +664,8 @@ def run_command(argv: list[str] | None) -> int:
     files, regions, excluded = build_exercise(args.source, frozenset(args.solved))
     if args.stages:
         for stage in dict.fromkeys(r.stage for r in regions):
-            print(
-                f"{stage}: {', '.join(dict.fromkeys(r.function for r in regions if r.stage == stage))}"
-            )
+            functions = dict.fromkeys(r.function for r in regions if r.stage == stage)
+            print(f"{stage}: {', '.join(functions)}")
         return 0
     if args.check:
         problems = check_tree(files, args.check)
@@ -687,7 +689,8 @@ def run_command(argv: list[str] | None) -> int:
     if changed:
         print(
             f"note: {len(changed)} file(s) differ from the last commit and went in as they are: "
-            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; commit before publishing"
+            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; "
+            f"commit before publishing"
         )
     return 0
 
