@@ -1,6 +1,6 @@
-"""Shared fixtures: tiny CIFAR-format files with known pixels, the real sample shipped in tests/data,
-and the real mini archive (for end-to-end tests, when $CIFAR10_MINI_ARCHIVE names it). The helper
-functions tests call are in tests/helpers.py.
+"""Shared fixtures: tiny CIFAR-format files with known pixels, the real sample shipped in
+tests/data, and the real mini archive (for end-to-end tests, when $CIFAR10_MINI_ARCHIVE names it).
+The helper functions tests call are in tests/helpers.py.
 
 No student file is imported here at load time: a student file that does not import (a syntax error
 in cifar10_input.py, say) then costs only the tests that need it, not the whole run.
@@ -100,7 +100,7 @@ def mini_dir(mini_archive: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_mini() -> Path:
-    """The folder of 4,000 + 1,000 real MNIST digits (official IDX files) named by $MNIST_MINI_DIR."""
+    """The folder of 4,000 + 1,000 real MNIST digits (official IDX files): $MNIST_MINI_DIR."""
     return end_to_end_input(MNIST_MINI_ENV, "a folder", Path.is_dir)
 
 
@@ -135,8 +135,8 @@ def sample_archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(sample_dir, tmp_path_factory) -> Path:
-    """A finished one-epoch run of the linear model on the sample, trained once per session: tests that
-    change a run work on a copy of it."""
+    """A finished one-epoch run of the linear model on the sample, trained once per session: tests
+    that change a run work on a copy of it."""
     code, run_dir = run_train(
         sample_dir.parent, tmp_path_factory.mktemp("trained"), *TINY, "--epochs", "1"
     )

@@ -1,8 +1,8 @@
 """Helpers the tests call: known pixels, CIFAR-10 records, model checks, whole runs on the sample,
 the end-to-end inputs and local HTTP servers.
 
-Student files (cifar10_input, cnn, train, ...) are imported inside the functions that need them, so a
-test module importing this one does not depend on every student file importing.
+Student files (cifar10_input, cnn, train, ...) are imported inside the functions that need them, so
+a test module importing this one does not depend on every student file importing.
 """
 
 import http.server
@@ -20,7 +20,8 @@ from plumbing.todo import NotWrittenError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
-# The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a step.
+# The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a
+# step.
 TINY = [
     "--preset",
     "linear",
@@ -34,7 +35,7 @@ TINY = [
 
 
 def known_images(num_images: int, first_id: int = 0) -> np.ndarray:
-    """uint8 [N, 3, 32, 32] (CHW, as stored on disk) whose pixels differ by image, channel, row, column."""
+    """uint8 [N, 3, 32, 32] (CHW, as on disk) whose pixels differ by image, channel, row, column."""
     image = np.arange(first_id, first_id + num_images)[:, None, None, None]
     channel = np.arange(3)[None, :, None, None]
     row = np.arange(32)[None, None, :, None]
@@ -87,10 +88,11 @@ def check_overfits(
 ) -> None:
     """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps.
 
-    The accuracy is measured in training mode, as the network was trained: batch norm then normalises
-    with the batch's own statistics. Its moving averages (inference mode) lag far behind after a few
-    steps (Keras' default momentum 0.99 keeps 74% of their initial values after 30), which says nothing
-    about whether the network can fit; the batch-norm tests check inference on their own."""
+    The accuracy is measured in training mode, as the network was trained: batch norm then
+    normalises with the batch's own statistics. Its moving averages (inference mode) lag far behind
+    after a few steps (Keras' default momentum 0.99 keeps 74% of their initial values after 30),
+    which says nothing about whether the network can fit; the batch-norm tests check inference on
+    their own."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -110,7 +112,7 @@ def check_overfits(
 
 
 def preset_builder(preset: str):
-    """build_cnn with the model options of one of the course's presets (python train.py --list-presets)."""
+    """build_cnn with the model options of a preset (python train.py --list-presets lists them)."""
     from cnn import build_cnn
     from plumbing.options import PRESETS, builder_options
 
@@ -121,7 +123,7 @@ def preset_builder(preset: str):
 def cnn_count(
     in_channels, widths, convs, batch_norm, head_inputs, dense_units=0, classes=10, kernel=3
 ):
-    """build_cnn's parameter count from the formula: kernels, biases or batch norm, dense, classifier."""
+    """build_cnn's parameter count by formula: kernels, biases or batch norm, dense, classifier."""
     count, c_in = 0, in_channels
     for width in widths:
         for _ in range(convs):
@@ -135,8 +137,8 @@ def cnn_count(
 
 
 def check_run_folder(run_dir: Path, epochs: int) -> dict:
-    """A finished run on the sample (tests/data): every file is there, and the rows, the confusion matrix
-    and test_accuracy agree with each other and with best.keras. Returns metrics.json."""
+    """A finished run on the sample (tests/data): every file is there, and the rows, the confusion
+    matrix and test_accuracy agree with each other and with best.keras. Returns metrics.json."""
     import csv
     import json
     import math
@@ -145,7 +147,9 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
     import tensorflow as tf
 
     import cifar10_input
-    import plumbing.fused_batch_norm  # noqa: F401  (registers the layer a saved batch-norm model uses)
+
+    # registers the layer a saved batch-norm model uses
+    import plumbing.fused_batch_norm  # noqa: F401
 
     expected = [
         "config.json",
@@ -241,7 +245,7 @@ def raise_if_not_implemented(exit_code: int, stderr: str) -> None:
         raise NotWrittenError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
 
 
-# ----------------------------------------------------------------------------- a raw server (any bytes)
+# ------------------------------------------------------------------------- a raw server (any bytes)
 BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says about each
     "not HTTP at all": (b"SSH-2.0-OpenSSH_9.6\r\n", "its first line is 'SSH-2.0-OpenSSH_9.6"),
     "a bad status line": (
@@ -266,9 +270,9 @@ BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says
 def raw_server(
     reply: bytes, *, max_connections: int = 32, lifetime_s: float = 15.0, stall_s: float = 0.0
 ):
-    """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not be
-    HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the first
-    line of each request received).
+    """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not
+    be HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the
+    first line of each request received).
 
     Bounded: its thread stops by itself after `max_connections` connections or `lifetime_s` seconds,
     whichever comes first (a daemon thread: it never holds up the end of the tests)."""
@@ -316,7 +320,7 @@ def raw_server(
 
 # ----------------------------------------------------------------------------- runs compared
 def assert_one_line(capsys, code: int, expected_code: int, text: str) -> str:
-    """The command exited with `expected_code`, printing one line on stderr holding `text` (no traceback)."""
+    """The command exited with `expected_code`, printing one line (no traceback) holding `text`."""
     err = capsys.readouterr().err
     assert (
         code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err
@@ -325,8 +329,8 @@ def assert_one_line(capsys, code: int, expected_code: int, text: str) -> str:
 
 
 def run_outcome(run_dir: Path) -> dict:
-    """What two runs that are the same must agree on, bit for bit: metrics.csv's rows and metrics.json
-    (times aside), the checkpoint's model weights, best.keras' weights."""
+    """What two runs that are the same must agree on, bit for bit: metrics.csv's rows and
+    metrics.json (times aside), the checkpoint's model weights, best.keras' weights."""
     import json
 
     import keras
@@ -368,9 +372,10 @@ def end_to_end_input(env: str, what: str, check) -> Path:
     path = Path(value) if value else None
     if path is None or not check(path):
         example = "cifar-10-mini-binary.tar.gz" if "CIFAR" in env else "mnist-mini"
+        state = "unset" if value is None else f"{value!r}, not {what}"
         message = (
-            f"{env} is {'unset' if value is None else repr(value) + ', not ' + what}; set it to run "
-            f"this end-to-end test, e.g. {env}=../shared/data/{example} pytest"
+            f"{env} is {state}; set it to run this end-to-end test, "
+            f"e.g. {env}=../shared/data/{example} pytest"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
@@ -427,8 +432,8 @@ class PayloadServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):
-        """Clients that hang up mid-body are what several tests do on purpose: no traceback on stderr
-        (it would land in the next capsys read, in whichever test runs then)."""
+        """Clients that hang up mid-body are what several tests do on purpose: no traceback on
+        stderr (it would land in the next capsys read, in whichever test runs then)."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 

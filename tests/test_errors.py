@@ -26,7 +26,7 @@ NO_SPACE = "No space left on device"
 
 @pytest.fixture
 def unfinished(trained, tmp_path) -> Path:
-    """A copy of the finished run without its metrics.json: --resume tests, plots and finishes it."""
+    """A copy of the finished run without its metrics.json: --resume tests, plots, finishes it."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     (run_dir / "metrics.json").unlink()
@@ -34,7 +34,7 @@ def unfinished(trained, tmp_path) -> Path:
 
 
 def last_line(capsys, code: int, expected_code: int) -> str:
-    """The one line a failed command printed on stderr (asserting it is one line, and the exit code)."""
+    """The one line a failed command printed on stderr (asserting it, and the exit code)."""
     err = capsys.readouterr().err
     assert code == expected_code and err.count("\n") == 1 and "Traceback" not in err, err
     return err.strip()
@@ -69,8 +69,9 @@ def test_tb_being_a_file_at_resume_is_a_file_in_the_way(unfinished, capsys):
     shutil.rmtree(unfinished / "tb")
     (unfinished / "tb").write_text("not a folder")
     assert last_line(capsys, train.main(["--resume", str(unfinished)]), 1) == (
-        f"error: could not write the TensorBoard logs: a file is in the way ({unfinished / 'tb'}): a folder "
-        f"must be there; move the file away, then continue with: python train.py --resume {unfinished}"
+        f"error: could not write the TensorBoard logs: a file is in the way ({unfinished / 'tb'}): "
+        f"a folder must be there; move the file away, then continue with: "
+        f"python train.py --resume {unfinished}"
     )
     (unfinished / "tb").unlink()
     assert (
@@ -97,8 +98,8 @@ def test_a_full_disk_while_plotting_names_the_plot_and_says_resume(unfinished, m
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
     assert last_line(capsys, train.main(["--resume", str(unfinished)]), 1) == (
-        f"error: the disk is full ({unfinished / 'learning_curves.png'}); free some space, then continue "
-        f"with: python train.py --resume {unfinished}"
+        f"error: the disk is full ({unfinished / 'learning_curves.png'}); free some space, "
+        f"then continue with: python train.py --resume {unfinished}"
     )
     assert not list(unfinished.glob("*.tmp-*")), "a temporary file was left behind"
     monkeypatch.undo()
@@ -127,17 +128,18 @@ def test_a_full_disk_before_the_run_started_says_the_same_command_which_then_wor
 def test_tensorflow_write_errors_become_oserrors_with_the_path():
     cases = [
         (
-            "{{function_node __wrapped__SaveV2}} /r/ckpt-1_temp/part; No space left on device [Op:SaveV2]",
+            "{{function_node __wrapped__SaveV2}} /r/ckpt-1_temp/part; No space left on device "
+            "[Op:SaveV2]",
             errno.ENOSPC,
         ),
         ("r/tb is not a directory [Op:CreateSummaryFileWriter] name: ", errno.ENOTDIR),
         ("/r/x; Permission denied", errno.EACCES),
         ("/r/x; Read-only file system", errno.EROFS),
         (
-            "{{function_node __wrapped__CreateSummaryFileWriter_device_/job:localhost/replica:0/task:0/"
-            "device:CPU:0}} r/tb/train/events.out.tfevents.1.v2; No space left on device\n\tFailed to "
-            "flush 1 events to r/tb/train/events.out.tfevents.1.v2\n\tCould not initialize events writer. "
-            "[Op:CreateSummaryFileWriter] name: ",
+            "{{function_node __wrapped__CreateSummaryFileWriter_device_/job:localhost/replica:0/"
+            "task:0/device:CPU:0}} r/tb/train/events.out.tfevents.1.v2; No space left on device"
+            "\n\tFailed to flush 1 events to r/tb/train/events.out.tfevents.1.v2"
+            "\n\tCould not initialize events writer. [Op:CreateSummaryFileWriter] name: ",
             errno.ENOSPC,
         ),
     ]  # tb/ on a full disk at --resume
@@ -176,9 +178,9 @@ def test_a_checkpoint_of_another_model_is_one_line_with_no_warnings_after_it(unf
         key=lambda stem: -int(stem.removeprefix("ckpt-")),
     )
     assert code == 1 and err.splitlines() == [
-        f"error: the checkpoint in {unfinished / 'checkpoints'} is damaged or belongs to another model "
-        f"({', '.join(f'{stem} (ValueError)' for stem in stems)}); it cannot be resumed: start a new run "
-        f"(another --name)"
+        f"error: the checkpoint in {unfinished / 'checkpoints'} is damaged or belongs to another "
+        f"model ({', '.join(f'{stem} (ValueError)' for stem in stems)}); it cannot be resumed: "
+        f"start a new run (another --name)"
     ], err
 
 
@@ -223,9 +225,9 @@ def test_eval_only_refuses_a_model_of_another_input_shape_in_one_line_without_cu
     assert (result.returncode, result.stderr) == (
         2,
         (
-            f"usage error: {tmp_path / 'digits.keras'} takes 28x28x1 images, but the cifar10 images in "
-            f"{sample_dir} are 32x32x3; evaluate it with the --dataset and --image-size it was trained "
-            f"with\n"
+            f"usage error: {tmp_path / 'digits.keras'} takes 28x28x1 images, but the cifar10 "
+            f"images in {sample_dir} are 32x32x3; evaluate it with the --dataset and --image-size "
+            f"it was trained with\n"
         ),
     ), result.stderr
 
@@ -242,8 +244,8 @@ def test_eval_only_refuses_a_model_of_another_input_shape_in_one_line_without_cu
         ),
         (
             ["--model", "mlp", "--hidden-units", "1000000000"],
-            "usage error: the model is too large: its layer "
-            "hidden1 alone has 3,072,000,000,000 weights (--hidden-units), and training it needs about",
+            "usage error: the model is too large: its layer hidden1 alone has "
+            "3,072,000,000,000 weights (--hidden-units), and training it needs about",
         ),
         (
             ["--preset", "cnn", "--dense-units", "100000000"],
@@ -347,7 +349,7 @@ def test_weight_histograms_sample_a_large_layer_instead_of_taking_30_doubles_per
     assert logs._sample(small).numpy().tolist() == [1.0] * 640
 
 
-# ----------------------------------------------------------------------------- stubs, and only stubs
+# ---------------------------------------------------------------------------- stubs, and only stubs
 def hint_stub(*args, **kwargs):
     """What the exercise version holds until it is written."""
     raise NotWrittenError("cifar10_input.py::random_flip: a uniform number per image")

@@ -1,4 +1,4 @@
-"""Tests for plumbing/files.py: atomic writes reach the disk, the folder's new entry too. Not graded."""
+"""Tests for plumbing/files.py: atomic writes reach the disk, the folder's entry too. Not graded."""
 
 import errno
 import os

@@ -1,7 +1,7 @@
 """Tests for tests/grading.py: points, the per-stage table, and NOT IMPLEMENTED reports.
 
-Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py and
-pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
+Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py
+and pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
 """
 
 import os
@@ -240,8 +240,8 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
         "strided & dropout, NumPy net, NumPy conv"
     ) in out
     assert (
-        "tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no "
-        "STAGE"
+        "tests/test_stray_points.py::test_x has a points marker but "
+        "tests/test_stray_points.py sets no STAGE"
     ) in out
     assert "tests/test_bad_points.py::test_x: write points(n) with one positive number n" in out
     assert "tests/test_slow_points.py::test_x: a grading test cannot be slow" in out

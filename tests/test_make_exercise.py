@@ -1,8 +1,9 @@
 """Tests for tools/make_exercise.py and the exercise version it writes.
 
 The marker rules are checked on small sources; the whole repository is generated once into tmp_path,
-then compared with the solution (git diff), checked (--check), imported, tested (pytest: every graded
-test fails with NOT IMPLEMENTED, score 0) and run (train.py exits 2). Left out of the exercise version.
+then compared with the solution (git diff), checked (--check), imported, tested (pytest: every
+graded test fails with NOT IMPLEMENTED, score 0) and run (train.py exits 2). Left out of the
+exercise version.
 """
 
 import os
@@ -555,7 +556,7 @@ def test_the_student_readme_names_every_stage_its_functions_tests_and_commands(e
     )
 
 
-# ----------------------------------------------------------------------------- the exercise's own checks
+# ------------------------------------------------------------------------ the exercise's own checks
 def test_the_exercise_passes_its_own_ruff_check_and_format_check(exercise_tree):
     ruff = [sys.executable, "-m", "ruff"]
     check = subprocess.run(
@@ -633,7 +634,8 @@ def test_calls_a_stub():
 
 
 def test_runs_a_command_that_stops_at_a_stub():  # as train.py's main reports it, then returns 2
-    print("NOT IMPLEMENTED: lesson.py::unwritten: the hint; write it (see the TODO there)", file=sys.stderr)
+    line = "NOT IMPLEMENTED: lesson.py::unwritten: the hint; write it (see the TODO there)"
+    print(line, file=sys.stderr)
     assert 2 == 0
 
 

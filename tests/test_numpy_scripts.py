@@ -1,6 +1,6 @@
-"""The NumPy track's commands (python numpy_mlp.py, python numpy_conv.py) as a student runs them: bad
-flags and unwritten stubs give one line and exit code 2, Ctrl-C one line and 130, before any long work.
-Not graded."""
+"""The NumPy track's commands (python numpy_mlp.py, python numpy_conv.py) as a student runs them:
+bad flags and unwritten stubs give one line and exit code 2, Ctrl-C one line and 130, before any
+long work. Not graded."""
 
 import os
 import signal
@@ -107,7 +107,8 @@ def test_numpy_conv_checks_every_backward_pass(capsys):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_numpy_conv_in_one_line(tmp_path):
-    # python numpy_conv.py, with a numerical gradient that never ends: the signal arrives while NumPy works.
+    # python numpy_conv.py, with a numerical gradient that never ends: the signal arrives while
+    # NumPy works.
     script = (
         "import runpy, numpy_mlp\n"
         "def forever(f, x):\n"
