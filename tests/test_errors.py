@@ -368,11 +368,31 @@ def test_a_stub_reached_inside_a_tf_function_or_a_tf_data_map_is_reported_as_the
     def mapped():
         return tf.data.Dataset.range(2).map(hint_stub)
 
-    for call in (traced, mapped):
+    class Unwritten(keras.layers.Layer):
+        def call(self, x):
+            return hint_stub(x)
+
+    def apply_layer(x):
+        return Unwritten()(x)
+
+    def layer_in_a_tf_function():
+        return tf.function(apply_layer)(tf.ones([1, 2]))
+
+    for call in (traced, mapped, layer_in_a_tf_function):
         with pytest.raises(Exception) as caught:
             call()
-        assert type(caught.value).__name__ == "StagingError"  # what TensorFlow re-raises it as
-        assert errors.one_line(caught.value) == (2, STUB_LINE)
+        assert type(caught.value).__name__ == "StagingError", call.__name__  # TensorFlow's
+        assert errors.one_line(caught.value) == (2, STUB_LINE), call.__name__
+
+
+def test_an_error_raised_while_handling_a_stubs_error_is_shown_as_itself():
+    try:
+        try:
+            hint_stub()
+        except NotWrittenError:
+            raise KeyError("a bug in the handler")  # noqa: B904 (the point of the test)
+    except KeyError as err:
+        assert errors.one_line(err) is None
 
 
 def test_train_names_a_stub_met_in_the_data_pipeline_in_one_line(
