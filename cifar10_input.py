@@ -24,7 +24,7 @@ from plumbing import download, entry, options
 from plumbing.errors import DataError, OneLineParser, UsageError
 from plumbing.files import picture_path
 
-# ----------------------------------------------------------------------------- data source and format
+# --------------------------------------------------------------------------- data source and format
 DATA_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 DATA_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # of the official archive (170,052,171 bytes)
 ARCHIVE_NAME = "cifar-10-binary.tar.gz"  # an archive of this name must have DATA_MD5
@@ -54,9 +54,9 @@ RECORD_BYTES = 1 + IMAGE_BYTES  # 3,073: the label byte comes first
 def prepare(
     dataset: str = "cifar10", data_dir: str | os.PathLike | None = None, data_url: str | None = None
 ) -> Path:
-    """Makes a dataset available and returns its folder, for make_dataset: the one place that decides where
-    data lives (data_dir, else $CIFAR10_DATA_DIR, else ./data) and where it comes from (data_url, else the
-    official source)."""
+    """Makes a dataset available and returns its folder, for make_dataset: the one place that
+    decides where data lives (data_dir, else $CIFAR10_DATA_DIR, else ./data) and where it comes from
+    (data_url, else the official source)."""
     where = (
         "--data-dir" if data_dir or not os.environ.get("CIFAR10_DATA_DIR") else "$CIFAR10_DATA_DIR"
     )
@@ -68,7 +68,7 @@ def prepare(
     return maybe_download_and_extract(data_dir, data_url, where=where)
 
 
-# ----------------------------------------------------------------------------- making the data available
+# ------------------------------------------------------------------------ making the data available
 def maybe_download_and_extract(
     data_dir: str | os.PathLike,
     url: str | None = None,
@@ -79,8 +79,8 @@ def maybe_download_and_extract(
     """Makes CIFAR-10 available in `data_dir` and returns the folder of batch files.
 
     A second call with the data in place touches neither the network nor the archive. The archive is
-    verified before it is trusted: one named `cifar-10-binary.tar.gz` must have the official MD5, any
-    other is checked for structure, and every label must be a class id. The folder remembers its
+    verified before it is trusted: one named `cifar-10-binary.tar.gz` must have the official MD5,
+    any other is checked for structure, and every label must be a class id. The folder remembers its
     archive: a call naming another one is refused (a UsageError) instead of using the wrong data.
     Download, checks, safe extraction, locks: plumbing/download.py.
 
@@ -89,7 +89,8 @@ def maybe_download_and_extract(
         url: an http(s) URL, a file:// URL or a path to a local archive (classrooms, offline use);
             None: $CIFAR10_URL, else the official URL (and then whatever the folder holds is used).
         md5: the archive's expected MD5, when known (overrides the rule above).
-        **download_options: passed to plumbing.download.fetch (retries, backoff_s, timeout_s, show_progress).
+        **download_options: passed to plumbing.download.fetch (retries, backoff_s, timeout_s,
+            show_progress).
 
     Raises DataError: one line saying what went wrong and what to do.
     """
@@ -133,18 +134,17 @@ def read_records(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_problem(path: str | os.PathLike, labels: np.ndarray) -> str | None:
-    """What is wrong with a file's labels (a value that is no class id), or None when all are class ids."""
+    """What is wrong with a file's labels (a value that is no class id); None if none is."""
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size == 0:
         return None
-    return (
-        f"{path} has label {labels[bad[0]]} in record {bad[0] + 1:,}, but CIFAR-10's labels are 0 to "
-        f"{NUM_CLASSES - 1} (the file is damaged or not CIFAR-10)"
-    )
+    where = f"{path} has label {labels[bad[0]]} in record {bad[0] + 1:,}"
+    classes = f"CIFAR-10's labels are 0 to {NUM_CLASSES - 1}"
+    return f"{where}, but {classes} (the file is damaged or not CIFAR-10)"
 
 
 def labels_problem(folder: Path) -> str | None:
-    """For the extraction: the first file in `folder` holding a label that is no class id, or None."""
+    """For the extraction: the first file in `folder` with a label that is no class id, or None."""
     for name in TRAIN_FILES + TEST_FILES:
         labels = np.fromfile(folder / name, dtype=np.uint8).reshape(-1, RECORD_BYTES)[:, 0]
         if problem := label_problem(name, labels):
@@ -198,8 +198,8 @@ def split_indices(
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std of uint8 images, on the [0, 1] scale (float32 [C] each).
 
-    Counted from each channel's histogram of its 256 values: exact, without a float copy of the images
-    (45,000 CIFAR-10 images take 1.1 GB as float64)."""
+    Counted from each channel's histogram of its 256 values: exact, without a float copy of the
+    images (45,000 CIFAR-10 images take 1.1 GB as float64)."""
     counts = np.stack(
         [np.bincount(images[..., c].ravel(), minlength=256) for c in range(images.shape[-1])]
     )
@@ -210,25 +210,26 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- augmentation
-# Each takes a normalised float32 batch [B, H, W, C] (0 is the mean colour) and a shape [2] integer seed,
-# and draws its randomness per image with tf.random.stateless_*: the same seed, the same batch, so a
-# resumed run continues bit for bit. (TensorFlow is imported inside: the NumPy track runs without it.)
+# Each takes a normalised float32 batch [B, H, W, C] (0 is the mean colour) and a shape [2] integer
+# seed, and draws its randomness per image with tf.random.stateless_*: the same seed, the same
+# batch, so a resumed run continues bit for bit. (TensorFlow is imported inside: the NumPy track
+# runs without it.)
 def random_flip(images, seed):
     """Mirrors each image left-right with probability 1/2."""
     import tensorflow as tf
 
-    # BEGIN SOLUTION [augmentation]: a uniform number per image; where < 0.5, the image reversed along axis 2
+    # BEGIN SOLUTION [augmentation]: a uniform number per image; where < 0.5, tf.reverse on axis 2
     mirror = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed) < 0.5
     return tf.where(mirror, tf.reverse(images, axis=[2]), images)
     # END SOLUTION
 
 
 def random_crop(images, seed, pad: int):
-    """Pads each image by `pad` pixels of the mean colour (0) and crops it back at a random offset."""
+    """Pads each image by `pad` pixels of the mean colour (0), crops it back at a random offset."""
     import tensorflow as tf
 
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-    # BEGIN SOLUTION [augmentation]: tf.pad with zeros; a row and column offset in [0, 2 * pad]; gather
+    # BEGIN SOLUTION [augmentation]: tf.pad (zeros); row, column offsets in [0, 2 * pad]; tf.gather
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     offsets = tf.random.stateless_uniform([batch, 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
     rows = tf.range(height)[None, :] + offsets[:, :1]  # [B, H]: the padded rows each image keeps
@@ -239,19 +240,19 @@ def random_crop(images, seed, pad: int):
 
 
 def random_brightness(images, seed, max_delta: float):
-    """Adds one random shift in [-max_delta, max_delta] (in units of the pixel std) to each image."""
+    """Adds a random shift in [-max_delta, max_delta] (in units of the pixel std) to each image."""
     import tensorflow as tf
 
-    # BEGIN SOLUTION [augmentation]: one uniform shift per image, shape [B, 1, 1, 1], added to every pixel
+    # BEGIN SOLUTION [augmentation]: a uniform shift of shape [B, 1, 1, 1], added to every pixel
     shift = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed, -max_delta, max_delta)
     return images + shift
     # END SOLUTION
 
 
 def random_contrast(images, seed, max_change: float):
-    """Scales each image about its own mean (one number: over all its pixels and channels, as torchvision
-    does; not per channel, as tf.image.adjust_contrast does) by a random factor in [1 - max_change,
-    1 + max_change], drawn for each image."""
+    """Scales each image about its own mean (one number: over all its pixels and channels, as
+    torchvision does; not per channel, as tf.image.adjust_contrast does) by a random factor in
+    [1 - max_change, 1 + max_change], drawn for each image."""
     import tensorflow as tf
 
     # BEGIN SOLUTION [augmentation]: one factor per image: (image - its mean) * factor + its mean
@@ -264,12 +265,13 @@ def random_contrast(images, seed, max_change: float):
 
 
 def random_cutout(images, seed, size: int):
-    """Blanks (sets to the mean colour, 0) a size x size square centred at a random pixel of each image:
-    rows (and columns) from centre - size // 2 to centre - size // 2 + size - 1, cut off at the edges."""
+    """Blanks (sets to the mean colour, 0) a size x size square centred at a random pixel of each
+    image: rows (and columns) from centre - size // 2 to centre - size // 2 + size - 1, cut off at
+    the edges."""
     import tensorflow as tf
 
     height, width = tf.shape(images)[1], tf.shape(images)[2]
-    # BEGIN SOLUTION [augmentation]: a random centre per image; the square's pixels (cut at the edges) to 0
+    # BEGIN SOLUTION [augmentation]: one random centre per image; the square, cut at the edges, to 0
     centres = tf.cast(
         tf.random.stateless_uniform([tf.shape(images)[0], 2], seed)
         * tf.cast(tf.stack([height, width]), tf.float32),
@@ -333,7 +335,7 @@ def class_names(dataset: str = "cifar10") -> tuple[str, ...]:
 
 
 def load_any(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """load_split for the folder `prepare` returned, read once and shared (read-only) between callers."""
+    """load_split for the folder `prepare` returned, read once and shared (read-only) by callers."""
     return _load_cached(str(Path(folder).resolve()), split)
 
 
@@ -387,22 +389,24 @@ def make_dataset(
     """Builds a tf.data pipeline of (float32 image [B, S, S, C], int32 label [B]) batches.
 
     Images are normalised with the per-channel mean and std of the training examples used, so every
-    split sees the same transform. The uint8 arrays stay in memory (that is the cache); each batch is
-    gathered by index, converted and augmented as a whole, and prefetched while the model trains.
-    Training order and augmentation are a pure function of (seed, epoch, batch number), with no hidden
-    random state: any epoch, or any batch of it (`.skip(n)`), can be reproduced on its own. That is
-    what lets an interrupted run resume exactly where it stopped.
+    split sees the same transform. The uint8 arrays stay in memory (that is the cache); each batch
+    is gathered by index, converted and augmented as a whole, and prefetched while the model trains.
+    Training order and augmentation are a pure function of (seed, epoch, batch number), with no
+    hidden random state: any epoch, or any batch of it (`.skip(n)`), can be reproduced on its own.
+    That is what lets an interrupted run resume exactly where it stopped.
 
     Args:
-        batches_dir: the folder `prepare` returned. split: "train" (shuffled, augmented), "validation"
-            (held out from the training files) or "test" (the test file).
+        batches_dir: the folder `prepare` returned. split: "train" (shuffled, augmented),
+            "validation" (held out from the training files) or "test" (the test file).
         batch_size: examples per batch; drop_remainder: drop a last batch smaller than that.
         num_train_examples: use only this many training examples (None: all but the validation set).
         val_size: how many training-file examples to hold out for validation.
         image_size: resize images to this side length (bilinear); None keeps their size.
-        flip, crop, brightness, contrast, cutout: augmentation of training batches; see `augment_batch`.
+        flip, crop, brightness, contrast, cutout: augmentation of training batches; see
+            `augment_batch`.
         seed: chooses the validation set, the shuffle orders and the augmentation.
-        epoch: the (first) epoch to produce; repeat ("train" only): go on with the next epochs, forever.
+        epoch: the (first) epoch to produce; repeat ("train" only): go on with the next epochs,
+            forever.
     """
     import tensorflow as tf
 
@@ -430,12 +434,24 @@ def make_dataset(
             .cache()
             .prefetch(tf.data.AUTOTUNE)
         )
+    order = training_order(len(labels), batch_size, seed, epoch, repeat, drop_remainder)
+    batches = order.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def training_order(
+    num_examples: int, batch_size: int, seed: int, epoch: int, repeat: bool, drop_remainder: bool
+):
+    """The training batches of example indices, each with its augmentation seed [2], for
+    make_dataset: epoch `epoch` (and the ones after it, forever, if `repeat`), each shuffled by a
+    seed made of (seed, epoch). Nothing else is random: any batch can be made again on its own."""
+    import tensorflow as tf
 
     def epoch_batches(epoch_number):
         """One epoch's batches of indices, each with its own augmentation seed [epoch, batch]."""
         shuffle_seed = tf.stack([tf.cast(seed, tf.int64), epoch_number])
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(len(labels), dtype=tf.int64), seed=shuffle_seed
+            tf.range(num_examples, dtype=tf.int64), seed=shuffle_seed
         )
         batches = tf.data.Dataset.from_tensor_slices(order).batch(
             batch_size, drop_remainder=drop_remainder
@@ -446,20 +462,18 @@ def make_dataset(
             lambda number, indices: (indices, tf.stack([seed * 1_000_003 + epoch_number, number]))
         )
 
-    epochs = (
-        tf.data.Dataset.counter(start=epoch) if repeat else tf.data.Dataset.range(epoch, epoch + 1)
-    )
-    return (
-        epochs.flat_map(epoch_batches)
-        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    if repeat:
+        epochs = tf.data.Dataset.counter(start=epoch)
+    else:
+        epochs = tf.data.Dataset.range(epoch, epoch + 1)
+    return epochs.flat_map(epoch_batches)
 
 
 def check_data(config: dict) -> tuple[Path, int, int, int]:
-    """The dataset of a run's options, prepared and checked against them (sizes that need the data: the
-    validation and training subsets, the batch, the crop); raises UsageError. NumPy only, so that a
-    sweep can check every point before it trains the first. Returns (folder, val_size, num_train, size)."""
+    """The dataset of a run's options, prepared and checked against them (sizes that need the data:
+    the validation and training subsets, the batch, the crop); raises UsageError. NumPy only, so
+    that a sweep can check every point before it trains the first. Returns (folder, val_size,
+    num_train, size)."""
     folder = prepare(config["dataset"], config["data_dir"], config["data_url"])
     images = load_any(folder, "train")[0]
     val_size = config["val_size"] if config["val_size"] is not None else len(images) // 10
@@ -482,8 +496,9 @@ def check_data(config: dict) -> tuple[Path, int, int, int]:
 
 
 def training_data(config: dict) -> dict:
-    """For train.py: the dataset prepared, split and checked against the options, with the validation and
-    test pipelines built (the training pipeline is built by the run, from its epoch and step)."""
+    """For train.py: the dataset prepared, split and checked against the options, with the
+    validation and test pipelines built (the training pipeline is built by the run, from its epoch
+    and step)."""
     folder, val_size, num_train, size = check_data(config)
     images = load_any(folder, "train")[0]
     split = dict(

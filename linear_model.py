@@ -52,9 +52,9 @@ def classifier_head(
 
 
 def weight_penalty(model: keras.Model):
-    """Sum of squared weights over every dense and convolutional kernel, and over the biases that are
-    regularised too (batch-norm parameters excluded): the L2 penalty *without* its strength, worth
-    logging during training to see what weight decay does."""
+    """Sum of squared weights over every dense and convolutional kernel, and over the biases that
+    are regularised too (batch-norm parameters excluded): the L2 penalty *without* its strength,
+    worth logging during training to see what weight decay does."""
     weights = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
     weights += [
         layer.bias for layer in model.layers if getattr(layer, "bias_regularizer", None) is not None

@@ -31,7 +31,7 @@ def make_initializer(name: str, scale: float = 1e-2, seed: int | None = None):
         raise ValueError(
             f"initializer must be one of {', '.join(CHOICES['initializer'])}, not {name!r}"
         )
-    # BEGIN SOLUTION [MLP]: keras.initializers.HeNormal, GlorotUniform, RandomNormal or RandomUniform
+    # BEGIN SOLUTION [MLP]: keras.initializers.HeNormal, GlorotUniform, RandomNormal, RandomUniform
     if name == "he_normal":
         return keras.initializers.HeNormal(seed=seed)
     if name == "glorot_uniform":
@@ -59,15 +59,15 @@ def build_mlp(
     Args:
         input_shape: (height, width, channels) of the normalised float32 images.
         num_classes: number of classes.
-        hidden_units: width of each hidden layer (Dense layers named hidden1, hidden2, ...); (512,) is
-            the one-hidden-layer MLP of the course.
+        hidden_units: width of each hidden layer (Dense layers named hidden1, hidden2, ...); (512,)
+            is the one-hidden-layer MLP of the course.
         activation: one of relu, elu, tanh, sigmoid.
         initializer: one of he_normal (the default, for ReLU), glorot_uniform, normal, uniform.
         init_scale: std of "normal", half-width of "uniform".
         regularizer: "l2" or "l1" penalty on every kernel (make_regularizer).
         weight_decay: strength of that penalty (0: none).
-        dropout: fraction of hidden units dropped during training, by a Dropout layer after each hidden
-            layer (named dropout1, dropout2, ...); 0: none.
+        dropout: fraction of hidden units dropped during training, by a Dropout layer after each
+            hidden layer (named dropout1, dropout2, ...); 0: none.
 
     Returns:
         An uncompiled keras.Model mapping images [B, H, W, C] to logits [B, num_classes].
@@ -81,7 +81,7 @@ def build_mlp(
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate(hidden_units, start=1):
-        # BEGIN SOLUTION [MLP]: a Dense layer hidden{i}: the activation, make_initializer, make_regularizer
+        # BEGIN SOLUTION [MLP]: Dense hidden{i}: the activation, make_initializer, make_regularizer
         x = layers.Dense(
             units,
             activation=activation,

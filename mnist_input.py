@@ -30,13 +30,15 @@ FILES = {
 }
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
-# Each dataset: its classes, where to get it, its sizes, its mean pixel (0-255, of the training images: how
-# a subset shows which dataset it comes from), and for each file the MD5 of the official .gz and that of its
-# content (a re-compressed copy, such as Debian's dataset-fashion-mnist, is accepted by it).
+# Each dataset: its classes, where to get it, its sizes, its mean pixel (0-255, of the training
+# images: how a subset shows which dataset it comes from), and for each file the MD5 of the official
+# .gz and that of its content (a re-compressed copy, such as Debian's dataset-fashion-mnist, is
+# accepted by it).
 DATASETS = {
     "mnist": dict(
         class_names=tuple(str(digit) for digit in range(10)),
-        url="https://ossci-datasets.s3.amazonaws.com/mnist/",  # a mirror: the original host refuses scripts
+        # a mirror: the original host refuses scripts
+        url="https://ossci-datasets.s3.amazonaws.com/mnist/",
         counts={"train": 60_000, "test": 10_000},
         mean_pixel=33.3,
         md5={
@@ -101,7 +103,8 @@ def read_idx(path: Path) -> np.ndarray:
     """Reads one gzip-compressed IDX file: uint8 images [N, rows, columns, 1] or int32 labels [N].
 
     Raises:
-        DataError: naming the file, when it is missing, not gzip, truncated, or not IDX images or labels.
+        DataError: naming the file, when it is missing, not gzip, truncated, or not IDX images or
+            labels.
     """
     try:
         with gzip.open(path, "rb") as f:
@@ -133,7 +136,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Loads a split as uint8 images [N, 28, 28, 1] and int32 labels [N] from a folder of the four files."""
+    """A split as uint8 images [N, 28, 28, 1] and int32 labels [N], from the four files' folder."""
     if split not in FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     images_file, labels_file = FILES[split]
@@ -152,7 +155,7 @@ def load_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.nd
 
 
 def label_problem(path: Path, labels: np.ndarray) -> str | None:
-    """What is wrong with a labels file (a value that is no class id), or None when all are class ids."""
+    """What is wrong with a labels file (a value that is no class id); None if none is."""
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size == 0:
         return None
@@ -166,7 +169,7 @@ def is_idx_folder(folder: str | os.PathLike) -> bool:
     return (Path(folder) / FILES["train"][0]).is_file()
 
 
-# ----------------------------------------------------------------------------- making the data available
+# ------------------------------------------------------------------------ making the data available
 def maybe_download(
     data_dir: str | os.PathLike, dataset: str, url: str | None = None, **download_options
 ) -> Path:
@@ -175,14 +178,15 @@ def maybe_download(
     Args:
         data_dir: the data folder.
         dataset: "mnist" or "fashion-mnist".
-        url: a folder or base URL holding the four files (http(s)://, file:// or a plain path); None: the
-            official source (and then whatever the folder holds is used). Files from elsewhere are copied
-            in; the folder remembers its source, and a call naming other files is refused.
+        url: a folder or base URL holding the four files (http(s)://, file:// or a plain path);
+            None: the official source (and then whatever the folder holds is used). Files from
+            elsewhere are copied in; the folder remembers its source, and a call naming other files
+            is refused.
         **download_options: passed to plumbing.download.fetch.
 
-    Each file is accepted when its MD5, or that of its content, is the official one; a file with other
-    counts than the official ones (a subset, such as the course's mini set) is checked for structure,
-    labels and (images) its mean pixel, which tells MNIST from Fashion-MNIST.
+    Each file is accepted when its MD5, or that of its content, is the official one; a file with
+    other counts than the official ones (a subset, such as the course's mini set) is checked for
+    structure, labels and (images) its mean pixel, which tells MNIST from Fashion-MNIST.
     """
     info = DATASETS[dataset]
     names = FILES["train"] + FILES["test"]
@@ -199,9 +203,9 @@ def maybe_download(
 
 
 def check_file(path: Path, name: str, dataset: str) -> None:
-    """Raises DataError unless `path` (for the file `name` of `dataset`) is official, by its MD5 or its
-    content's, or a whole IDX file of another size (a subset, such as the course's mini set) whose labels
-    are class ids and whose images look like the dataset's."""
+    """Raises DataError unless `path` (for the file `name` of `dataset`) is official, by its MD5 or
+    its content's, or a whole IDX file of another size (a subset, such as the course's mini set)
+    whose labels are class ids and whose images look like the dataset's."""
     info = DATASETS[dataset]
     md5, content_md5 = info["md5"][name]
     if download.file_md5(path) == md5:
@@ -222,8 +226,9 @@ def check_file(path: Path, name: str, dataset: str) -> None:
 
 
 def check_looks_like(path: Path, images: np.ndarray, dataset: str) -> None:
-    """Raises DataError when a subset's images are nearer another dataset's mean pixel than their own
-    (MNIST's digits are mostly black: 33 of 255; Fashion-MNIST's clothes 73): the wrong --dataset."""
+    """Raises DataError when a subset's images are nearer another dataset's mean pixel than their
+    own (MNIST's digits are mostly black: 33 of 255; Fashion-MNIST's clothes 73): --dataset names
+    the wrong one."""
     mean = float(images.mean())
     means = {key: d["mean_pixel"] for key, d in DATASETS.items() if "mean_pixel" in d}
     nearest = min(means, key=lambda key: abs(means[key] - mean))

@@ -6,8 +6,9 @@
     data_folder(data_dir)         a lock on the data folder: parallel jobs wait instead of colliding
     extract_members(...)          safe extraction of chosen tar members into a staging folder,
                                   renamed into place when complete and checked
-    prepare_archive, prepare_files  a dataset folder made from one archive or from separate files; it
-                                  remembers its source (source.json) and refuses to stand in for another
+    prepare_archive, prepare_files  a dataset folder made from one archive or from separate files;
+                                  it remembers its source (source.json) and refuses to stand in
+                                  for another
 
 `what` arguments name where a value came from (a flag or an environment variable), for the messages.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gzip
 import hashlib
 import http.client
@@ -65,12 +67,12 @@ def file_md5(path: Path, *, gunzip: bool = False) -> str:
 
 
 def one_line(text: str) -> str:
-    """`text` with its line breaks and runs of spaces made single spaces: messages stay on one line."""
+    """`text` with its line breaks and runs of spaces made single spaces: one-line messages."""
     return " ".join(str(text).split())
 
 
 def source_path(url: str, what: str = "--data-url") -> Path | None:
-    """The path named by a file:// URL or a plain path; None for http(s). Raises UsageError otherwise."""
+    """The path named by a file:// URL or a plain path; None for http(s); else a UsageError."""
     try:
         parsed = urllib.parse.urlparse(url)
     except ValueError as err:
@@ -93,7 +95,7 @@ def source_path(url: str, what: str = "--data-url") -> Path | None:
 
 @contextlib.contextmanager
 def data_folder(data_dir: Path, what: str = "--data-dir"):
-    """Creates `data_dir` and holds its lock: a second job preparing the same data waits, then finds it."""
+    """Creates `data_dir` and holds its lock: a second job preparing the same data waits for it."""
     data_dir = Path(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -143,9 +145,10 @@ def fetch(
 
     Args:
         url, dest: the http(s) URL, and the final path (its folder exists, locked by the caller).
-        md5: the expected MD5 hex digest, or None; verify: called with the file, raises DataError if wrong.
-        retries, backoff_s, timeout_s: how often to retry, the first wait (doubled each time), and the
-            socket time-out for connecting and for each read.
+        md5: the expected MD5 hex digest, or None.
+        verify: called with the file; raises DataError if it is wrong.
+        retries, backoff_s, timeout_s: how often to retry, the first wait (doubled each time), and
+            the socket time-out for connecting and for each read.
         show_progress: a progress bar (bytes, percent, rate) on stderr.
         offline: what to do without a network, for the messages (default: get the file elsewhere).
 
@@ -196,7 +199,7 @@ def fetch(
 
 
 def retry_reason(err: Exception, url: str, part: Path, offline: str) -> str:
-    """Why a download attempt failed, when another try may succeed; else raises DataError in one line."""
+    """Why a download attempt failed, when another try may succeed; else a one-line DataError."""
     if isinstance(err, urllib.error.HTTPError):
         if err.code in REDIRECTS and "infinite loop" in str(
             err.reason
@@ -241,7 +244,7 @@ def check(path: Path, *, md5: str | None, verify: Callable[[Path], None] | None,
 
 
 def bad_reply(err: Exception) -> str:
-    """What was wrong with a reply, in a few words: http.client's messages are terse or very long."""
+    """What was wrong with a reply, in a few words (http.client's are terse or very long)."""
     if isinstance(err, http.client.BadStatusLine):
         return f"its first line is {one_line(err)[:60]!r}, not 'HTTP/1.1 <status> <reason>'"
     return one_line(err)[:120] or type(err).__name__
@@ -296,7 +299,7 @@ def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> No
 
 # ----------------------------------------------------------------------------- archives
 def read_whole_gzip(path: Path) -> None:
-    """Reads a .gz file to its end, so that a truncated or non-gzip file (an HTML page) raises DataError."""
+    """Reads a .gz file to its end: a truncated or non-gzip file (an HTML page) is a DataError."""
     try:
         with gzip.open(path, "rb") as f:
             while f.read(1 << 20):
@@ -306,19 +309,21 @@ def read_whole_gzip(path: Path) -> None:
 
 
 def tar_reason(err: Exception) -> str:
-    """Why tarfile could not read an archive, in one line (its own message lists every method it tried)."""
+    """Why tarfile could not read an archive, in one line (its message lists every method tried)."""
     if "could not be opened successfully" in str(err):
         return "neither a plain tar file nor a gzip-, bzip2- or xz-compressed one"
     return one_line(err) or type(err).__name__
 
 
 def tar_members(archive: Path, folder: str, files: tuple[str, ...]) -> dict[str, tarfile.TarInfo]:
-    """The regular-file members of `archive` that hold `files`, refusing unsafe and ambiguous archives.
+    """The regular-file members of `archive` that hold `files`, refusing unsafe and ambiguous
+    archives.
 
-    A tar file can otherwise write anywhere on disk: absolute paths, '..' and links are refused. The files
-    come from `folder/` (the official layout) when it holds them all, else from the one folder that does
-    (a re-packed copy). Two such folders, or one file twice, are ambiguous: refused, never guessed.
-    Returns what `folder/` holds when no folder holds them all (the caller names what is missing).
+    A tar file can otherwise write anywhere on disk: absolute paths, '..' and links are refused. The
+    files come from `folder/` (the official layout) when it holds them all, else from the one folder
+    that does (a re-packed copy). Two such folders, or one file twice, are ambiguous: refused, never
+    guessed. Returns what `folder/` holds when no folder holds them all (the caller names what is
+    missing).
     """
     found: dict[str, dict[str, list[tarfile.TarInfo]]] = {}  # folder -> file name -> members
     with tarfile.open(archive, "r:*") as tar:
@@ -360,11 +365,13 @@ def extract_members(
     fix: str = "check the file, or download a fresh copy",
     where: str = "--data-dir",
 ) -> Path:
-    """Extracts `members` (from tar_members) into `target` through a staging folder renamed into place.
+    """Extracts `members` (from tar_members) into `target` through a staging folder renamed into
+    place.
 
-    The staging folder is `.extract-<pid>` in the same folder: a job killed half-way leaves it, and the
-    next job (holding the data-folder lock) deletes it. The folder gets the permissions the umask allows.
-    `record` (where the data came from) is written into it as source.json; `fix` ends a damage message.
+    The staging folder is `.extract-<pid>` in the same folder: a job killed half-way leaves it, and
+    the next job (holding the data-folder lock) deletes it. The folder gets the permissions the
+    umask allows. `record` (where the data came from) is written into it as source.json; `fix` ends
+    a damage message.
     """
     staging = target.parent / f".extract-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -409,9 +416,9 @@ def extract_members(
     return target
 
 
-# ----------------------------------------------------------------------------- what a folder was made from
+# ---------------------------------------------------------------------- what a folder was made from
 def read_source(folder: Path) -> dict | None:
-    """The record of what a dataset folder was made from, or None (an older version made it, or none)."""
+    """What a dataset folder was made from, or None (no record: an older version made it)."""
     try:
         record = json.loads((folder / SOURCE_FILE).read_text())
     except (OSError, ValueError):
@@ -420,12 +427,12 @@ def read_source(folder: Path) -> dict | None:
 
 
 def source_key(url: str, local: Path | None) -> str:
-    """How a source is recorded: a local file or folder by its absolute path, anything else by its URL."""
+    """How a source is recorded: a local file or folder by its absolute path, else by its URL."""
     return str(local.resolve()) if local is not None else url
 
 
 def other_source(folder: Path, was: str | None, now: str, what: str, where: str) -> UsageError:
-    """The error for a data folder made from `was` (None: not recorded) when the command names `now`."""
+    """The error for a folder made from `was` (None: not recorded) when the command names `now`."""
     held = f"the data of {was}, not of {now}" if was else f"other data than {now}"
     return UsageError(
         f"{folder} holds {held} (given by {what}); choose another {where} for it, or delete "
@@ -436,9 +443,10 @@ def other_source(folder: Path, was: str | None, now: str, what: str, where: str)
 def check_archive_source(
     target: Path, source: str, archive: Path, known_md5: str | None, *, what: str, where: str
 ) -> None:
-    """Raises UsageError unless the folder `target` was extracted from the archive `source`: the same path
-    (unchanged) or URL, or an archive of the same MD5 (`known_md5`, else that of `archive` if it is there).
-    A folder that records no source (an older version extracted it) stands for the official archive only.
+    """Raises UsageError unless the folder `target` was extracted from the archive `source`: the
+    same path (unchanged) or URL, or an archive of the same MD5 (`known_md5`, else that of `archive`
+    if it is there). A folder that records no source (an older version extracted it) stands for the
+    official archive only.
     """
     record = read_source(target)
     if record is None:
@@ -468,7 +476,38 @@ def check_archive_source(
         raise other_source(target, record["source"], source, what, where)
 
 
-# ----------------------------------------------------------------------------- a dataset in one archive
+# ------------------------------------------------------------------------- a dataset in one archive
+def obtain_archive(
+    url: str,
+    archive: Path,
+    local: Path | None,
+    expected_md5: str | None,
+    fix: str,
+    what: str,
+    check: dict,
+    download_options: dict,
+) -> None:
+    """Makes `archive` a checked tar archive (`check`: check_tar_archive's options): a local one,
+    or one downloaded before, is checked against its MD5 (when known) and for structure; else it is
+    downloaded from `url` and checked the same way. `fix` ends the message of a damaged one."""
+    if local is not None:
+        check_local_archive(local, what)
+    if not archive.is_file():
+        print(f"Downloading {url} to {archive}", file=sys.stderr)
+        verify = functools.partial(check_tar_archive, **check)
+        fetch(url, archive, md5=expected_md5, **download_options, verify=verify)
+        return
+    if expected_md5 and (actual := file_md5(archive)) != expected_md5:
+        raise DataError(
+            f"{archive} is damaged or not the official archive (MD5 {actual}, expected "
+            f"{expected_md5}); {fix}"
+        )
+    try:
+        check_tar_archive(archive, **check)
+    except DataError as err:
+        raise DataError(f"{err}; {fix}") from None
+
+
 def prepare_archive(
     data_dir: Path,
     url: str,
@@ -514,32 +553,12 @@ def prepare_archive(
             if named:
                 check_archive_source(target, source, archive, expected_md5, what=what, where=where)
             return target  # another job extracted it while we waited
-        fix = (
-            "check the file, or download a fresh copy"
-            if local is not None
-            else f"delete {archive} and run again to download it afresh"
-        )
         if local is not None:
-            check_local_archive(local, what)
-        if archive.is_file():
-            if expected_md5 and (actual := file_md5(archive)) != expected_md5:
-                raise DataError(
-                    f"{archive} is damaged or not the official archive (MD5 {actual}, expected "
-                    f"{expected_md5}); {fix}"
-                )
-            try:
-                check_tar_archive(archive, folder=folder, **spec)
-            except DataError as err:
-                raise DataError(f"{err}; {fix}") from None
+            fix = "check the file, or download a fresh copy"
         else:
-            print(f"Downloading {url} to {archive}", file=sys.stderr)
-            fetch(
-                url,
-                archive,
-                md5=expected_md5,
-                **download_options,
-                verify=lambda path: check_tar_archive(path, folder=folder, **spec),
-            )
+            fix = f"delete {archive} and run again to download it afresh"
+        check = dict(folder=folder, **spec)
+        obtain_archive(url, archive, local, expected_md5, fix, what, check, download_options)
         stat = archive.stat()
         record = dict(
             source=source,
@@ -574,20 +593,21 @@ def check_local_archive(archive: Path, what: str) -> None:
 
 
 def whole_records(path: Path, files: tuple[str, ...], record_bytes: int) -> str | None:
-    """What is wrong with an extracted folder, or None when every file is a whole number of records."""
+    """What is wrong with an extracted folder; None when each file is a whole number of records."""
     for name in files:
         size = (path / name).stat().st_size if (path / name).is_file() else None
         if size is None:
             return f"{path / name} is missing"
         if size == 0 or size % record_bytes:
-            return f"{path / name} has {size:,} bytes, not a whole number of {record_bytes}-byte records"
+            records = f"a whole number of {record_bytes}-byte records"
+            return f"{path / name} has {size:,} bytes, not {records}"
     return None
 
 
 def check_tar_archive(
     archive: Path, *, folder: str, files: tuple[str, ...], record_bytes: int
 ) -> None:
-    """Raises DataError unless `archive` is a complete tar archive holding every file as whole records."""
+    """Raises DataError unless `archive` is a whole tar archive of files of whole records."""
     with open(archive, "rb") as f:
         head = f.read(64).lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
@@ -608,7 +628,7 @@ def check_tar_archive(
             )
 
 
-# ----------------------------------------------------------------------------- a dataset in separate files
+# ---------------------------------------------------------------------- a dataset in separate files
 def prepare_files(
     target: Path,
     base: str,
@@ -621,12 +641,14 @@ def prepare_files(
     where: str = "--data-dir",
     **download_options,
 ) -> Path:
-    """Makes the folder `target` hold the files `names` from `base`: a base URL, or a folder (a file:// URL
-    or a path) whose files are copied in. Each file is checked by verify(path, name) before it is placed.
+    """Makes the folder `target` hold the files `names` from `base`: a base URL, or a folder (a
+    file:// URL or a path) whose files are copied in. Each file is checked by verify(path, name)
+    before it is placed.
 
-    The folder records its source and the MD5 of each file's content (source.json): a command that names
-    another source (`named`) whose content differs is refused. `official` is (base URL, {name: content
-    MD5}) of the official files; `what` and `where` name the flags or variables, for the messages.
+    The folder records its source and the MD5 of each file's content (source.json): a command that
+    names another source (`named`) whose content differs is refused. `official` is (base URL, {name:
+    content MD5}) of the official files; `what` and `where` name the flags or variables, for the
+    messages.
     """
     local = source_path(base, what)
     source = source_key(base, local)
@@ -670,7 +692,7 @@ def place_file(
     verify: Callable[[Path, str], None],
     **download_options,
 ) -> None:
-    """Downloads one file of a dataset from the base URL, or copies it from the folder `local`, checked."""
+    """Downloads one file of a dataset from the base URL (or copies it from `local`), checked."""
     name = dest.name
     if local is None:
         print(f"Downloading {base.rstrip('/')}/{name} to {dest}", file=sys.stderr)
@@ -698,8 +720,8 @@ def place_file(
 
 
 def content_md5s(folder: Path, names: tuple[str, ...]) -> dict[str, str] | None:
-    """The MD5 of each gzip file's content (a re-compressed copy has the same), or None if one is missing
-    or unreadable."""
+    """The MD5 of each gzip file's content (a re-compressed copy has the same), or None if one is
+    missing or unreadable."""
     try:
         return {name: file_md5(Path(folder) / name, gunzip=True) for name in names}
     except (OSError, EOFError, zlib.error):
@@ -716,8 +738,8 @@ def check_files_source(
     what: str,
     where: str,
 ) -> None:
-    """Raises UsageError unless the folder `target` holds the files of `source`: the same path or URL, or
-    files of the same content (a local folder's, or the official ones)."""
+    """Raises UsageError unless the folder `target` holds the files of `source`: the same path or
+    URL, or files of the same content (a local folder's, or the official ones)."""
     record = read_source(target) or {}
     if record.get("source") == source:
         return

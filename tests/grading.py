@@ -1,16 +1,17 @@
 """Points for the grading tests: the points(n) marker and a per-stage summary.
 
 A test module that sets `STAGE` (one of STAGES) is a grading module: every test in it needs
-`@pytest.mark.points(n)`, or its collection fails with a message naming the test. At the end of the run
-a table shows `scored / possible` per stage, where possible counts every graded test collected: a test
-that fails, errors or is skipped scores 0 instead of vanishing from the total.
+`@pytest.mark.points(n)`, or its collection fails with a message naming the test. At the end of the
+run a table shows `scored / possible` per stage, where possible counts every graded test collected:
+a test that fails, errors or is skipped scores 0 instead of vanishing from the total.
 
 The table is for students checking their own work. Grades are made by the instructors' grading tool,
 which runs each stage in a process of its own and takes the points from a manifest of the solution's
 tests, so nothing a student's code does in this process can change them.
 
-A failure caused by NotImplementedError (an exercise stub) is reported in one line,
-`NOT IMPLEMENTED: file::function`, instead of a traceback. A graded test never skips: a skip (a
+A failure caused by an exercise stub (its NotWrittenError, plumbing/todo.py) is reported in one
+line, `NOT IMPLEMENTED: file::function`, instead of a traceback; any other NotImplementedError (one
+raised inside Keras, say) is reported as the error it is. A graded test never skips: a skip (a
 missing file, say) is reported as a failure naming the reason, so a score cannot look complete.
 """
 
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-# The student stages, in course order (the linear model is given, ready to run, and earns no points).
+from plumbing.todo import unwritten
+
+# The student stages, in course order (the linear model is given, ready to run: it earns nothing).
 STAGES = (
     "augmentation",
     "MLP",
@@ -31,14 +34,12 @@ STAGES = (
     "NumPy net",
     "NumPy conv",
 )
-STUB_NAME = re.compile(
-    r"([\w/.-]+\.py::[\w.]+): "
-)  # "<file>::<function>: ", as an exercise stub says
+STUB_NAME = re.compile(r"([\w/.-]+\.py::[\w.]+)(: |$)")  # "<file>::<function>: " from a stub
 
 
-# ----------------------------------------------------------------------------- NotImplementedError
+# ----------------------------------------------------------------------------- NotWrittenError
 class OneLineFailure:
-    """A failure report of a single line: pytest prints it with toterminal, and -ra shows its message."""
+    """A failure report of one line: pytest prints it with toterminal, -ra shows its message."""
 
     def __init__(self, message: str):
         self.message = message
@@ -52,35 +53,34 @@ class OneLineFailure:
 
 
 def not_implemented_where(excinfo) -> str | None:
-    """'file::function' when the exception (or one it was raised from) is a NotImplementedError."""
-    error = excinfo.value
-    while error is not None and not isinstance(error, NotImplementedError):
-        error = error.__cause__ or error.__context__
-    if error is None:
+    """'file::function' when the exception is an exercise stub's or was raised from one (TensorFlow
+    re-raises it as a StagingError); None for any other, a NotImplementedError of Keras' too."""
+    stub = unwritten(excinfo.value)
+    if stub is None:
         return None
-    named = STUB_NAME.findall(str(error))
-    if named:  # the last: TensorFlow quotes the stub's source line before the error itself
-        return named[-1]
+    named = STUB_NAME.match(str(stub))
+    if named:
+        return named[1]
     entry = excinfo.traceback[-1]
     return f"{Path(str(entry.path)).name}::{entry.name}"
 
 
 def unwritten_stub(root: Path, text: str) -> tuple[str, str] | None:
-    """(file::function, stage) of the first stub that `text` names in a `NOT IMPLEMENTED: file::function`
-    line (a failure's, or one train.py printed) and that its file still holds; None if there is none.
+    """(file::function, stage) of the first stub that `text` names in a line `NOT IMPLEMENTED:
+    file::function` (a failure's, or one train.py printed) and that its file still holds; else None.
 
-    The file is read to make sure: a test that fails for another reason is not passed off as unwritten.
+    The file is read to make sure: a test that fails for another reason is not passed off as
+    unwritten.
     """
     for where in re.findall(r"NOT IMPLEMENTED: ([\w/.-]+\.py::[\w.]+)", text):
         try:
             source = (root / where.split("::")[0]).read_text()
         except (OSError, UnicodeDecodeError):
             continue
-        for quote in "\"'":
-            at = source.find(f"NotImplementedError({quote}{where}: ")
-            if at >= 0:
-                stages = re.findall(r"# TODO \[([^\]]+)\]", source[:at])  # the TODO just above it
-                return where, stages[-1] if stages else "?"
+        stub = re.search(rf"NotWrittenError\(\s*[\"']{re.escape(where)}: ", source)
+        if stub:
+            stages = re.findall(r"# TODO \[([^\]]+)\]", source[: stub.start()])  # the one above it
+            return where, stages[-1] if stages else "?"
     return None
 
 
@@ -92,7 +92,7 @@ class GradingPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_pycollect_makeitem(self, collector, name, obj):
-        """A grading test without points(n), or points(n) outside a grading module: a collection error."""
+        """A grading test without points(n), or points(n) outside a grading module: CollectError."""
         result = yield
         items = result if isinstance(result, list) else [result] if result is not None else []
         module = collector.getparent(pytest.Module)

@@ -1,16 +1,27 @@
-"""Helpers the tests call: known pixels, CIFAR-10 records, model checks, whole runs on the sample.
+"""Helpers the tests call: known pixels, CIFAR-10 records, model checks, whole runs on the sample,
+the end-to-end inputs and local HTTP servers.
 
-Student files (cifar10_input, cnn, train, ...) are imported inside the functions that need them, so a
-test module importing this one does not depend on every student file importing.
+Student files (cifar10_input, cnn, train, ...) are imported inside the functions that need them, so
+a test module importing this one does not depend on every student file importing.
 """
 
+import http.server
+import os
+import socket
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from plumbing.todo import NotWrittenError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
-# The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a step.
+# The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a
+# step.
 TINY = [
     "--preset",
     "linear",
@@ -24,7 +35,7 @@ TINY = [
 
 
 def known_images(num_images: int, first_id: int = 0) -> np.ndarray:
-    """uint8 [N, 3, 32, 32] (CHW, as stored on disk) whose pixels differ by image, channel, row, column."""
+    """uint8 [N, 3, 32, 32] (CHW, as on disk) whose pixels differ by image, channel, row, column."""
     image = np.arange(first_id, first_id + num_images)[:, None, None, None]
     channel = np.arange(3)[None, :, None, None]
     row = np.arange(32)[None, None, :, None]
@@ -77,10 +88,11 @@ def check_overfits(
 ) -> None:
     """Adam reaches 100% training accuracy on a few real images within `steps` full-batch steps.
 
-    The accuracy is measured in training mode, as the network was trained: batch norm then normalises
-    with the batch's own statistics. Its moving averages (inference mode) lag far behind after a few
-    steps (Keras' default momentum 0.99 keeps 74% of their initial values after 30), which says nothing
-    about whether the network can fit; the batch-norm tests check inference on their own."""
+    The accuracy is measured in training mode, as the network was trained: batch norm then
+    normalises with the batch's own statistics. Its moving averages (inference mode) lag far behind
+    after a few steps (Keras' default momentum 0.99 keeps 74% of their initial values after 30),
+    which says nothing about whether the network can fit; the batch-norm tests check inference on
+    their own."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -100,7 +112,7 @@ def check_overfits(
 
 
 def preset_builder(preset: str):
-    """build_cnn with the model options of one of the course's presets (python train.py --list-presets)."""
+    """build_cnn with the model options of a preset (python train.py --list-presets lists them)."""
     from cnn import build_cnn
     from plumbing.options import builder_options
     from train import PRESETS
@@ -112,7 +124,7 @@ def preset_builder(preset: str):
 def cnn_count(
     in_channels, widths, convs, batch_norm, head_inputs, dense_units=0, classes=10, kernel=3
 ):
-    """build_cnn's parameter count from the formula: kernels, biases or batch norm, dense, classifier."""
+    """build_cnn's parameter count by formula: kernels, biases or batch norm, dense, classifier."""
     count, c_in = 0, in_channels
     for width in widths:
         for _ in range(convs):
@@ -126,8 +138,8 @@ def cnn_count(
 
 
 def check_run_folder(run_dir: Path, epochs: int) -> dict:
-    """A finished run on the sample (tests/data): every file is there, and the rows, the confusion matrix
-    and test_accuracy agree with each other and with best.keras. Returns metrics.json."""
+    """A finished run on the sample (tests/data): every file is there, and the rows, the confusion
+    matrix and test_accuracy agree with each other and with best.keras. Returns metrics.json."""
     import csv
     import json
     import math
@@ -207,7 +219,8 @@ def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> 
     (exit code, run folder).
 
     On the exercise version train.py exits 2 with 'NOT IMPLEMENTED: file::function: hint'; that is
-    raised as NotImplementedError, so the test is reported as the missing piece like every other test.
+    raised as the stub's NotWrittenError, so the test is reported as the missing piece like every
+    other test.
     """
     import contextlib
     import io
@@ -225,13 +238,14 @@ def run_train(data_dir: Path, run_root: Path, *args: str, name: str = "run") -> 
 
 
 def raise_if_not_implemented(exit_code: int, stderr: str) -> None:
-    """Turns train.py's exit 2 with 'NOT IMPLEMENTED: file::function: hint' back into NotImplementedError."""
+    """Turns train.py's exit 2 with 'NOT IMPLEMENTED: file::function: hint' back into the stub's
+    error, NotWrittenError."""
     missing = [line for line in stderr.splitlines() if line.startswith("NOT IMPLEMENTED: ")]
     if exit_code == 2 and missing:
-        raise NotImplementedError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
+        raise NotWrittenError(missing[-1].removeprefix("NOT IMPLEMENTED: "))
 
 
-# ----------------------------------------------------------------------------- a raw server (any bytes)
+# ------------------------------------------------------------------------- a raw server (any bytes)
 BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says about each
     "not HTTP at all": (b"SSH-2.0-OpenSSH_9.6\r\n", "its first line is 'SSH-2.0-OpenSSH_9.6"),
     "a bad status line": (
@@ -256,9 +270,9 @@ BAD_REPLIES = {  # replies http.client rejects, and what the one-line error says
 def raw_server(
     reply: bytes, *, max_connections: int = 32, lifetime_s: float = 15.0, stall_s: float = 0.0
 ):
-    """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not be
-    HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the first
-    line of each request received).
+    """Starts a server on 127.0.0.1 answering each connection with `reply`, raw bytes that need not
+    be HTTP, then (after `stall_s` seconds of silence) hanging up. Returns (base URL, requests: the
+    first line of each request received).
 
     Bounded: its thread stops by itself after `max_connections` connections or `lifetime_s` seconds,
     whichever comes first (a daemon thread: it never holds up the end of the tests)."""
@@ -306,7 +320,7 @@ def raw_server(
 
 # ----------------------------------------------------------------------------- runs compared
 def assert_one_line(capsys, code: int, expected_code: int, text: str) -> str:
-    """The command exited with `expected_code`, printing one line on stderr holding `text` (no traceback)."""
+    """The command exited with `expected_code`, printing one line (no traceback) holding `text`."""
     err = capsys.readouterr().err
     assert (
         code == expected_code and text in err and err.count("\n") == 1 and "Traceback" not in err
@@ -315,8 +329,8 @@ def assert_one_line(capsys, code: int, expected_code: int, text: str) -> str:
 
 
 def run_outcome(run_dir: Path) -> dict:
-    """What two runs that are the same must agree on, bit for bit: metrics.csv's rows and metrics.json
-    (times aside), the checkpoint's model weights, best.keras' weights."""
+    """What two runs that are the same must agree on, bit for bit: metrics.csv's rows and
+    metrics.json (times aside), the checkpoint's model weights, best.keras' weights."""
     import json
 
     import keras
@@ -347,3 +361,106 @@ def assert_same_outcome(outcome: dict, reference: dict, what: str) -> None:
     assert len(outcome["best"]) == len(reference["best"]), f"{what}: best.keras has other weights"
     for mine, theirs in zip(outcome["best"], reference["best"]):
         np.testing.assert_array_equal(mine, theirs, err_msg=f"{what}: best.keras differs")
+
+
+# ----------------------------------------------------------------------------- end-to-end inputs
+def end_to_end_input(env: str, what: str, check) -> Path:
+    """A path from the environment variable `env` for an (ungraded) end-to-end test; `check(path)`
+    says it is `what` it must be. Skipped when unset or wrong, except under CI (then it fails)."""
+
+    value = os.environ.get(env)
+    path = Path(value) if value else None
+    if path is None or not check(path):
+        example = "cifar-10-mini-binary.tar.gz" if "CIFAR" in env else "mnist-mini"
+        state = "unset" if value is None else f"{value!r}, not {what}"
+        message = (
+            f"{env} is {state}; set it to run this end-to-end test, "
+            f"e.g. {env}=../shared/data/{example} pytest"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+# ----------------------------------------------------------------------------- a local HTTP server
+class PayloadHandler(http.server.BaseHTTPRequestHandler):
+    """Serves one payload. It can honour Range, drop the first responses half-way, answer with an
+    error status, leave out Content-Length, stop after some bytes, or stall (send nothing more)."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append(self.headers.get("Range"))
+        if server.status:
+            self.send_error(server.status)
+            return
+        data, start = server.payload, 0
+        if server.files is not None:  # several files, by name
+            data = server.files.get(self.path.rsplit("/", 1)[-1])
+            if data is None:
+                self.send_error(404)
+                return
+        if server.ranges and (header := self.headers.get("Range")):
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        if server.send_length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.drops_left > 0 or server.cut_at is not None:  # send part, then hang up
+            server.drops_left -= 1
+            self.wfile.write(body[: len(body) // 2 if server.cut_at is None else server.cut_at])
+            self.wfile.flush()
+            if server.stall:
+                time.sleep(300)  # a server that stops sending: only the client can end this
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class PayloadServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """Clients that hang up mid-body are what several tests do on purpose: no traceback on
+        stderr (it would land in the next capsys read, in whichever test runs then)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def start_server(
+    payload: bytes,
+    *,
+    ranges: bool = True,
+    drops: int = 0,
+    status: int = 0,
+    send_length: bool = True,
+    cut_at: int | None = None,
+    stall: bool = False,
+    name: str = "cifar-10-mini-binary.tar.gz",
+    files: dict[str, bytes] | None = None,
+) -> tuple[str, "PayloadServer"]:
+    """A server on 127.0.0.1 serving `payload` (or `files`, by name) as PayloadHandler says, in a
+    thread of its own; returns (its URL for `name`, the server). The caller shuts it down."""
+    server = PayloadServer(("127.0.0.1", 0), PayloadHandler)
+    server.payload = payload
+    server.ranges = ranges
+    server.drops_left = drops
+    server.requests = []
+    server.status = status
+    server.send_length = send_length
+    server.cut_at = cut_at
+    server.stall = stall
+    server.files = files
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/{name}", server

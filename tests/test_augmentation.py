@@ -1,10 +1,10 @@
-"""Graded tests, stage 1: data augmentation (cifar10_input.py: random_flip, random_crop; random_brightness,
-random_contrast and random_cutout are optional pieces, each tested on its own).
+"""Graded tests, stage 1: data augmentation (cifar10_input.py: random_flip, random_crop;
+random_brightness, random_contrast and random_cutout are optional pieces, each tested on its own).
 
 Every augmentation is checked on values: a flipped image is an exact mirror, a cropped one an exact
 window of the padded image whose offsets reach both edges of the padding, shifts and factors stay in
-range; flips and crops differ from image to image, the same seed gives the same batch and another seed
-another one.
+range; flips and crops differ from image to image, the same seed gives the same batch and another
+seed another one.
 """
 
 import numpy as np
@@ -18,13 +18,13 @@ STAGE = "augmentation"
 
 
 def _images(num_images: int) -> np.ndarray:
-    """Known float32 images [N, 32, 32, 3] with no zero pixel (0 is what padding and cutout write)."""
+    """Known float32 images [N, 32, 32, 3] without a zero pixel (padding and cutout write 0)."""
     return known_images(num_images).transpose(0, 2, 3, 1).astype(np.float32) + 1
 
 
 def _crop_offsets(out: np.ndarray, images: np.ndarray, pad: int) -> list[tuple[int, int]]:
-    """The (row, column) offset of each cropped image in its zero-padded original; fails the test for an
-    image that is no window of it."""
+    """The (row, column) offset of each cropped image in its zero-padded original; fails the test
+    for an image that is no window of it."""
     size = images.shape[1]
     padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
     offsets = []
@@ -74,8 +74,8 @@ def test_crop_is_a_window_of_the_padded_image_at_a_random_offset():
     )
 
 
-# 64 images and pad 2: five offsets per dimension, each missed by chance with probability (4/5)^64 < 1e-6
-# (and the seeds are fixed: the result is the same on every run).
+# 64 images and pad 2: five offsets per dimension, each missed by chance with probability (4/5)^64 <
+# 1e-6 (and the seeds are fixed: the result is the same on every run).
 @pytest.mark.points(1)
 def test_crop_offsets_reach_both_edges_of_the_padding_in_both_dimensions():
     pad, images = 2, _images(64)
@@ -87,9 +87,9 @@ def test_crop_offsets_reach_both_edges_of_the_padding_in_both_dimensions():
             seen = {offset[axis] for offset in offsets}
             missing = sorted(expected - seen)
             assert seen == expected, (
-                f"{name} offsets seen with pad {pad}: {sorted(seen)}; expected every offset in [0, 2 * pad]: "
-                f"{sorted(expected)}, both edges included (missing: {missing}); draw each offset from 0 to "
-                f"2 * pad inclusive (maxval = 2 * pad + 1)"
+                f"{name} offsets seen with pad {pad}: {sorted(seen)}; expected every offset in "
+                f"[0, 2 * pad]: {sorted(expected)}, both edges included (missing: {missing}); "
+                f"draw each offset from 0 to 2 * pad inclusive (maxval = 2 * pad + 1)"
             )
 
 

@@ -193,7 +193,7 @@ def test_official_name_requires_official_checksum(sample_archive, tmp_path):
         ci.maybe_download_and_extract(tmp_path / "data", str(renamed))
 
 
-# ----------------------------------------------------------------------------- splits and the pipeline
+# -------------------------------------------------------------------------- splits and the pipeline
 def test_validation_split_is_disjoint_and_seeded():
     train, val = ci.split_indices(5085, val_size=500, num_train_examples=None, seed=0)
     assert len(val) == 500 and len(train) == 4585 and not set(train) & set(val)

@@ -27,15 +27,15 @@ RECORDS = {name: 20 for name in ci.TRAIN_FILES} | {"test_batch.bin": 10}
 
 
 def records(count: int, first_id: int, labels=None) -> bytes:
-    """CIFAR-10 records with known pixels (from image `first_id` on) and labels (default: id % 10)."""
+    """CIFAR-10 records of known pixels (from image `first_id` on) and labels (default: id % 10)."""
     labels = np.arange(first_id, first_id + count) % 10 if labels is None else np.asarray(labels)
     images = known_images(count, first_id=first_id).reshape(count, -1)
     return np.concatenate([labels.astype(np.uint8)[:, None], images], axis=1).tobytes()
 
 
 def cifar_archive(path: Path, first_id: int = 0, members: dict[str, bytes] | None = None) -> Path:
-    """A .tar.gz in the official layout (cifar-10-batches-bin/...), images from `first_id` on; `members`
-    (name: bytes) are added after the official ones, or replace them (None: left out)."""
+    """A .tar.gz in the official layout (cifar-10-batches-bin/...), images from `first_id` on;
+    `members` (name: bytes) are added after the official ones, or replace them (None: left out)."""
     contents, start = {}, first_id
     for name, count in RECORDS.items():
         contents[f"{ci.BATCHES_DIRNAME}/{name}"] = records(count, start)
@@ -58,7 +58,7 @@ def one_line(capsys, code: int, expected_code: int, text: str) -> str:
     return line
 
 
-# ----------------------------------------------------------------------------- 1: a folder knows its source
+# --------------------------------------------------------------------- 1: a folder knows its source
 def test_a_data_folder_refuses_an_archive_other_than_its_own(tmp_path, capsys):
     x, y = cifar_archive(tmp_path / "x.tar.gz"), cifar_archive(tmp_path / "y.tar.gz", first_id=500)
     folder = ci.maybe_download_and_extract(tmp_path / "data", str(x))
@@ -153,7 +153,7 @@ def test_an_mnist_folder_begun_from_another_source_is_started_afresh(tmp_path):
     assert len(images) == len(labels) == 40, "all four files from b, none from a"
 
 
-# ----------------------------------------------------------------------------- 4: official member paths
+# ------------------------------------------------------------------------- 4: official member paths
 def test_a_stray_member_with_a_known_name_does_not_replace_the_real_file(tmp_path):
     archive = cifar_archive(
         tmp_path / "stray.tar.gz", members={"junk/data_batch_1.bin": records(7, 900)}
@@ -178,7 +178,8 @@ def test_an_archive_repacked_in_one_other_folder_is_read_from_it(tmp_path):
             {
                 f"./{ci.BATCHES_DIRNAME}/data_batch_2.bin": records(20, 900)
             },  # the same path, spelt otherwise
-            f"holds {ci.BATCHES_DIRNAME}/data_batch_2.bin more than once: it is ambiguous; not extracting it",
+            f"holds {ci.BATCHES_DIRNAME}/data_batch_2.bin more than once: it is ambiguous; "
+            f"not extracting it",
         ),
         (
             {f"{ci.BATCHES_DIRNAME}/{name}": None for name in RECORDS}
@@ -201,7 +202,7 @@ def test_an_ambiguous_archive_is_refused(tmp_path, members, message):
     assert not (tmp_path / "data" / ci.BATCHES_DIRNAME).exists()
 
 
-# ----------------------------------------------------------------------------- 5: the dataset's identity
+# ------------------------------------------------------------------------ 5: the dataset's identity
 def subset(folder: Path, images: np.ndarray) -> None:
     """A subset of a dataset (other counts than the official ones) with these training images."""
     write_idx_folder(folder)
@@ -211,7 +212,7 @@ def subset(folder: Path, images: np.ndarray) -> None:
 
 
 def digits_like(mean_pixel: int, count: int = 200) -> np.ndarray:
-    """Images whose mean pixel is about `mean_pixel`: a bright patch on black, as digits or clothes are."""
+    """Images of mean pixel about `mean_pixel`: a bright patch on black, like digits or clothes."""
     images = np.zeros((count, 28, 28), np.uint8)
     rows = round(28 * mean_pixel / 255)
     images[:, :rows, :] = 255
@@ -280,7 +281,7 @@ def test_a_recompressed_fashion_mnist_copy_is_still_accepted_by_content(tmp_path
     np.testing.assert_array_equal(mi.load_split(folder, "train")[0][..., 0], known_digits(30))
 
 
-# ----------------------------------------------------------------------------- 9: labels that are no class
+# ---------------------------------------------------------------------- 9: labels that are no class
 def test_an_out_of_range_cifar_label_names_the_file_when_read(synthetic_dir):
     labels = np.arange(20) % 10
     labels[16] = 200
@@ -357,7 +358,7 @@ def test_an_out_of_range_mnist_label_is_refused_when_copied_and_when_read(tmp_pa
         mi.load_split(tmp_path / "bad", "test")
 
 
-# ----------------------------------------------------------------------------- 21: variables named as such
+# ---------------------------------------------------------------------- 21: variables named as such
 def test_environment_variables_are_named_in_their_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CIFAR10_URL", "ftp://example.org/cifar.tar.gz")
     code = report(ci.main, ["--data-dir", str(tmp_path)])
@@ -385,7 +386,7 @@ def test_environment_variables_are_named_in_their_errors(tmp_path, monkeypatch, 
     one_line(capsys, code, 2, f"usage error: --data-dir {tmp_path / 'a-file'} is a file")
 
 
-# ----------------------------------------------------------------------------- 22: a full disk, extracting
+# ---------------------------------------------------------------------- 22: a full disk, extracting
 @pytest.mark.parametrize(
     "error,advice",
     [

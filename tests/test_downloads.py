@@ -1,7 +1,7 @@
-"""Downloads that go wrong in the ways http.client and urllib report badly: each gives one line naming
-the URL and the problem, never a traceback, and leaves nothing half-done. The replies come from raw
-servers on 127.0.0.1 (tests/helpers.py); the fault suite (tests/test_faults_http.py) serves the same
-replies to the command line. Not graded."""
+"""Downloads that go wrong in the ways http.client and urllib report badly: each gives one line
+naming the URL and the problem, never a traceback, and leaves nothing half-done. The replies come
+from raw servers on 127.0.0.1 (tests/helpers.py); the fault suite (tests/test_faults_http.py) serves
+the same replies to the command line. Not graded."""
 
 import pytest
 

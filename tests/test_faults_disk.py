@@ -1,10 +1,11 @@
-"""Fault injection: the disk fills up at each write point of a short run. Each time the run must stop with
-the one disk-full line naming the file or folder it could not write (exit code 1, nothing after it), and
-once space is freed, the command that line gives must finish the run: no write point leaves a dead end.
+"""Fault injection: the disk fills up at each write point of a short run. Each time the run must
+stop with the one disk-full line naming the file or folder it could not write (exit code 1, nothing
+after it), and once space is freed, the command that line gives must finish the run: no write point
+leaves a dead end.
 
 The disk is a small tmpfs mounted for the test (root only), filled to the last byte just before the
-chosen write; where mounting is not allowed, a fake layer makes every write from that point on fail as a
-full disk does (OSError ENOSPC for Python's writes, ResourceExhaustedError for TensorFlow's).
+chosen write; where mounting is not allowed, a fake layer makes every write from that point on fail
+as a full disk does (OSError ENOSPC for Python's writes, ResourceExhaustedError for TensorFlow's).
 Run with: python -m pytest -m faults tests/test_faults_disk.py
 """
 
@@ -59,8 +60,8 @@ class SmallDisk:
             self.real = False
 
     def write(self, what: str, kind: str) -> None:
-        """Called just before each write: fills the disk at the chosen one; while full, the fake layer fails
-        the write as a full disk would."""
+        """Called just before each write: fills the disk at the chosen one; while full, the fake
+        layer fails the write as a full disk would."""
         self.writes.append(what)
         if len(self.writes) == self.at:
             self.full = True
@@ -92,7 +93,8 @@ class SmallDisk:
 @pytest.fixture
 def disk(tmp_path, monkeypatch):
     """A SmallDisk, with every write point of a run hooked: the atomic writes (config.json, metrics,
-    best.keras, plots), the checkpoints, and TensorBoard's writers (created, then flushed when closed)."""
+    best.keras, plots), the checkpoints, and TensorBoard's writers (created, then flushed when
+    closed)."""
     disk = SmallDisk(tmp_path / "disk")
     atomic_write, save = files.atomic_write, tf.train.CheckpointManager.save
     create_file_writer = tf.summary.create_file_writer

@@ -1,7 +1,7 @@
-"""Fault injection, bad HTTP replies: each reply a broken server, proxy or wrong address can send, served
-raw from 127.0.0.1 (tests/helpers.py: a thread that stops by itself), to the command line and to the
-download code. Each ends in one line naming the URL and the problem (exit code 1), never a traceback,
-with nothing half-done left but a partial download that the next run resumes.
+"""Fault injection, bad HTTP replies: each reply a broken server, proxy or wrong address can send,
+served raw from 127.0.0.1 (tests/helpers.py: a thread that stops by itself), to the command line and
+to the download code. Each ends in one line naming the URL and the problem (exit code 1), never a
+traceback, with nothing half-done left but a partial download that the next run resumes.
 
 Run with `pytest -m faults` (left out of the default run; the default run has a fast test of each of
 the five replies http.client rejects, in tests/test_downloads.py). Not graded."""
@@ -34,7 +34,7 @@ def command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def assert_one_line(result: subprocess.CompletedProcess, starts: str, contains: str) -> None:
-    """Exit code 1, no traceback, and the error in one line, the last (after 'Downloading' and progress)."""
+    """Exit code 1, no traceback, and the error in one line, the last (after the progress)."""
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert [line for line in lines if line.startswith("error:")] == lines[-1:], lines
@@ -81,7 +81,8 @@ def test_the_mnist_download_gives_one_line_for_a_reply_http_client_rejects(case,
             "the damaged file was deleted",
         ),
         (
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",  # the official name needs the official MD5
+            # the official name needs the official MD5
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
             "checksum mismatch for {url}: MD5 5d41402abc4b2a76b9719d911017c592",
             "the damaged file was deleted",
         ),

@@ -1,12 +1,14 @@
-"""Fault injection (pytest -m faults): a short run interrupted at random moments by random signals, then
-continued until it finishes, must end bit for bit where an uninterrupted --deterministic run ends.
+"""Fault injection (pytest -m faults): a short run interrupted at random moments by random signals,
+then continued until it finishes, must end bit for bit where an uninterrupted --deterministic run
+ends.
 
-Each try interrupts the run once with SIGINT, SIGTERM, a double SIGINT or SIGKILL, either some seconds
-after main starts (anywhere: the data, the model, a step, validation, a checkpoint, the test, the plots)
-or after a chosen training step or file write. It is then continued as a user would: `--resume RUN`
-when the folder holds a config.json, else the same command again. Some of those continuations are
-interrupted too. Seeded: FAULT_SEED and FAULT_TRIES (default 21 and 24) choose other tries.
-Jobs run in forked children of one helper process (tests/forking.py): TensorFlow is loaded once.
+Each try interrupts the run once with SIGINT, SIGTERM, a double SIGINT or SIGKILL, either some
+seconds after main starts (anywhere: the data, the model, a step, validation, a checkpoint, the
+test, the plots) or after a chosen training step or file write. It is then continued as a user
+would: `--resume RUN` when the folder holds a config.json, else the same command again. Some of
+those continuations are interrupted too. Seeded: FAULT_SEED and FAULT_TRIES (default 21 and 24)
+choose other tries. Jobs run in forked children of one helper process (tests/forking.py): TensorFlow
+is loaded once.
 """
 
 import os
@@ -49,15 +51,16 @@ SIGNALS = {
     "double SIGINT": (signal.SIGINT, 2),
     "SIGKILL": (signal.SIGKILL, 1),
 }
-# Exit codes a run may end with once signalled: 128 + the signal (stopped cleanly), -15 (a SIGTERM before
-# main installs its handler: only in these forked children, which skip train.py's start-up handler),
-# -9 (killed). Never 0: a stop is never lost. A run the signal did not reach (it had finished) exits 0.
+# Exit codes a run may end with once signalled: 128 + the signal (stopped cleanly), -15 (a SIGTERM
+# before main installs its handler: only in these forked children, which skip train.py's start-up
+# handler), -9 (killed). Never 0: a stop is never lost. A run the signal did not reach (it had
+# finished) exits 0.
 EXPECTED = {"SIGINT": {130}, "SIGTERM": {143, -15}, "double SIGINT": {130}, "SIGKILL": {-9}}
 
 
 def signalled(fault: dict | None, report: dict) -> bool:
-    """Whether the fault's signal was sent: its moment came before the run ended (a child killed by it
-    reports no events)."""
+    """Whether the fault's signal was sent: its moment came before the run ended (a child killed by
+    it reports no events)."""
     if fault is None:
         return False
     if "events" not in report:
@@ -67,7 +70,7 @@ def signalled(fault: dict | None, report: dict) -> bool:
 
 
 def random_fault(rng: random.Random, seconds: float, writes: int) -> tuple[str, dict]:
-    """A signal and its moment: a time within the run (half the tries), else a training step or a write."""
+    """A signal and its moment: a time in the run (half the tries), else a step or a write."""
     name = rng.choice(list(SIGNALS))
     signum, repeat = SIGNALS[name]
     kind = rng.choice(["time", "time", "step", "write"])

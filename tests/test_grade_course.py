@@ -1,9 +1,11 @@
-"""tools/grade.py on this repository's own course: a class of made-up submissions (slow: pytest -m slow).
+"""tools/grade.py on this repository's own course: a class of made-up submissions (slow: pytest -m
+slow).
 
 One grading run, as a grader would make it, of: the fresh exercise, the solution, one stage written,
-a syntax error in cifar10_input.py, an endless loop in random_crop, three cheats (patching the points
-plugin, shipping a results.json, os._exit at import), and every case of tests/wrong_answers.py (the
-subtly wrong answers, and a stock Keras batch norm that is right). Each must get what its work deserves.
+a syntax error in cifar10_input.py, an endless loop in random_crop, three cheats (patching the
+points plugin, shipping a results.json, os._exit at import), and every case of
+tests/wrong_answers.py (the subtly wrong answers, and a stock Keras batch norm that is right). Each
+must get what its work deserves.
 """
 
 import csv

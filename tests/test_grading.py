@@ -1,7 +1,7 @@
 """Tests for tests/grading.py: points, the per-stage table, and NOT IMPLEMENTED reports.
 
-Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py and
-pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
+Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py
+and pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
 """
 
 import os
@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 GRADED_CNN = """
 import pytest
+
+from plumbing.todo import NotWrittenError
 
 STAGE = "CNN"
 
@@ -45,18 +47,37 @@ def test_errors_in_setup(broken):
 
 @pytest.mark.points(5)
 def test_stub():
-    raise NotImplementedError("cnn.py::conv_block: a Conv2D layer")
+    raise NotWrittenError("cnn.py::conv_block: a Conv2D layer")
+
+
+class StagingError(Exception):
+    \"\"\"As TensorFlow re-raises an error met while tracing a tf.function: the original is its
+    __context__, its message quotes the source line.\"\"\"
+
+
+IN_USER_CODE = (
+    'in user code:\\n\\n    File "train.py", line 9, in train_step\\n'
+    '        raise NotWrittenError("train.py::make_train_step: the step")\\n\\n'
+    "    NotWrittenError: train.py::make_train_step: the step"
+)
 
 
 @pytest.mark.points(1)
 def test_stub_reraised_by_tensorflow():
-    raise NotImplementedError('in user code:\\n    File "train.py", line 9, in train_step\\n'
-                              '        raise NotImplementedError("train.py::make_train_step: the step")\\n\\n'
-                              '    NotImplementedError: train.py::make_train_step: the step')
+    try:
+        raise NotWrittenError("train.py::make_train_step: the step")
+    except NotWrittenError:
+        raise StagingError(IN_USER_CODE) from None
+
+
+@pytest.mark.points(1)
+def test_keras_not_implemented_reraised_by_tensorflow():
+    # a NotImplementedError of Keras' own, even quoting a stub-like text, is a real error
+    raise NotImplementedError(IN_USER_CODE.replace("NotWrittenError", "NotImplementedError"))
 
 
 def helper():
-    raise NotImplementedError
+    raise NotImplementedError("Layer Dense does not have a `compute_output_shape` method")
 
 
 @pytest.mark.points(1)
@@ -123,19 +144,28 @@ def test_scores_per_stage_and_one_line_for_stubs(tmp_path):
 
     # The table: possible counts every graded test, whatever happened to it.
     assert "MLP                    1.5 / 1.5" in out, out[-1500:]
-    assert "CNN                      3 / 19" in out, out[-1500:]
-    assert "total                  4.5 / 20.5   (22%)" in out, out[-1500:]
+    assert "CNN                      3 / 20" in out, out[-1500:]
+    assert "total                  4.5 / 21.5   (21%)" in out, out[-1500:]
 
-    # NotImplementedError: one line naming file::function, no traceback.
+    # An exercise stub's NotWrittenError: one line naming file::function, no traceback.
     assert "NOT IMPLEMENTED: cnn.py::conv_block" in out
     assert "test_stub - NOT IMPLEMENTED: cnn.py::conv_block" in out, (
         "the -ra summary line names it too"
     )
     assert "test_stub_reraised_by_tensorflow - NOT IMPLEMENTED: train.py::make_train_step" in out
-    assert "test_other_not_implemented - NOT IMPLEMENTED: test_cnn_part.py::helper" in out
-    assert 'raise NotImplementedError("cnn.py' not in out, (
+    assert 'raise NotWrittenError("cnn.py' not in out, (
         "a stub's failure must not print its traceback"
     )
+    # Any other NotImplementedError (Keras', say): reported as the error it is, with its traceback.
+    assert (
+        "test_keras_not_implemented_reraised_by_tensorflow - NotImplementedError: in user code:"
+        in out
+    )
+    assert (
+        "test_other_not_implemented - NotImplementedError: Layer Dense does not have a "
+        "`compute_output_shape` method" in out
+    )
+    assert "NOT IMPLEMENTED: test_cnn_part.py" not in out and out.count("NOT IMPLEMENTED: ") == 4
     assert "assert (1 + 1) == 3" in out, "other failures keep pytest's full report"
 
     assert "FAILED tests/test_cnn_part.py::test_skipped - graded tests cannot skip: no data" in out
@@ -210,8 +240,8 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
         "strided & dropout, NumPy net, NumPy conv"
     ) in out
     assert (
-        "tests/test_stray_points.py::test_x has a points marker but tests/test_stray_points.py sets no "
-        "STAGE"
+        "tests/test_stray_points.py::test_x has a points marker but "
+        "tests/test_stray_points.py sets no STAGE"
     ) in out
     assert "tests/test_bad_points.py::test_x: write points(n) with one positive number n" in out
     assert "tests/test_slow_points.py::test_x: a grading test cannot be slow" in out

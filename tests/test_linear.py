@@ -1,7 +1,8 @@
-"""Tests of the given linear classifier (linear_model.py), not graded: it is the course's starting point.
+"""Tests of the given linear classifier (linear_model.py), not graded: it is the course's starting
+point.
 
-Shapes and logits, the parameter count from the formula, the initial loss ln(10), over-fitting 64 real
-images, and a float64 check of TensorFlow's gradients against finite differences.
+Shapes and logits, the parameter count from the formula, the initial loss ln(10), over-fitting 64
+real images, and a float64 check of TensorFlow's gradients against finite differences.
 """
 
 import keras

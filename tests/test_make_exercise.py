@@ -1,8 +1,9 @@
 """Tests for tools/make_exercise.py and the exercise version it writes.
 
 The marker rules are checked on small sources; the whole repository is generated once into tmp_path,
-then compared with the solution (git diff), checked (--check), imported, tested (pytest: every graded
-test fails with NOT IMPLEMENTED, score 0) and run (train.py exits 2). Left out of the exercise version.
+then compared with the solution (git diff), checked (--check), imported, tested (pytest: every
+graded test fails with NOT IMPLEMENTED, score 0) and run (train.py exits 2). Left out of the
+exercise version.
 """
 
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from plumbing.todo import NotWrittenError
 from tools import make_exercise as mx
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,13 +51,15 @@ class Net:
 EXPECTED = '''\
 """A module."""
 
+from plumbing.todo import NotWrittenError
+
 
 def build(x):
     """Docstring stays."""
     y = x + 1
     # TODO [one]: double it
     result = None
-    raise NotImplementedError("pkg/m.py::build: double it")
+    raise NotWrittenError("pkg/m.py::build: double it")
     return result
 
 
@@ -63,7 +67,7 @@ class Net:
     def loss(self, x):
         def inner(z):
             # TODO [two]: write this part (see the docstring)
-            raise NotImplementedError("pkg/m.py::Net.loss: write this part (see the docstring)")
+            raise NotWrittenError("pkg/m.py::Net.loss: write this part (see the docstring)")
         text = """
 # BEGIN SOLUTION: inside a string, not a marker
 """
@@ -84,7 +88,7 @@ def test_solved_stages_keep_their_solution():
     exercise, regions = mx.make_exercise_source(SOURCE, "pkg/m.py", solved=frozenset({"one"}))
     assert len(regions) == 2
     assert "result = 2 * y" in exercise and "pkg/m.py::build" not in exercise
-    assert 'raise NotImplementedError("pkg/m.py::Net.loss' in exercise
+    assert 'raise NotWrittenError("pkg/m.py::Net.loss' in exercise
 
 
 def test_markdown_blocks_for_one_version_only():
@@ -111,27 +115,88 @@ def test_the_stub_raises_the_named_error():
     exercise, _ = mx.make_exercise_source(SOURCE, "pkg/m.py")
     namespace = {}
     exec(compile(exercise, "m.py", "exec"), namespace)
-    with pytest.raises(NotImplementedError, match=r"^pkg/m.py::build: double it$"):
+    with pytest.raises(NotWrittenError, match=r"^pkg/m.py::build: double it$"):
         namespace["build"](1)
 
 
-def test_a_long_raise_is_wrapped_to_the_line_length_and_keeps_its_message():
+def test_every_stage_solved_leaves_the_file_as_it_was_without_the_import():
+    exercise, _ = mx.make_exercise_source(SOURCE, "pkg/m.py", solved=frozenset({"one", "two"}))
+    assert exercise == SOURCE
+
+
+def test_a_long_raise_is_wrapped_as_ruff_format_writes_it_and_keeps_its_message():
     hint = "a hint long enough that the raise line would not fit in forty-five characters"
     source = _body(f"# BEGIN SOLUTION [s]: {hint}", "return x", "# END SOLUTION")
-    for width, lines in (
-        (None, 1),
-        (90, 2),
-        (45, 8),
-    ):  # one line; the hint on its own; split at spaces
+    message = f'        "m.py::f: {hint}"'
+    for width, expected in (
+        (None, [f'    raise NotWrittenError("m.py::f: {hint}")']),
+        (100, ["    raise NotWrittenError(", message, "    )"]),  # the message on its own line
+        (
+            45,
+            [
+                "    raise NotWrittenError(",
+                '        "m.py::f: a hint long enough that "',
+                '        "the raise line would not fit in "',
+                '        "forty-five characters"',
+                "    )",
+            ],
+        ),
+    ):
         exercise, _ = mx.make_exercise_source(source, "m.py", line_length=width)
-        raise_lines = exercise.splitlines()[2:]
-        assert len(raise_lines) == lines, raise_lines
-        assert width is None or max(len(line) for line in raise_lines) <= width, raise_lines
+        lines = exercise.splitlines()
+        assert lines[lines.index(f"    # TODO [s]: {hint}") + 1 :] == expected
         namespace = {}
         exec(compile(exercise, "m.py", "exec"), namespace)
-        with pytest.raises(NotImplementedError) as caught:
+        with pytest.raises(NotWrittenError) as caught:
             namespace["f"](1)
         assert str(caught.value) == f"m.py::f: {hint}"
+
+
+IMPORTS = """\
+\"\"\"Docstring.\"\"\"
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+{first_party}
+
+def f():
+    # BEGIN SOLUTION [s]
+    return os, np
+    # END SOLUTION
+"""
+
+
+@pytest.mark.parametrize(
+    "first_party,expected",
+    [
+        (  # among the first-party imports: `import x` lines, then `from` lines by module name
+            "\nimport cnn\nfrom linear_model import head\nfrom plumbing.zzz import z\n",
+            "\nimport cnn\nfrom linear_model import head\n{stub}\nfrom plumbing.zzz import z\n",
+        ),
+        ("\nimport cnn\n", "\nimport cnn\n{stub}\n"),  # after the last first-party import
+        ("", "\n{stub}\n"),  # no first-party imports: a section of its own, after the others
+    ],
+)
+def test_the_stubs_import_goes_where_ruff_sorts_it(first_party, expected):
+    source = IMPORTS.format(first_party=first_party)
+    modules = frozenset({"cnn", "linear_model", "plumbing"})
+    exercise, _ = mx.make_exercise_source(source, "m.py", first_party=modules)
+    head = IMPORTS.split("{first_party}")[0]
+    assert exercise.startswith(head + expected.format(stub=mx.STUB_IMPORT) + "\n\ndef f():")
+
+
+def test_the_first_party_modules_are_those_in_ruffs_source_folders():
+    paths = ["cnn.py", "plumbing/todo.py", "README.md", "tests/helpers.py", "bench/common.py"]
+    assert mx.first_party_modules(paths, [".", "tests"]) == {
+        "cnn",
+        "plumbing",
+        "tests",
+        "bench",
+        "helpers",
+    }
 
 
 def test_the_files_with_stubs_get_per_file_ignores_in_the_exercises_ruff_config():
@@ -272,6 +337,9 @@ def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
     edited = tmp_path / "edited"
     shutil.copytree(exercise_tree, edited)
     cnn = edited / "cnn.py"
+    lines = cnn.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("    # TODO [CNN]: Conv2D")) + 1
+    todo = lines[at - 1]  # the diff's hunk starts a line above it
     cnn.write_text(cnn.read_text().replace("# TODO [CNN]: Conv2D", "# TODO [CNN]: Dense", 1))
     (edited / "tests" / "hidden").mkdir()
     (edited / "tests" / "hidden" / "test_leaked.py").write_text("")
@@ -281,12 +349,11 @@ def test_check_fails_after_a_region_is_edited(exercise_tree, tmp_path, capsys):
         "cnn.py: differs from the generated version",
         "    --- cnn.py (generated)",
         "    +++ cnn.py (found)",
-        "    @@ -67,3 +67,3 @@",
-        '         """',
-        "    -    # TODO [CNN]: Conv2D `name`: stride, 'same', he_normal, make_regularizer; BN: no bias",
-        "    +    # TODO [CNN]: Dense `name`: stride, 'same', he_normal, make_regularizer; BN: no bias",
-        "         raise NotImplementedError(\"cnn.py::conv_block: Conv2D `name`: stride, 'same', "
-        'he_normal, "',
+        f"    @@ -{at - 1},3 +{at - 1},3 @@",
+        "     " + lines[at - 2],  # a line of context: a space, then the line
+        "    -" + todo,
+        "    +" + todo.replace("# TODO [CNN]: Conv2D", "# TODO [CNN]: Dense"),
+        "     " + lines[at],
         "tests/hidden/test_leaked.py: not part of the exercise version (left out or removed)",
     ]
     assert "2 file(s) differ; regenerate it with --out" in out.err
@@ -364,32 +431,48 @@ def markdown_blocks(text: str) -> set[int]:
     return lines
 
 
+class AddedLines:
+    """Checks the lines the exercise adds to one file: TODOs, stub lines, raises, and the import."""
+
+    def __init__(self, path: str, stubs: list[str]):
+        self.path, self.stubs = path, stubs
+        self.raises = self.imports = 0
+        self.continued = False  # inside a raise written over several lines
+        self.in_import = False  # in the hunk that adds the import (and its blank line)
+
+    def hunk(self) -> None:
+        self.in_import = False
+
+    def add(self, text: str) -> None:
+        opening = f"raise {mx.STUB_ERROR}("
+        if text == mx.STUB_IMPORT:
+            self.imports += 1
+            self.in_import = True
+            return
+        if self.in_import and text == "":
+            return
+        one_line = (f'{opening}"{self.path}::', f"{opening}'{self.path}::")
+        self.raises += text.startswith(opening)
+        message = text.startswith(('"', "'")) or text == ")"
+        assert (
+            text.startswith(("# TODO [", *one_line))
+            or text == opening
+            or text in self.stubs
+            or (self.continued and message)
+        ), f"{self.path}: added line {text!r} is not a TODO, a stub, the raise or the import"
+        self.continued = text == opening or (self.continued and text != ")")
+
+
 def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_path):
     solution = tmp_path / "solution"
     for path in solution_files():
         (solution / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path, solution / path)  # with its mode, as the generator keeps it
-    diff = subprocess.run(
-        [
-            "git",
-            "diff",
-            "--no-index",
-            "--unified=0",
-            "--no-color",
-            str(solution),
-            str(exercise_tree),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    command = ["git", "diff", "--no-index", "--unified=0", "--no-color", solution, exercise_tree]
+    diff = subprocess.run(command, capture_output=True, text=True)
     assert diff.returncode == 1, diff.stderr
 
-    regions, raises, path = (
-        {},
-        {},
-        None,
-    )  # path -> (region lines, stubs, region count); path -> raises added
-    continued = False  # the last added line was an unfinished raise: its message goes on
+    regions, added, path = {}, {}, None  # path -> (region lines, stubs, count); path -> AddedLines
     for line in diff.stdout.splitlines():
         if line.startswith("diff --git"):
             path = line.split(" b/")[0].split(str(solution).lstrip("/") + "/", 1)[1]
@@ -400,7 +483,7 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
             regions[path] = (
                 (markdown_blocks(text), [], 0) if markdown else solution_regions(text, path)
             )
-            raises[path] = 0
+            added[path] = AddedLines(path, regions[path][1])
             assert regions[path][0], f"{path} differs but has no solution region"
         elif path == mx.RUFF_CONFIG:
             continue
@@ -409,20 +492,10 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
             old = range(int(old_start), int(old_start) + int(1 if old_count is None else old_count))
             outside = [n for n in old if n not in regions[path][0]]
             assert not outside, f"{path}: lines {outside} changed outside a solution region"
+            added[path].hunk()
         elif line.startswith("+") and not line.startswith("+++"):
             assert not path.endswith(".md"), f"{path}: the exercise version only leaves lines out"
-            text = line[1:].strip()
-            raises[path] += text.startswith("raise NotImplementedError(")
-            stub_raise = (
-                f'raise NotImplementedError("{path}::',
-                f"raise NotImplementedError('{path}::",
-            )
-            assert (
-                text.startswith(("# TODO [", *stub_raise))
-                or text in regions[path][1]
-                or (continued and text.startswith(('"', "'")))
-            ), f"{path}: added line {text!r} is not a TODO, a stub or the raise"
-            continued = text.startswith((*stub_raise, '"', "'")) and not text.endswith(")")
+            added[path].add(line[1:].strip())
         elif line.startswith(("new file", "deleted file", "Binary", "old mode", "new mode")):
             pytest.fail(f"unexpected difference in the exercise version: {line}")
     assert set(regions) == {
@@ -434,8 +507,11 @@ def test_diff_with_the_solution_is_only_regions_versus_stubs(exercise_tree, tmp_
         "numpy_batch_norm.py",
         "README.md",
     }
-    for path, (_, _, count) in regions.items():  # one TODO + raise per region
-        assert raises[path] == count, f"{path}: {raises[path]} stubs for {count} regions"
+    for path, (_, _, count) in regions.items():  # one TODO + raise per region, one import
+        assert added[path].raises == count, (
+            f"{path}: {added[path].raises} stubs for {count} regions"
+        )
+        assert added[path].imports == (0 if path.endswith(".md") else 1), path
 
 
 def test_the_student_readme_names_every_stage_its_functions_tests_and_commands(exercise_tree):
@@ -480,8 +556,8 @@ def test_the_student_readme_names_every_stage_its_functions_tests_and_commands(e
     )
 
 
-# ----------------------------------------------------------------------------- the exercise's own checks
-def test_the_exercise_passes_its_own_ruff_check_and_fix_changes_nothing(exercise_tree):
+# ------------------------------------------------------------------------ the exercise's own checks
+def test_the_exercise_passes_its_own_ruff_check_and_format_check(exercise_tree):
     ruff = [sys.executable, "-m", "ruff"]
     check = subprocess.run(
         [*ruff, "check", "--no-cache", "."], cwd=exercise_tree, capture_output=True, text=True
@@ -494,6 +570,13 @@ def test_the_exercise_passes_its_own_ruff_check_and_fix_changes_nothing(exercise
         text=True,
     )
     assert (fix.returncode, fix.stdout) == (0, ""), f"ruff check --fix would change:\n{fix.stdout}"
+    formatted = subprocess.run(
+        [*ruff, "format", "--no-cache", "--check", "--diff", "."],
+        cwd=exercise_tree,
+        capture_output=True,
+        text=True,
+    )
+    assert formatted.returncode == 0, f"ruff format would change:\n{formatted.stdout}"
     _, regions, _ = mx.build_exercise(REPO)
     assert (exercise_tree / mx.RUFF_CONFIG).read_text() == mx.exercise_ruff_config(
         (REPO / mx.RUFF_CONFIG).read_text(), sorted({r.path for r in regions})
@@ -527,10 +610,13 @@ def test_the_exercise_names_no_file_it_does_not_ship(exercise_tree):
 
 
 SKIP_LESSON = '''\
+from plumbing.todo import NotWrittenError
+
+
 def unwritten():
     """Not written yet, as the exercise ships it."""
     # TODO [MLP]: the hint
-    raise NotImplementedError("lesson.py::unwritten: the hint")
+    raise NotWrittenError("lesson.py::unwritten: the hint")
 
 
 def written():
@@ -548,7 +634,8 @@ def test_calls_a_stub():
 
 
 def test_runs_a_command_that_stops_at_a_stub():  # as train.py's main reports it, then returns 2
-    print("NOT IMPLEMENTED: lesson.py::unwritten: the hint; write it (see the TODO there)", file=sys.stderr)
+    line = "NOT IMPLEMENTED: lesson.py::unwritten: the hint; write it (see the TODO there)"
+    print(line, file=sys.stderr)
     assert 2 == 0
 
 
@@ -578,6 +665,9 @@ def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp
         "helpers.py",
     ):  # the real plugin, on three small modules
         shutil.copy(REPO / "tests" / name, tmp_path / name)
+    (tmp_path / "plumbing").mkdir()  # the stubs' error, which the plugin and the stubs import
+    for name in ("__init__.py", "todo.py"):
+        shutil.copy(REPO / "plumbing" / name, tmp_path / "plumbing" / name)
     shutil.copy(REPO / "pytest.ini", tmp_path / "pytest.ini")
     (tmp_path / "pytest.ini").write_text(
         (REPO / "pytest.ini").read_text().replace("testpaths = tests", "")

@@ -1,7 +1,7 @@
 """Graded tests, stage 2: the multi-layer perceptron (mlp.py: make_initializer, build_mlp).
 
-Shapes and logits, parameter counts, He-normal and the other initialisers, L1/L2 penalties, dropout in
-training vs inference, the initial loss ln(10), and over-fitting 64 real images (tests/data).
+Shapes and logits, parameter counts, He-normal and the other initialisers, L1/L2 penalties, dropout
+in training vs inference, the initial loss ln(10), and over-fitting 64 real images (tests/data).
 """
 
 import math
@@ -38,7 +38,8 @@ def test_he_normal_std(layer_name, fan_in):
     weights = model.get_layer(layer_name).kernel.numpy()
     tolerance = 4 / math.sqrt(2 * weights.size)  # four standard errors of a sample std
     assert abs(weights.std() / math.sqrt(2 / fan_in) - 1) < tolerance, (
-        f"{layer_name}: std {weights.std():.4f}, He-normal: sqrt(2 / {fan_in}) = {math.sqrt(2 / fan_in):.4f}"
+        f"{layer_name}: std {weights.std():.4f}, "
+        f"He-normal: sqrt(2 / {fan_in}) = {math.sqrt(2 / fan_in):.4f}"
     )
 
 

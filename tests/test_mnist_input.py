@@ -1,6 +1,7 @@
-"""Tests for mnist_input (the IDX format of MNIST and Fashion-MNIST) and those datasets in the shared
-pipeline, the presets and train.py. Tiny IDX files with known bytes are written in tmp_path; the real
-mini MNIST ($MNIST_MINI_DIR, 4,000 + 1,000 digits) serves the end-to-end checks. Not graded."""
+"""Tests for mnist_input (the IDX format of MNIST and Fashion-MNIST) and those datasets in the
+shared pipeline, the presets and train.py. Tiny IDX files with known bytes are written in tmp_path;
+the real mini MNIST ($MNIST_MINI_DIR, 4,000 + 1,000 digits) serves the end-to-end checks. Not
+graded."""
 
 import gzip
 import hashlib
@@ -100,8 +101,8 @@ def test_a_damaged_idx_file_is_named_in_one_line(tmp_path, damage, message):
 
 @pytest.fixture
 def tiny_dataset(monkeypatch):
-    """A dataset 'tiny' in mnist_input's table, whose official files are those write_idx_folder writes
-    at the highest compression."""
+    """A dataset 'tiny' in mnist_input's table, whose official files are those write_idx_folder
+    writes at the highest compression."""
     import tempfile
     from pathlib import Path
 

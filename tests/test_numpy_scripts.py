@@ -1,6 +1,6 @@
-"""The NumPy track's commands (python numpy_mlp.py, python numpy_conv.py) as a student runs them: bad
-flags and unwritten stubs give one line and exit code 2, Ctrl-C one line and 130, before any long work.
-Not graded. Numbers in comments refer to issue 21."""
+"""The NumPy track's commands (python numpy_mlp.py, python numpy_conv.py) as a student runs them:
+bad flags and unwritten stubs give one line and exit code 2, Ctrl-C one line and 130, before any
+long work. Not graded."""
 
 import os
 import signal
@@ -12,6 +12,7 @@ import pytest
 import numpy_conv
 import numpy_mlp
 from helpers import REPO_ROOT
+from plumbing.todo import NotWrittenError
 
 
 def no_work():
@@ -25,7 +26,7 @@ def one_line(capsys, code: int, expected_code: int, text: str) -> None:
     ), err
 
 
-# ----------------------------------------------------------------------------- 14: numpy_mlp.py --iterations
+# ------------------------------------------------------------------------ numpy_mlp.py --iterations
 @pytest.mark.parametrize("value", ["-5", "0", "1.5"])
 def test_numpy_mlp_refuses_iterations_that_are_not_a_positive_whole_number(
     value, capsys, monkeypatch
@@ -55,7 +56,7 @@ def test_numpy_mlp_trains_exactly_the_iterations_asked(sample_dir, tmp_path, cap
     assert out.count("num_iters 3,") == 2 and out.count("iteration     3/3:") == 2, out
 
 
-# ----------------------------------------------------------------------------- 12: numpy_mlp.py --plot
+# ------------------------------------------------------------------------------ numpy_mlp.py --plot
 @pytest.mark.parametrize("name", ["x.txt", "curves"])
 def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(
     name, capsys, monkeypatch
@@ -69,10 +70,10 @@ def test_numpy_mlp_refuses_a_plot_name_without_an_image_suffix_before_training(
     )
 
 
-# ----------------------------------------------------------------------------- 15: numpy_conv.py wrapped
+# ---------------------------------------------------------------------------- numpy_conv.py wrapped
 def test_numpy_conv_names_an_unwritten_stub_in_one_line_with_exit_code_2(capsys, monkeypatch):
     def stub(*args, **kwargs):  # what the exercise version holds until it is written
-        raise NotImplementedError(
+        raise NotWrittenError(
             "numpy_conv.py::conv2d_forward_naive: for each output position: its window"
         )
 
@@ -106,7 +107,8 @@ def test_numpy_conv_checks_every_backward_pass(capsys):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_numpy_conv_in_one_line(tmp_path):
-    # python numpy_conv.py, with a numerical gradient that never ends: the signal arrives while NumPy works.
+    # python numpy_conv.py, with a numerical gradient that never ends: the signal arrives while
+    # NumPy works.
     script = (
         "import runpy, numpy_mlp\n"
         "def forever(f, x):\n"

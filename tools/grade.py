@@ -48,7 +48,8 @@ sys.path.insert(0, str(TOOLS.parent))
 from plumbing.errors import DataError, OneLineParser, UsageError, report  # noqa: E402
 
 KIT_MANIFEST = "manifest.json"
-CACHE = ".grading-cache"  # in the solution checkout (git-ignored): the manifest, remade when files change
+# in the solution checkout (git-ignored): the manifest, remade when files change
+CACHE = ".grading-cache"
 TIMEOUT_FACTOR = 10.0  # a test may take this many times the solution's own time ...
 MIN_TIMEOUT = 10.0  # ... but never less than this many seconds
 MIN_COLLECT_TIMEOUT = 90.0  # importing the tests (TensorFlow, Keras) before the first one starts
@@ -58,7 +59,7 @@ VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 SKIPPED_FOLDERS = {".git", "__pycache__", "venv", ".venv", "data", "runs", "node_modules"}
 
 
-# ----------------------------------------------------------------------------- the kit: what is graded
+# -------------------------------------------------------------------------- the kit: what is graded
 @dataclass
 class Kit:
     """Everything a grade is made from, none of it from a student: the exercise tree with the hidden
@@ -150,8 +151,8 @@ def check_hidden_names(files: dict[str, bytes]) -> None:
 
 
 def kit_from_solution(root: Path, jobs: int) -> Kit:
-    """The kit for a solution checkout: its exercise version plus the hidden tests, and a manifest made
-    by running the solution's graded tests (cached in .grading-cache/ until a file changes)."""
+    """The kit for a solution checkout: its exercise version plus the hidden tests, and a manifest
+    made by running the solution's graded tests (cached in .grading-cache/ until a file changes)."""
     import make_exercise
 
     files, regions, _ = make_exercise.build_exercise(root)
@@ -209,7 +210,8 @@ def imported_modules(data: bytes, top_level_only: bool = False) -> set[str]:
 
 
 def measure_solution(files, student_files, solution, jobs: int) -> dict:
-    """Runs the solution's graded tests, stage by stage, to learn every test's stage, points and time.
+    """Runs the solution's graded tests, stage by stage, to learn every test's stage, points and
+    time.
 
     Raises:
         DataError: when a graded test fails on the solution (a grade made with it would be unfair).
@@ -268,7 +270,7 @@ def measure_solution(files, student_files, solution, jobs: int) -> dict:
     )
 
 
-# ----------------------------------------------------------------------------- one stage, in a child
+# ---------------------------------------------------------------------------- one stage, in a child
 def write_tree(folder: Path, files: dict[str, bytes]) -> None:
     for path, data in files.items():
         target = folder / path
@@ -278,7 +280,8 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 
 def child_environment(home: Path) -> dict[str, str]:
     """The child's environment: a scratch home, no data folders or URLs of the instructor's, no GPU
-    (the same work gets the same score on any grading machine), and the reporter plugin on the path."""
+    (the same work gets the same score on any grading machine), and the reporter plugin on the
+    path."""
     keep = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "VIRTUAL_ENV")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env.update(
@@ -301,8 +304,8 @@ def child_environment(home: Path) -> dict[str, str]:
 
 class StageRun:
     """Runs some test modules in child processes and records each test's outcome, never trusting the
-    child: only lines signed with this run's token count, a hang is killed at its deadline, and after
-    a crash or a timeout a new child runs the tests that are left."""
+    child: only lines signed with this run's token count, a hang is killed at its deadline, and
+    after a crash or a timeout a new child runs the tests that are left."""
 
     def __init__(
         self,
@@ -525,8 +528,8 @@ def submission_name(source: str) -> str:
 
 
 def read_submission(source: str, student_files: list[str], scratch: Path) -> Submission:
-    """The student files of a folder, a .zip or a git repository. What is missing, a symbolic link or
-    too large is listed as a problem and graded as the unwritten exercise file."""
+    """The student files of a folder, a .zip or a git repository. What is missing, a symbolic link
+    or too large is listed as a problem and graded as the unwritten exercise file."""
     path, name = Path(source), submission_name(source)
     if source.endswith(".git") or (
         path.is_dir() and (path / "HEAD").is_file() and (path / "objects").is_dir()
@@ -664,7 +667,7 @@ def compile_problem(path: str, data: bytes) -> str | None:
 
 
 def suspicious(data: bytes) -> list[tuple[int, str]]:
-    """(line, what) for each construct of a file that reaches for the test machinery or other modules."""
+    """(line, what) for each construct of a file that reaches for the test machinery or modules."""
     try:
         tree = ast.parse(data)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -761,7 +764,7 @@ def timeouts(kit: Kit, settings: Settings) -> tuple[dict[str, float], float]:
 
 
 def grade_stage(kit: Kit, submission: Submission, stage: str, settings: Settings) -> StageRun:
-    """The stage's tests on the exercise tree with the submission's files in it, in child processes."""
+    """The stage's tests on the exercise tree holding the submission's files, in child processes."""
     files = {**kit.files, **submission.files}
     wanted = kit.stage_tests(stage)
     per_test, collect = timeouts(kit, settings)
@@ -786,7 +789,7 @@ def grade_stage(kit: Kit, submission: Submission, stage: str, settings: Settings
 def results(
     kit: Kit, submission: Submission, runs: dict[str, StageRun], settings: Settings, seconds: float
 ) -> dict:
-    """Gradescope's results.json for one submission (score, max_score, tests, output, extra_data)."""
+    """Gradescope's results.json of a submission (score, max_score, tests, output, extra_data)."""
     files = {**kit.files, **submission.files}
     broken = {}  # student file -> why it does not compile
     for path in kit.student_files:
@@ -826,19 +829,33 @@ def results(
             score=sum(entry["score"] for entry in in_stage),
             max_score=sum(entry["max_score"] for entry in in_stage),
         )
+    return results_json(kit, submission.name, stages, tests, notes, broken, seconds)
+
+
+def results_json(
+    kit: Kit,
+    student: str,
+    stages: dict[str, dict],
+    tests: list[dict],
+    notes: list[str],
+    broken: dict[str, str],
+    seconds: float,
+) -> dict:
+    """The fields of Gradescope's results.json around the tests' entries: the score, the summary
+    the student sees (`notes` and the files that do not compile, `broken`), and extra_data."""
     score = sum(stage["score"] for stage in stages.values())
     return dict(
         score=score,
         max_score=kit.total(),
         execution_time=round(seconds, 1),
-        output=summary(submission.name, stages, score, kit.total(), notes + list(broken.values())),
+        output=summary(student, stages, score, kit.total(), notes + list(broken.values())),
         output_format="text",
         test_output_format="text",
         test_name_format="text",
         visibility="visible",
         stdout_visibility="hidden",
         extra_data=dict(
-            student=submission.name,
+            student=student,
             stages=stages,
             problems=notes,
             does_not_compile=sorted(broken.values()),
@@ -861,9 +878,8 @@ def result_of_test(
     passed = outcome["status"] == "passed" and not withheld
     message = outcome["message"]
     if not passed and unimportable and message.startswith("not run"):
-        message = (
-            f"not run: {unimportable[0]}"  # the compiler's one line, not the import's traceback
-        )
+        # the compiler's one line, not the import's traceback
+        message = f"not run: {unimportable[0]}"
     if withheld and outcome["status"] == "passed":
         message = "passed, but withheld: see the note on the tests' machinery above"
     return dict(
@@ -910,8 +926,8 @@ def grade_all(
     results_path: Path,
     single_file: bool,
 ) -> list[dict]:
-    """Grades every submission, the stages of all of them sharing `jobs` workers, and writes each one's
-    results as soon as its last stage is done. Returns the results in the order given."""
+    """Grades every submission, the stages of all of them sharing `jobs` workers, and writes each
+    one's results as soon as its last stage is done. Returns the results in the order given."""
     from tqdm import tqdm
 
     with tempfile.TemporaryDirectory(prefix="grade-read-") as scratch:
@@ -952,7 +968,7 @@ def grade_all(
 
 
 def unique_names(names: list[str]) -> list[str]:
-    """The names, with -2, -3 ... added where two submissions share one (their results files differ)."""
+    """The names, with -2, -3 ... added where submissions share one (their results files differ)."""
     seen: dict[str, int] = {}
     unique = []
     for name in names:
@@ -993,17 +1009,17 @@ def write_csv(path: Path, kit: Kit, graded: list[dict]) -> None:
 
 # ----------------------------------------------------------------------------- Gradescope
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once, when it builds the autograder image (choose its Ubuntu 24.04 base image,
-# whose Python 3.12 the pinned TensorFlow supports).
+# Gradescope runs this once, when it builds the autograder image (choose its Ubuntu 24.04 base
+# image, whose Python 3.12 the pinned TensorFlow supports).
 set -euo pipefail
 apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip git
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q -r /autograder/source/requirements.txt
 """
 RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for each submission: the student's files are in /autograder/submission, and it
-# reads /autograder/results/results.json back. AUTOGRADER_ROOT and AUTOGRADER_PYTHON let you run it
-# locally against a folder laid out the same way (docs/instructors.md).
+# Gradescope runs this for each submission: the student's files are in /autograder/submission, and
+# it reads /autograder/results/results.json back. AUTOGRADER_ROOT and AUTOGRADER_PYTHON let you run
+# it locally against a folder laid out the same way (docs/instructors.md).
 set -euo pipefail
 root="${AUTOGRADER_ROOT:-/autograder}"
 python="${AUTOGRADER_PYTHON:-$root/venv/bin/python}"
@@ -1016,13 +1032,14 @@ AUTOGRADER_CODE = [
     "tools/grade_child.py",
     "plumbing/__init__.py",
     "plumbing/errors.py",
+    "plumbing/todo.py",
     "requirements.txt",
 ]
 
 
 def write_autograder(zip_path: Path, kit: Kit, root: Path, hidden_visibility: str) -> None:
-    """The zip Gradescope takes: setup.sh, run_autograder, the grading code and the kit (the exercise
-    tree, the hidden tests and the manifest). No solution region is in it."""
+    """The zip Gradescope takes: setup.sh, run_autograder, the grading code and the kit (the
+    exercise tree, the hidden tests and the manifest). No solution region is in it."""
     with tempfile.TemporaryDirectory(prefix="grade-kit-") as scratch:
         kit.save(Path(scratch))
         partial = zip_path.with_name(f".{zip_path.name}.tmp-{os.getpid()}")
@@ -1043,7 +1060,8 @@ def write_autograder(zip_path: Path, kit: Kit, root: Path, hidden_visibility: st
 
 
 # ----------------------------------------------------------------------------- the command
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def make_parser() -> OneLineParser:
+    """The command line of tools/grade.py (see the module docstring)."""
     parser = OneLineParser(prog="tools/grade.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add(
@@ -1093,16 +1111,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="the instructor's solution checkout (default: this one)",
     )
     add("--kit", type=Path, help=argparse.SUPPRESS)  # a saved kit: what the autograder grades with
+    return parser
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with the checks argparse cannot make alone (a UsageError names the flag)."""
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.autograder is None and not args.submissions:
         parser.error("give at least one SUBMISSION (or --autograder ZIP)")
     if args.submissions and args.results is None:
         parser.error("--results DIR_OR_FILE is required (results go outside the submission)")
-    if (
-        args.jobs < 1
-        or args.timeout_factor <= 0
-        or (args.timeout is not None and args.timeout <= 0)
-    ):
+    timeout_ok = args.timeout is None or args.timeout > 0
+    if args.jobs < 1 or args.timeout_factor <= 0 or not timeout_ok:
         parser.error("--jobs, --timeout and --timeout-factor must be positive")
     return args
 
@@ -1126,8 +1147,8 @@ def run_command(argv: list[str] | None) -> int:
     if args.autograder:
         write_autograder(args.autograder, kit, TOOLS.parent, args.hidden_visibility)
         print(
-            f"wrote {args.autograder}: {len(kit.tests)} graded tests, {_number(kit.total())} points; "
-            f"upload it as the assignment's autograder"
+            f"wrote {args.autograder}: {len(kit.tests)} graded tests, "
+            f"{_number(kit.total())} points; upload it as the assignment's autograder"
         )
         if not args.submissions:
             return 0

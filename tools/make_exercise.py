@@ -1,7 +1,7 @@
 """Writes the exercise version of this repository from the solution's marked regions.
 
-    python tools/make_exercise.py --out ../exercise     # write it (DIR new, or empty apart from .git)
-    python tools/make_exercise.py --check ../exercise   # does DIR hold exactly what --out would write?
+    python tools/make_exercise.py --out ../exercise     # write it (DIR new, or empty but for .git)
+    python tools/make_exercise.py --check ../exercise   # does DIR hold just what --out would write?
     python tools/make_exercise.py --out DIR --solved MLP CNN   # an answer key for some stages only
     python tools/make_exercise.py --stages              # the regions of each stage
 
@@ -12,19 +12,21 @@ Inside a function body, the solution marks what students write with whole-line c
     ...the solution...
     # END SOLUTION
 
-The exercise version replaces each region, at the region's indentation, with `# TODO [stage]: <hint>`,
-the stub lines, and `raise NotImplementedError("<file>::<function>: <hint>")` (wrapped to ruff.toml's
-line length). In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left
-out, and the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the
-solution keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding stubs
-(see exercise_ruff_config), so the exercise passes its own `ruff check .`. Every other byte is copied
-unchanged, so `git diff exercise main` shows exactly that (besides the files left out).
-Files git does not track, and those matching tools/exercise_exclude.txt (hidden tests, the instructor
-guide, this tool), are left out. The output is deterministic, which lets --check verify a published tree
-(what the tree's .gitignore ignores, such as runs/ and data/, is not compared; each differing file is
-shown as a short diff).
+The exercise version replaces each region, at the region's indentation, with
+`# TODO [stage]: <hint>`, the stub lines, and `raise NotWrittenError("<file>::<function>: <hint>")`
+(as `ruff format` writes it at ruff.toml's line length); a file with stubs gains the import of
+NotWrittenError (plumbing/todo.py: a NotImplementedError only stubs raise), where ruff sorts it.
+In Markdown files, `<!-- BEGIN SOLUTION ONLY -->` ... `<!-- END SOLUTION ONLY -->` is left out,
+and the lines between `<!-- BEGIN EXERCISE ONLY` and `END EXERCISE ONLY -->` are shown (the
+solution keeps them hidden in a comment). ruff.toml gains per-file ignores for the files holding
+stubs (see exercise_ruff_config), so the exercise passes its own `ruff check .` and
+`ruff format --check .`. Every other byte is copied unchanged, so `git diff exercise main` shows
+exactly that (besides the files left out). Files git does not track, and those matching
+tools/exercise_exclude.txt (hidden tests, the instructor guide, this tool), are left out. The
+output is deterministic, which lets --check verify a published tree (what the tree's .gitignore
+ignores, such as runs/ and data/, is not compared; each differing file is shown as a short diff).
 
-Standard library only (plumbing/errors.py is too): instructors can run it before installing anything.
+Standard library only (plumbing/errors.py is too): instructors run it before installing anything.
 """
 
 from __future__ import annotations
@@ -58,21 +60,28 @@ MARKDOWN = {
     "END EXERCISE ONLY -->": "end exercise",
 }
 DEFAULT_HINT = "write this part (see the docstring)"
+STUB_MODULE, STUB_ERROR = (
+    "plumbing.todo",
+    "NotWrittenError",
+)  # what a stub raises (NotImplementedError)
+STUB_IMPORT = f"from {STUB_MODULE} import {STUB_ERROR}"
 RUFF_CONFIG, RUFF_LINE_LENGTH = "ruff.toml", 88  # ruff's own default, when ruff.toml sets none
+RUFF_SRC = [".", "src"]  # ruff's own default source folders (first-party modules)
 STUB_IGNORES = (
     "F401",
     "F841",
     "B007",
 )  # unused import, variable, loop variable: see exercise_ruff_config
 STUB_IGNORES_NOTE = """\
-# The exercise version only: until you write a stage, names its solution uses are unused (imports,
-# variables and loop variables of the code around a TODO), so the files with TODOs skip those three
-# checks (and `ruff check --fix` keeps their imports). Delete these lines once every stage is written."""
+# The exercise version only: until you write a stage, names its solution uses are unused
+# (imports, variables and loop variables of the code around a TODO), so the files with TODOs skip
+# those three checks (and `ruff check --fix` keeps their imports). Delete these lines once every
+# stage is written."""
 DIFF_LINES = 20  # --check shows at most this many diff lines per file
 
 
 class ExerciseError(DataError):
-    """A problem in the solution's markers; the message is one line per problem, each with file:line."""
+    """A problem in the solution's markers; the message: a line per problem, with its file:line."""
 
 
 class Region(NamedTuple):
@@ -170,25 +179,26 @@ def _string_literal(text: str) -> str:
 
 
 def _raise_lines(indent: str, where: str, hint: str, width: int | None) -> list[str]:
-    """`raise NotImplementedError("<where>: <hint>")` in lines of at most `width` characters: one line,
-    else the hint on a line of its own, else split at spaces (Python joins adjacent strings into one)."""
-    opening, message = f"{indent}raise NotImplementedError(", f"{where}: {hint}"
-    continued = " " * len(opening)
-    if width is None or len(opening + _string_literal(message)) + 1 <= width:
-        return [opening + _string_literal(message) + ")"]
-    if len(continued + _string_literal(hint)) + 1 <= width:
-        return [opening + _string_literal(f"{where}: "), continued + _string_literal(hint) + ")"]
-    lines, piece = [], ""
+    """`raise NotWrittenError("<where>: <hint>")` as `ruff format` writes it in lines of at most
+    `width` characters: one line; else the message on a line of its own inside the parentheses;
+    else the message split at spaces, a piece a line (Python joins adjacent strings into one)."""
+    opening, message = f"{indent}raise {STUB_ERROR}(", f"{where}: {hint}"
+    one_line = opening + _string_literal(message) + ")"
+    if width is None or len(one_line) <= width:
+        return [one_line]
+    inner = indent + " " * 4
+    pieces, piece = [], ""
     for word in re.findall(r"\S+\s*", message):
-        if piece and len(continued + _string_literal(piece + word)) + 1 > width:
-            lines.append((continued if lines else opening) + _string_literal(piece))
+        if piece and len(inner + _string_literal(piece + word)) > width:
+            pieces.append(piece)
             piece = ""
         piece += word
-    return lines + [(continued if lines else opening) + _string_literal(piece) + ")"]
+    pieces.append(piece)
+    return [opening, *(inner + _string_literal(piece) for piece in pieces), indent + ")"]
 
 
 def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]]:
-    """The regions as (begin line, end line, hint, indentation, function, stubs, stage), and the errors."""
+    """The regions (begin line, end line, hint, indentation, function, stubs, stage); the errors."""
     regions, errors, region = [], [], None  # region: the one being read
     for line, kind, text, indent, stage in markers:
         if kind == "begin":
@@ -227,11 +237,18 @@ def _pair_markers(markers, functions, path: str) -> tuple[list[tuple], list[str]
 
 
 def make_exercise_source(
-    source: str, path: str, solved: frozenset[str] = frozenset(), line_length: int | None = None
+    source: str,
+    path: str,
+    solved: frozenset[str] = frozenset(),
+    line_length: int | None = None,
+    first_party: frozenset[str] = frozenset(),
 ) -> tuple[str, list[Region]]:
-    """The exercise version of one Python file's text, and its regions (those of `solved` stages are kept).
+    """The exercise version of one Python file's text, and its regions (those of `solved` stages
+    are kept).
 
-    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml); None: one line.
+    The `raise` lines are wrapped to fit `line_length` (the linter's limit, from ruff.toml; None:
+    one line). A file with stubs imports their error (STUB_IMPORT), placed where ruff's import
+    sorting puts it; `first_party` names the modules it sorts as the repository's own.
 
     Raises:
         ExerciseError: naming file:line for a nested, unclosed or stray marker, a marker outside a
@@ -240,9 +257,8 @@ def make_exercise_source(
     try:  # every Python file is parsed, with or without regions: the output must parse too
         tree = ast.parse(source, path)
     except SyntaxError as err:
-        raise ExerciseError(
-            f"{path}:{err.lineno}: the solution does not parse ({err.msg})"
-        ) from None
+        message = f"{path}:{err.lineno}: the solution does not parse ({err.msg})"
+        raise ExerciseError(message) from None
     markers = _markers(source, path)
     if not markers:
         return source, []
@@ -250,11 +266,27 @@ def make_exercise_source(
     regions, errors = _pair_markers(markers, _functions(tree, lines), path)
     if errors:
         raise ExerciseError("\n".join(errors))
-    output, copied_up_to, starts = (
-        [],
-        0,
-        [],
-    )  # starts: (exercise line, solution line) of each replacement
+    exercise, starts = _replace_regions(lines, regions, solved, path, line_length)
+    try:
+        compile(exercise, path, "exec")
+    except SyntaxError as err:  # name the region (in the solution's numbering) just before it
+        begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
+        raise ExerciseError(
+            f"{path}:{begin}: the exercise version of this region does not parse "
+            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
+        ) from None
+    if starts:  # some stubs: they raise STUB_ERROR
+        exercise = _with_stub_import(exercise, tree, first_party)
+    return exercise, [
+        Region(path, begin, stage, f"{path}::{function[3]}")
+        for begin, _, _, _, function, _, stage in regions
+    ]
+
+
+def _replace_regions(lines, regions, solved, path, line_length) -> tuple[str, list[tuple]]:
+    """The text with each region of a stage not `solved` replaced by its TODO, stubs and raise; and
+    (exercise line, solution line) where each replacement starts."""
+    output, copied_up_to, starts = [], 0, []
     for begin, end, hint, indent, function, stubs, stage in regions:
         if stage in solved:
             continue
@@ -266,26 +298,58 @@ def make_exercise_source(
         raise_lines = _raise_lines(indent, f"{path}::{function[3]}", hint, line_length)
         output += [line + newline for line in raise_lines]
         copied_up_to = end
-    exercise = "".join(output + lines[copied_up_to:])
-    try:
-        compile(exercise, path, "exec")
-    except (
-        SyntaxError
-    ) as err:  # name the region (in the solution's numbering) just before the error
-        begin = max([b for e, b in starts if e <= (err.lineno or 0)] or [starts[0][1]])
-        raise ExerciseError(
-            f"{path}:{begin}: the exercise version of this region does not parse "
-            f"({err.msg} at its line {err.lineno}); end the region with whole statements"
-        ) from None
-    return exercise, [
-        Region(path, begin, stage, f"{path}::{function[3]}")
-        for begin, _, _, _, function, _, stage in regions
-    ]
+    return "".join(output + lines[copied_up_to:]), starts
+
+
+def _import_section(node: ast.Import | ast.ImportFrom, first_party: frozenset[str]) -> int:
+    """The section ruff's import sorting puts an import in: 0 __future__, 1 the standard library,
+    2 third-party, 3 first-party (the repository's own), 4 relative."""
+    if isinstance(node, ast.ImportFrom) and node.level:
+        return 4
+    module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+    top = module.split(".")[0]
+    if top == "__future__":
+        return 0
+    if top in sys.stdlib_module_names:
+        return 1
+    return 3 if top in first_party else 2
+
+
+def _with_stub_import(exercise: str, tree: ast.Module, first_party: frozenset[str]) -> str:
+    """The exercise with STUB_IMPORT added to the imports at the top of the file, where ruff's
+    import sorting wants it: among the first-party imports (`import x` lines first, then `from`
+    lines by module name), or as a section of its own after the others.
+
+    The lines of the top-level imports are the solution's (`tree`): regions are in functions."""
+    lines = exercise.splitlines(keepends=True)
+    newline = lines[0][len(lines[0].rstrip("\r\n")) :] or "\n"
+    body = tree.body
+    has_docstring = bool(body) and isinstance(body[0], ast.Expr)
+    has_docstring = has_docstring and isinstance(body[0].value, ast.Constant)
+    imports = []
+    for node in body[1:] if has_docstring else body:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            break
+        imports.append(node)
+    line = STUB_IMPORT + newline
+    for node in imports:
+        section = _import_section(node, first_party)
+        is_from = isinstance(node, ast.ImportFrom)
+        if section > 3 or (section == 3 and is_from and node.module.lower() > STUB_MODULE):
+            after = [] if section == 3 else [newline]
+            return "".join(lines[: node.lineno - 1] + [line, *after] + lines[node.lineno - 1 :])
+    if imports:  # after the last import: in its section if first-party, else a section of its own
+        last = imports[-1].end_lineno
+        before = [] if _import_section(imports[-1], first_party) == 3 else [newline]
+        return "".join(lines[:last] + before + [line] + lines[last:])
+    top = body[0].end_lineno if has_docstring else 0
+    around = [newline, line] if has_docstring else [line, newline, newline]
+    return "".join(lines[:top] + around + lines[top:])
 
 
 # ----------------------------------------------------------------------------- one Markdown file
 def make_exercise_markdown(text: str, path: str) -> str:
-    """The exercise version of a Markdown file: solution-only blocks out, exercise-only blocks shown."""
+    """The exercise version of a Markdown file: solution-only blocks out, exercise-only ones in."""
     output, errors, inside = [], [], None  # inside: (kind, line) of the open block
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         kind = MARKDOWN.get(line.strip())
@@ -325,7 +389,7 @@ def repository_files(root: Path) -> list[str]:
 
 
 def uncommitted(root: Path) -> list[str]:
-    """Tracked files whose working copy differs from the last commit (the exercise is made from them)."""
+    """Tracked files whose working copy differs from the last commit (the exercise uses them)."""
     try:
         return subprocess.run(
             ["git", "-C", str(root), "diff", "--name-only", "HEAD"],
@@ -338,7 +402,7 @@ def uncommitted(root: Path) -> list[str]:
 
 
 def exclude_patterns(root: Path) -> list[str]:
-    """Patterns from the exclude list: one per line, '#' starts a comment, 'dir/' means everything in it."""
+    """The exclude list's patterns: one a line, '#' starts a comment, 'dir/' means all in it."""
     path = root / EXCLUDE_LIST
     if not path.is_file():
         return []
@@ -363,8 +427,9 @@ def ruff_settings(root: Path) -> tuple[str, int]:
 
 
 def exercise_ruff_config(text: str, stub_files: list[str]) -> str:
-    """The exercise's ruff.toml: the solution's, plus a per-file ignore of STUB_IGNORES for each file
-    holding stubs, inserted at the top of its [lint.per-file-ignores] table (made if there is none).
+    """The exercise's ruff.toml: the solution's, plus a per-file ignore of STUB_IGNORES for each
+    file holding stubs, inserted at the top of its [lint.per-file-ignores] table (made if there is
+    none).
 
     An unwritten region leaves the names its solution uses unused: imports (which `ruff check --fix`
     would delete), variables and loop variables of the given code around it. Students delete these
@@ -403,6 +468,20 @@ def exercise_ruff_config(text: str, stub_files: list[str]) -> str:
     return config
 
 
+def first_party_modules(paths: list[str], source_folders: list[str]) -> frozenset[str]:
+    """The names ruff sorts as first-party imports: the modules and packages (folders) at the top
+    of its source folders (ruff.toml's `src`)."""
+    names = set()
+    for folder in source_folders:
+        prefix = "" if folder.strip("./") == "" else folder.strip("/") + "/"
+        for path in paths:
+            if path.startswith(prefix):
+                first, *rest = path.removeprefix(prefix).split("/")
+                if rest or first.endswith(".py"):
+                    names.add(first.removesuffix(".py"))
+    return frozenset(names)
+
+
 def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
     """The exercise tree in memory: ({path: (content, executable)}, regions, excluded paths).
 
@@ -410,15 +489,18 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
     """
     patterns = exclude_patterns(root)
     ruff_config, line_length = ruff_settings(root)
+    paths = repository_files(root)
+    first_party = first_party_modules(paths, tomllib.loads(ruff_config).get("src", RUFF_SRC))
     files, regions, excluded, errors = {}, [], [], []
-    for path in repository_files(root):
+    for path in paths:
         if is_excluded(path, patterns):
             excluded.append(path)
             continue
         data = (root / path).read_bytes()
         try:
             if path.endswith(".py"):
-                text, found = make_exercise_source(data.decode("utf-8"), path, solved, line_length)
+                text = data.decode("utf-8")
+                text, found = make_exercise_source(text, path, solved, line_length, first_party)
                 regions += found
                 data = text.encode("utf-8")
             elif path.endswith(".md"):
@@ -433,6 +515,12 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
             f"--solved {' '.join(unknown)}: no such stage; the stages are "
             f"{', '.join(dict.fromkeys(r.stage for r in regions))}"
         )
+    stub_module = STUB_MODULE.replace(".", "/") + ".py"
+    if any(r.stage not in solved for r in regions) and stub_module not in files:
+        errors.append(
+            f"{stub_module}: the stubs raise its {STUB_ERROR}, but the exercise does not ship it; "
+            f"add it to the repository (and leave it out of {EXCLUDE_LIST})"
+        )
     if errors:
         raise ExerciseError("\n".join(errors))
     if RUFF_CONFIG in files:
@@ -445,7 +533,7 @@ def build_exercise(root: Path, solved: frozenset[str] = frozenset()):
 
 
 def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
-    """Writes the tree into `out`, which must be new or empty apart from .git (nothing is overwritten)."""
+    """Writes the tree into `out`, new or empty apart from .git (nothing is overwritten)."""
     if out.exists():
         if not out.is_dir():
             raise UsageError(f"--out {out} is a file; choose a new folder")
@@ -464,9 +552,9 @@ def write_tree(files: dict[str, tuple[bytes, bool]], out: Path) -> None:
 
 
 def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
-    """Those of `paths` (relative to `tree`) that the tree's own .gitignore files ignore: run outputs, data,
-    pictures, caches. Asked of git with a scratch repository, so `tree` need not be a checkout and no
-    ignore list of this machine's user counts."""
+    """Those of `paths` (relative to `tree`) that the tree's own .gitignore files ignore: run
+    outputs, data, pictures, caches. Asked of git with a scratch repository, so `tree` need not be a
+    checkout and no ignore list of this machine's user counts."""
     if not paths:
         return set()
     with tempfile.TemporaryDirectory() as scratch:
@@ -500,7 +588,7 @@ def ignored_by_git(tree: Path, paths: list[str]) -> set[str]:
 
 
 def file_diff(expected: bytes, found: bytes, path: str, limit: int = DIFF_LINES) -> list[str]:
-    """How `found` differs from `expected`: a unified diff with one line of context, at most `limit` lines."""
+    """How `found` differs from `expected`: a unified diff, one line of context, `limit` lines."""
     try:
         old, new = expected.decode().splitlines(), found.decode().splitlines()
     except UnicodeDecodeError:
@@ -517,9 +605,10 @@ def file_diff(expected: bytes, found: bytes, path: str, limit: int = DIFF_LINES)
 
 
 def check_tree(files: dict[str, tuple[bytes, bool]], tree: Path) -> list[str]:
-    """Differences between `tree` and the expected files, one problem each (empty: identical); a file whose
-    content differs comes with a short diff on the lines after it. Files the tree's .gitignore ignores
-    (runs, data, pictures, caches) are not part of its content, unless they are expected files."""
+    """Differences between `tree` and the expected files, one problem each (empty: identical); a
+    file whose content differs comes with a short diff on the lines after it. Files the tree's
+    .gitignore ignores (runs, data, pictures, caches) are not part of its content, unless they are
+    expected files."""
     if not tree.is_dir():
         raise UsageError(f"--check {tree}: no such folder; give the exercise tree's path")
     found = set()
@@ -575,9 +664,8 @@ def run_command(argv: list[str] | None) -> int:
     files, regions, excluded = build_exercise(args.source, frozenset(args.solved))
     if args.stages:
         for stage in dict.fromkeys(r.stage for r in regions):
-            print(
-                f"{stage}: {', '.join(dict.fromkeys(r.function for r in regions if r.stage == stage))}"
-            )
+            functions = dict.fromkeys(r.function for r in regions if r.stage == stage)
+            print(f"{stage}: {', '.join(functions)}")
         return 0
     if args.check:
         problems = check_tree(files, args.check)
@@ -601,7 +689,8 @@ def run_command(argv: list[str] | None) -> int:
     if changed:
         print(
             f"note: {len(changed)} file(s) differ from the last commit and went in as they are: "
-            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; commit before publishing"
+            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; "
+            f"commit before publishing"
         )
     return 0
 
