@@ -523,7 +523,8 @@ def training_data(config: dict) -> dict:
 
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
-    """python cifar10_input.py [--dataset D] [--data-dir D] [--data-url U] [--show PNG]: fetch, count."""
+    """python cifar10_input.py [--dataset D] [--data-dir D] [--data-url U] [--show PNG]: fetch the
+    dataset, count its classes."""
     return entry.main(summarise, argv)
 
 

@@ -308,7 +308,8 @@ def positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """python numpy_mlp.py: the toy check, then the handout's defaults and the tuned setting on real
-    images; curves in numpy_mlp.png. A mistake or an unwritten stub is one line (plumbing/errors.py)."""
+    images; curves in numpy_mlp.png. A mistake or an unwritten stub is one line
+    (plumbing/errors.py)."""
     return entry.main(train_and_plot, argv)
 
 

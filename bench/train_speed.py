@@ -39,9 +39,9 @@ TARGET = 1.1
 
 
 def build(kind: str):
-    """The default CNN with Keras' batch norm through the fused kernel ("fused": what train.py runs on
-    a CPU) or through Keras' own computation ("keras_bn"), or the classic CNN. The choice holds for
-    the model's first trace, which each with_* function makes before the next model is built."""
+    """The default CNN with Keras' batch norm through the fused kernel ("fused": what train.py runs
+    on a CPU) or through Keras' own computation ("keras_bn"), or the classic CNN. The choice holds
+    for the model's first trace, which each with_* function makes before the next model is built."""
 
     import train
     from plumbing import fast_batch_norm, options

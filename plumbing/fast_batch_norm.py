@@ -20,8 +20,8 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import backend, layers, ops
 
-# Keras' own computation, for what the kernel cannot do. (Imported again while the kernel is on, this
-# module finds Keras' call where fused_call keeps it.)
+# Keras' own computation, for what the kernel cannot do. (Imported again while the kernel is on,
+# this module finds Keras' call where fused_call keeps it.)
 KERAS_CALL = getattr(layers.BatchNormalization.call, "keras_call", layers.BatchNormalization.call)
 SMALLEST_EPSILON = 1.001e-5  # the fused kernel refuses a smaller epsilon
 FLOAT_TYPES = ("float16", "bfloat16", "float32")  # computed in float32, as Keras does

@@ -1,8 +1,9 @@
-"""steps.csv: the training loss as training goes, one row per logged step, written by the run itself.
+"""steps.csv: the training loss as training goes, one row per logged step, written by the run
+itself.
 
-plumbing/logs.py writes it (at the rate of TensorBoard's step-level curves); compare.py reads it with
-the csv module, without loading TensorFlow. Columns: step, images seen, epoch (images seen / training
-examples, a fraction), loss, learning rate.
+plumbing/logs.py writes it (at the rate of TensorBoard's step-level curves); compare.py reads it
+with the csv module, without loading TensorFlow. Columns: step, images seen, epoch (images seen /
+training examples, a fraction), loss, learning rate.
 """
 
 from __future__ import annotations

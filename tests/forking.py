@@ -6,12 +6,14 @@ the job's tree, can be made to crash or be interrupted at a chosen moment (a fau
 exit status: the exit code, or minus the signal that killed it.
 
 A fault names an event and when, counting from 1 across the child's events:
-    {"at": "write", "after": k, "signal": 9}      after the k-th file renamed into place (os.replace) or
-                                                   checkpoint saved, send the signal (9: SIGKILL)
-    {"at": "step", "after": k, "signal": 15}      after the k-th training step ("repeat": 2 sends it twice)
-    {"at": "time", "after": s, "signal": 2}       s seconds after main starts, if it is still running (the
-                                                   events list "signal" for each signal sent)
-    {"at": "record"}                               kill nothing: list the write events (report["events"])
+    {"at": "write", "after": k, "signal": 9}   after the k-th file renamed into place (os.replace)
+                                               or checkpoint saved, send the signal (9: SIGKILL)
+    {"at": "step", "after": k, "signal": 15}   after the k-th training step ("repeat": 2 sends it
+                                               twice)
+    {"at": "time", "after": s, "signal": 2}    s seconds after main starts, if it is still running
+                                               (the events list "signal" for each signal sent)
+    {"at": "record"}                           kill nothing: list the write events
+                                               (report["events"])
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ RUNNER = textwrap.dedent('''
             def wrapper(*args, **kwargs):
                 result = function(*args, **kwargs)
                 events.append(f"{kind} {describe(args)}")
-                if fault.get("at") in (kind, "write" if kind in ("replace", "checkpoint") else None) \\
-                        and len(events) == fault["after"]:
+                writes = "write" if kind in ("replace", "checkpoint") else None
+                if fault.get("at") in (kind, writes) and len(events) == fault["after"]:
                     for _ in range(fault.get("repeat", 1)):
                         os.kill(os.getpid(), fault["signal"])
-                        time.sleep(0.1)  # lets its handler run: two pending signals would count as one
+                        # lets its handler run: two pending signals would count as one
+                        time.sleep(0.1)
                 return result
             return wrapper
         if fault.get("at") in ("write", "record"):
-            plumbing.files.os.replace = counted("replace", os.replace, lambda a: os.path.basename(a[1]))
+            replace = counted("replace", os.replace, lambda a: os.path.basename(a[1]))
+            plumbing.files.os.replace = replace
             tf.train.CheckpointManager.save = counted("checkpoint", tf.train.CheckpointManager.save,
                                                       lambda a: "checkpoints")
         if fault.get("at") == "step":
@@ -82,7 +86,8 @@ RUNNER = textwrap.dedent('''
                 else:
                     report["code"] = module.main(job["argv"])
                 DONE.append(True)
-            except BaseException as err:  # reported, not raised: the parent goes on with the next job
+            except BaseException as err:
+                # reported, not raised: the parent goes on with the next job
                 report["code"], report["error"] = -1, repr(err)
             sys.stdout.flush()
             sys.stderr.flush()
@@ -100,9 +105,10 @@ RUNNER = textwrap.dedent('''
 
 
 def run_jobs(jobs: list[dict], timeout: float = 900) -> list[dict]:
-    """Runs the jobs one after another; each is {"root": tree, "cwd": folder, "module": "train" or "pytest" or
-    another module with main(argv), "argv": [...], "fault": {...} (optional)}. Returns one report per job:
-    {"code": exit code or -signal, "events": [...]} plus "output" (the helper's stdout and stderr)."""
+    """Runs the jobs one after another; each is {"root": tree, "cwd": folder, "module": "train" or
+    "pytest" or another module with main(argv), "argv": [...], "fault": {...} (optional)}. Returns
+    one report per job: {"code": exit code or -signal, "events": [...]} plus "output" (the helper's
+    stdout and stderr)."""
     result = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(jobs)],
         capture_output=True,

@@ -1,7 +1,7 @@
-"""compare.py on the folders that real runs and sweeps leave: damaged or wrong-typed files, runs not
-finished (only config.json: a sweep stopped early), diverged runs; and picture paths checked before any
-work (compare.py --out, cifar10_input.py --show) with temporary files that keep their suffix. Not graded.
-Numbers in comments refer to issue 21."""
+"""compare.py on the folders that real runs and sweeps leave: damaged or wrong-typed files, runs
+not finished (only config.json: a sweep stopped early), diverged runs; and picture paths checked
+before any work (compare.py --out, cifar10_input.py --show) with temporary files that keep their
+suffix. Not graded."""
 
 import csv
 import json
@@ -30,7 +30,8 @@ RESULTS = {
 def make_run(
     folder: Path, *, results: dict | str | None = RESULTS, rows: int = 1, **options
 ) -> Path:
-    """A run folder as train.py leaves it, without TensorBoard logs: config.json, metrics.csv and .json."""
+    """A run folder as train.py leaves it, without TensorBoard logs: config.json, metrics.csv and
+    .json."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"options": {**OPTIONS, **options}}))
     if rows:
@@ -62,7 +63,7 @@ def table(out: Path) -> dict:
     return {row["runs"]: row for row in csv.DictReader(open(out.with_suffix(".csv")))}
 
 
-# ----------------------------------------------------------------------------- 11: what sweeps leave
+# -------------------------------------------------------------------------------- what sweeps leave
 @pytest.mark.parametrize(
     "damage",
     [
@@ -153,7 +154,7 @@ def test_seeds_of_a_setting_say_how_many_diverged(tmp_path):
     assert rows["lr=0.01"]["test accuracy (%)"] == "25.0"
 
 
-# ----------------------------------------------------------------------------- 12: picture paths
+# ------------------------------------------------------------------------------------ picture paths
 @pytest.mark.parametrize("name", ["x.txt", "x", "runs/v1.2"])
 def test_compare_refuses_a_picture_name_without_an_image_suffix_before_any_work(
     name, tmp_path, capsys, monkeypatch
@@ -208,7 +209,7 @@ def test_atomic_writes_keep_the_real_suffix_in_their_temporary_name(name, tempor
     assert not stale.exists(), "the stale-temporary cleaner recognises the name"
 
 
-# ----------------------------------------------------------------------------- mixed runs (issue 19)
+# --------------------------------------------------------------------------------------- mixed runs
 def drawn(monkeypatch, argv: list[str]):
     """compare.main(argv)'s figure, caught before it is saved (and then saved as usual)."""
     figures = []

@@ -32,6 +32,6 @@ def test_numpy_net_tuned_beats_the_handout_defaults_on_validation(mini_dir):
     _, default = nm.train_setting(data, {**nm.HANDOUT_DEFAULTS, "num_iters": 400})
     _, tuned = nm.train_setting(data, {**nm.TUNED, "num_iters": 400})
     default_acc, tuned_acc = default["val_acc_history"][-1], tuned["val_acc_history"][-1]
-    # After 400 iterations, seeds 0-4 on the mini archive: defaults 8.9-13.4%, tuned 38.0-41.9% (at least
-    # 24.6 points apart); the test asks for 15.
+    # After 400 iterations, seeds 0-4 on the mini archive: defaults 8.9-13.4%, tuned 38.0-41.9% (at
+    # least 24.6 points apart); the test asks for 15.
     assert tuned_acc > default_acc + 0.15, f"tuned {tuned_acc:.1%} vs default {default_acc:.1%}"

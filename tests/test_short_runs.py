@@ -1,7 +1,8 @@
 """Short runs learn: the tuned CNN ends at least as accurate as the linear model for every number of
 epochs from 1 to 3 and every training-set size from 500 to 2,000 images of the real mini CIFAR-10
-(the batch shrinks with the data: --min-epoch-steps; one-cycle peaks lower on a run too short to warm
-up; batch norm's moving averages follow the run). Slow: 18 runs, about 10 minutes on 2 cores."""
+(the batch shrinks with the data: --min-epoch-steps; one-cycle peaks lower on a run too short to
+warm up; batch norm's moving averages follow the run). Slow: 18 runs, about 10 minutes on 2
+cores."""
 
 import json
 

@@ -1,8 +1,8 @@
-"""What TensorBoard shows of a run, read back with TensorBoard's own readers: the HParams rows (one per
-run, named by its path under the runs folder, numbers as numbers, test accuracy first), the first
-batch as the model sees it, step-level curves against the images seen (and steps.csv), histograms
-from the start. The logs are made through plumbing/logs.py with small fake runs, not by training.
-Not graded."""
+"""What TensorBoard shows of a run, read back with TensorBoard's own readers: the HParams rows (one
+per run, named by its path under the runs folder, numbers as numbers, test accuracy first), the
+first batch as the model sees it, step-level curves against the images seen (and steps.csv),
+histograms from the start. The logs are made through plumbing/logs.py with small fake runs, not by
+training. Not graded."""
 
 import io
 import json
@@ -32,7 +32,8 @@ CONFIG = dict(
 
 
 def make_sweeps(root: Path) -> None:
-    """Two sweeps over the same learning rates (a linear model's and an MLP's), with known results."""
+    """Two sweeps over the same learning rates (a linear model's and an MLP's), with known
+    results."""
     for sweep, model, accuracies in (
         ("sweep-linear-lr", "linear", (0.2, 0.3)),
         ("sweep-mlp-lr", "mlp", (0.4, 0.5)),
@@ -49,7 +50,8 @@ def make_sweeps(root: Path) -> None:
 
 
 def hparams_dashboard(root: Path):
-    """What TensorBoard's HParams dashboard is sent for a log folder: (experiment, session groups)."""
+    """What TensorBoard's HParams dashboard is sent for a log folder: (experiment, session
+    groups)."""
     from tensorboard import context
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
     from tensorboard.plugins import base_plugin
@@ -279,7 +281,8 @@ def test_gradient_norms_per_weight_are_logged_from_the_first_batch_at_epoch_0(sa
 
 @pytest.mark.slow
 def test_the_browser_check_screenshots_each_dashboard_and_stops_tensorboard(tmp_path, capsys):
-    """tools/tensorboard_screenshots.py against two fake sweeps (needs Chromium; about 2 minutes)."""
+    """tools/tensorboard_screenshots.py against two fake sweeps (needs Chromium; about 2
+    minutes)."""
     import shutil
     import urllib.request
 

@@ -1,16 +1,17 @@
-"""Each subtly wrong answer of tests/wrong_answers.py loses points, and its failing test's message names
-the problem; the correct answer there (a stock Keras batch norm) scores full marks.
+"""Each subtly wrong answer of tests/wrong_answers.py loses points, and its failing test's message
+names the problem; the correct answer there (a stock Keras batch norm) scores full marks.
 
 For each case the repository's tracked files (git ls-files) are copied into a folder of its own, the
-variant is written (wrong_answers.write_variant), and the graded test files of its stage run there in a
-pytest of their own (tests/forking.py: TensorFlow is loaded once, each case runs in a forked child that
-imports its own tree). Each test's outcome and whole failure message come from --junitxml, its points
-from its points(n) marker (read from the test file with ast).
-The solution scores every point of every stage (pytest -m points), so "fewer points than the solution"
-is "fewer than the stage's possible points".
+variant is written (wrong_answers.write_variant), and the graded test files of its stage run there
+in a pytest of their own (tests/forking.py: TensorFlow is loaded once, each case runs in a forked
+child that imports its own tree). Each test's outcome and whole failure message come from
+--junitxml, its points from its points(n) marker (read from the test file with ast).
+The solution scores every point of every stage (pytest -m points), so "fewer points than the
+solution" is "fewer than the stage's possible points".
 
-Not graded, and left out of the exercise version (tools/exercise_exclude.txt). Slow (about 2 minutes:
-pytest -m slow tests/test_wrong_answers.py); the default run keeps the graded tests that catch them.
+Not graded, and left out of the exercise version (tools/exercise_exclude.txt). Slow (about 2
+minutes: pytest -m slow tests/test_wrong_answers.py); the default run keeps the graded tests that
+catch them.
 """
 
 import ast
@@ -37,7 +38,8 @@ def _cases():
 
 
 def _copy_tracked_files(root: Path) -> None:
-    """The repository's tracked files as they are in the working tree (so uncommitted test edits count)."""
+    """The repository's tracked files as they are in the working tree (so uncommitted test edits
+    count)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
     ).stdout
@@ -49,8 +51,8 @@ def _copy_tracked_files(root: Path) -> None:
 
 
 def _outcomes(junit: Path) -> dict[tuple[str, str], str | None]:
-    """{(module path, test name with its parameters): None if it passed, else the whole failure or error
-    text} from a JUnit XML report."""
+    """{(module path, test name with its parameters): None if it passed, else the whole failure or
+    error text} from a JUnit XML report."""
     found = {}
     for test in ElementTree.parse(junit).iter("testcase"):
         module = test.get("classname").replace(".", "/") + ".py"

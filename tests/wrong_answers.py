@@ -1,21 +1,23 @@
-"""Subtly wrong answers the graded tests must catch, and one correct answer they must not reject, as data.
+"""Subtly wrong answers the graded tests must catch, and a correct one they must accept, as data.
 
-Each case is one function of one student file rewritten: a crop that never reaches the far edge of its
-padding, a flip that ignores its seed, a CNN without activations, naive NumPy functions that call the
-vectorised ones, a NumPy net whose gradients come from TensorFlow, ... Each of these once scored full
-marks for its stage. The last case is a stock keras.layers.BatchNormalization, a correct answer that
-must score full marks.
+Each case is one function of one student file rewritten: a crop that never reaches the far edge of
+its padding, a flip that ignores its seed, a CNN without activations, naive NumPy functions that
+call the vectorised ones, a NumPy net whose gradients come from TensorFlow, ... Each of these once
+scored full marks for its stage. The last case is a stock keras.layers.BatchNormalization, a correct
+answer that must score full marks.
 
 The interface (for tests/test_wrong_answers.py and for grading these variants with other tools):
 
     from wrong_answers import CASES, STAGE_TESTS, write_variant
     for case in CASES:
         # root: a copy of the solution tree (git ls-files), in a folder of your own
-        write_variant(root, case)        # rewrites root / case.file: case.function replaced by case.source
+        # write_variant rewrites root / case.file: case.function replaced by case.source
+        write_variant(root, case)
         ...grade root: the tests of case.stages (STAGE_TESTS[stage]) ...
         # case.must_fail is None: every test of case.stages passes (full marks);
         # otherwise the stage scores fewer points than the solution, and the graded test named
-        # case.must_fail (pytest's name, with its parameters) fails with a message containing case.says.
+        # case.must_fail (pytest's name, with its parameters) fails with a message containing
+        # case.says.
 
 Not graded, and left out of the exercise version (tools/exercise_exclude.txt): it names the answers.
 """
@@ -41,11 +43,13 @@ STAGE_TESTS = {
 
 @dataclass(frozen=True)
 class WrongAnswer:
-    """One variant of the solution: `function` (a top-level name, or Class.method) of `file` replaced by
-    `source` (a whole definition, written at the left margin; a method's is indented to fit).
+    """One variant of the solution: `function` (a top-level name, or Class.method) of `file`
+    replaced by `source` (a whole definition, written at the left margin; a method's is indented to
+    fit).
 
     must_fail: the graded test that must fail (pytest's name, e.g. "test_x[flip]"), or None for a
-    correct answer that must pass every test of its stages. says: part of that test's failure message.
+    correct answer that must pass every test of its stages. says: part of that test's failure
+    message.
     also: other stages whose tests the variant affects (they are graded with it).
     """
 
@@ -98,8 +102,9 @@ def replace_function(text: str, dotted: str, source: str) -> str:
 
 
 def write_variant(root: Path, case: WrongAnswer) -> Path:
-    """Rewrites root / case.file with case.function replaced by case.source; copies nothing. Returns the
-    file's path. Raises LookupError if the function is not there, SyntaxError if the result does not parse."""
+    """Rewrites root / case.file with case.function replaced by case.source; copies nothing. Returns
+    the file's path. Raises LookupError if the function is not there, SyntaxError if the result does
+    not parse."""
     path = Path(root) / case.file
     text = replace_function(path.read_text(), case.function, case.source)
     ast.parse(text, filename=str(path))
@@ -125,7 +130,8 @@ def random_crop(images, seed, pad: int):
 
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    offsets = tf.random.stateless_uniform([batch, 2], seed, 0, 2 * pad, dtype=tf.int32)  # never 2 * pad
+    # maxval is exclusive: the offset is never 2 * pad
+    offsets = tf.random.stateless_uniform([batch, 2], seed, 0, 2 * pad, dtype=tf.int32)
     rows = tf.range(height)[None, :] + offsets[:, :1]
     cols = tf.range(width)[None, :] + offsets[:, 1:]
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
@@ -158,7 +164,8 @@ def random_flip(images, seed):
 def random_flip(images, seed):
     import tensorflow as tf
 
-    mirror = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5  # stateful: the seed is ignored
+    # stateful: the seed is ignored
+    mirror = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
     return tf.where(mirror, tf.reverse(images, axis=[2]), images)
 """,
     ),
@@ -208,9 +215,11 @@ def random_crop(images, seed, pad: int):
 def random_crop(images, seed, pad: int):
     import tensorflow as tf
 
-    offset = tf.random.stateless_uniform([2], seed, 0, 2 * pad + 1, dtype=tf.int32)  # one for the batch
+    # one offset for the whole batch
+    offset = tf.random.stateless_uniform([2], seed, 0, 2 * pad + 1, dtype=tf.int32)
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    return padded[:, offset[0]:offset[0] + tf.shape(images)[1], offset[1]:offset[1] + tf.shape(images)[2]]
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    return padded[:, offset[0]:offset[0] + height, offset[1]:offset[1] + width]
 """,
     ),
     WrongAnswer(
