@@ -65,6 +65,7 @@ def test_a_full_disk_while_writing_tensorboard_logs_names_tb_and_says_resume(
     assert train.main(["--resume", str(run_dir)]) == 0 and (run_dir / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # 10 s; a file in the way of checkpoints/ is checked in the default run
 def test_tb_being_a_file_at_resume_is_a_file_in_the_way(unfinished, capsys):
     shutil.rmtree(unfinished / "tb")
     (unfinished / "tb").write_text("not a folder")
@@ -90,6 +91,7 @@ def test_checkpoints_being_a_file_is_not_reported_as_a_full_disk(unfinished, cap
     )
 
 
+@pytest.mark.slow  # 5 s; a full disk while writing TensorBoard logs is checked in the default run
 def test_a_full_disk_while_plotting_names_the_plot_and_says_resume(unfinished, monkeypatch, capsys):
     def full(*args, **kwargs):
         raise OSError(

@@ -85,6 +85,7 @@ def test_a_run_killed_before_it_started_can_be_started_again(sample_dir, tmp_pat
     assert code == 0 and (run_dir / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # 10 s; test_runs.py's resume tests look for checkpoints in the default run
 def test_a_run_without_a_checkpoint_resumes_from_the_beginning(sample_dir, tmp_path, capsys):
     code, run_dir = run_train(sample_dir.parent, tmp_path, *TINY, "--epochs", "1")
     for name in (

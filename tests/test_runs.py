@@ -30,7 +30,14 @@ def run(trained, tmp_path) -> Path:
 
 
 # ----------------------------------------------------------------------------- the checkpoints
-@pytest.mark.parametrize("state_file", ["garbage", "empty", "missing"])
+@pytest.mark.parametrize(
+    "state_file",
+    [  # the default run checks "missing"; -m slow the other two (the 5-minute budget)
+        pytest.param("garbage", marks=pytest.mark.slow),
+        pytest.param("empty", marks=pytest.mark.slow),
+        "missing",
+    ],
+)
 def test_resume_finds_the_checkpoint_when_its_state_file_is_damaged(
     run, trained, state_file, capsys
 ):

@@ -85,6 +85,7 @@ def test_other_exceptions_in_del_methods_are_reported_as_usual():
     assert [type(u.exc_value) for u in seen] == [ValueError]
 
 
+@pytest.mark.slow  # 11 s; a stop during training is checked in the default run
 def test_ctrl_c_during_the_last_validation_stops_and_resumes(
     sample_dir, tmp_path, monkeypatch, capsys
 ):
