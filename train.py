@@ -138,8 +138,9 @@ FLAGS = {
 
 # ----------------------------------------------------------------------------- the course's recipes
 # The course's stages. Each preset changes only what differs from the defaults (the tuned recipe);
-# stage presets train with Adam at 1e-3, as the handouts do, and without augmentation (turn it on
-# with --flip --crop 4), so that each stage runs with only its own code written.
+# stage presets train with Adam at 1e-3, as the handouts do, without augmentation (turn it on with
+# --flip --crop 4), so that each stage runs with only its own code written, and with batches of 128
+# whatever the training set's size (min_epoch_steps=0: the handouts' setting).
 STAGE_TRAINING = dict(optimizer="adam", lr=1e-3, flip=False, crop=0, min_epoch_steps=0)
 PRESETS = {
     "linear": dict(
