@@ -11,7 +11,7 @@ import pytest
 
 import numpy_conv
 import numpy_mlp
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, raise_if_not_implemented
 from plumbing.todo import NotWrittenError
 
 
@@ -51,7 +51,8 @@ def test_numpy_mlp_trains_exactly_the_iterations_asked(sample_dir, tmp_path, cap
             str(tmp_path / "curves.png"),
         ]
     )
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    raise_if_not_implemented(code, err)  # on the exercise: skipped, naming the stub to write
     assert code == 0 and (tmp_path / "curves.png").stat().st_size > 0
     assert out.count("num_iters 3,") == 2 and out.count("iteration     3/3:") == 2, out
 
@@ -127,7 +128,11 @@ def test_ctrl_c_stops_numpy_conv_in_one_line(tmp_path):
         text=True,
         env=env,
     )
-    assert job.stdout.readline().startswith("backward pass") and job.stdout.readline() == "ready\n"
+    first, second = job.stdout.readline(), job.stdout.readline()
+    if second != "ready\n":  # on the exercise, a stub ends it before the gradient check
+        job.wait(timeout=60)
+        raise_if_not_implemented(job.returncode, job.stderr.read())
+    assert first.startswith("backward pass") and second == "ready\n"
     job.send_signal(signal.SIGINT)
     _, err = job.communicate(timeout=60)
     assert (job.returncode, err) == (130, "\nSIGINT: stopped\n")
