@@ -269,11 +269,12 @@ def metric_curve(ax, run: dict, metric: str, style: dict) -> None:
 def size_panel(ax, all_runs: list[dict]) -> None:
     """Best validation and test accuracy against the number of training examples (log axis): a line
     through the mean over seeds, a dot per run."""
-    done = sorted(
+    done = [
         (run["results"]["train_examples"], run["results"])
         for run in all_runs
         if run["results"].get("train_examples")
-    )
+    ]
+    done.sort(key=lambda pair: pair[0])  # by size only: two seeds of one size must not compare
     sizes = []
     for key, marker in (("best_val_accuracy", "o"), ("test_accuracy", "s")):
         points = [
