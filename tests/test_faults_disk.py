@@ -18,24 +18,14 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+import helpers
 import train
 from helpers import check_run_folder, run_train
 from plumbing import files
 
 pytestmark = pytest.mark.faults
 
-TINY = [
-    "--preset",
-    "linear",
-    "--num-train-examples",
-    "100",
-    "--val-size",
-    "50",
-    "--batch-size",
-    "50",
-    "--epochs",
-    "1",
-]
+TINY = [*helpers.TINY, "--epochs", "1"]  # the smallest run, for one epoch
 DISK_FULL = re.compile(
     r"error: (could not [^:]+: )?the disk is full \((?P<path>[^)]+)\); free some space, "
     r"then (continue with: (?P<command>.+)|run the same command again)"

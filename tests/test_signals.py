@@ -8,22 +8,13 @@ import time
 
 import pytest
 
+import helpers
 import train
 from helpers import assert_same_outcome, check_run_folder, run_outcome, run_train
 from plumbing import signals
 from plumbing.errors import Stopped
 
-TINY = [
-    "--preset",
-    "linear",
-    "--num-train-examples",
-    "100",
-    "--val-size",
-    "50",
-    "--batch-size",
-    "50",
-    "--deterministic",
-]
+TINY = [*helpers.TINY, "--deterministic"]  # runs compared bit for bit
 
 
 class SignalledWhileDeleted:
