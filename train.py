@@ -574,12 +574,19 @@ def check_loss(loss: float, epoch: int, step: int, config: dict, state) -> None:
             kept = f"the last good checkpoint (end of epoch {state.epochs_done}) is kept"
         raise errors.DivergedError(
             f"the loss became {loss:.4g} at epoch {epoch + 1}, step {step}: the "
-            f"learning rate is too high for this model; start a new run with --lr "
-            f"{config['lr'] / 10:g} ({kept})",
+            f"learning rate is too high for this model; start a new run with "
+            f"{smaller_lr(config)} ({kept})",
             loss=loss,
             epoch=epoch + 1,
             step=step,
         )
+
+
+def smaller_lr(config: dict) -> str:
+    """The flags of a re-run with a learning rate 10 times smaller. The batch size is named too:
+    on a small training set the config holds the batch and rate after fit_batch_to_data, and a
+    re-run given that batch trains at exactly the rate named (it is not halved again)."""
+    return f"--lr {config['lr'] / 10:g} --batch-size {config['batch_size']}"
 
 
 def check_learning(row: dict, step: int, rows: list[dict], config: dict, data: dict) -> None:
@@ -588,7 +595,7 @@ def check_learning(row: dict, step: int, rows: list[dict], config: dict, data: d
     it); a first epoch whose validation accuracy is no better than guessing learnt nothing."""
     classes = len(data["class_names"])
     epoch, loss, guess = row["epoch"], row["train_loss"], math.log(classes)
-    lower = f"--lr {config['lr'] / 10:g}"
+    lower = smaller_lr(config)
     if loss > 2 * guess:
         before = rows[-1]["train_loss"] if rows else 0.0  # the previous epoch's
         if before > 2 * guess:

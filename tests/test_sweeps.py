@@ -66,14 +66,13 @@ def fake_train_one(trained: list):
 def test_the_divergence_guard_raises_what_a_sweep_records():
     state = SimpleNamespace(epochs_done=0)
     with pytest.raises(errors.DivergedError) as caught:
-        train.check_loss(float("nan"), 0, 3, {"lr": 0.1}, state)
+        train.check_loss(float("nan"), 0, 3, {"lr": 0.1, "batch_size": 128}, state)
     assert (caught.value.epoch, caught.value.step) == (
         1,
         3,
     ) and caught.value.loss != caught.value.loss
-    assert "start a new run with --lr 0.01 (nothing was learnt)" in str(caught.value), (
-        "one run: one line"
-    )
+    suggestion = "start a new run with --lr 0.01 --batch-size 128 (nothing was learnt)"
+    assert suggestion in str(caught.value), "one run: one line"
 
 
 def test_a_diverged_point_is_recorded_and_the_sweep_goes_on_to_compare(tmp_path, capsys):

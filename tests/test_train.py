@@ -141,6 +141,18 @@ def test_batch_norm_moving_averages_follow_a_short_run(total_steps, expected):
 
 
 LEARNING = dict(class_names=list("abcdefghij"), options={"val_size": 500})
+GIVEN = {"lr": 0.1, "batch_size": 128}
+
+
+def test_the_suggested_learning_rate_is_the_one_a_rerun_trains_with():
+    # 1,000 images: the batch is halved twice (32) and the rate with it (0.025). The re-run the
+    # warnings suggest must train at a tenth of that, not be halved twice again.
+    config = {"batch_size": 128, "lr": 0.1, "min_epoch_steps": 30, "model": "cnn"}
+    fitted = train.fit_batch_to_data(config, 1000)
+    suggestion = train.smaller_lr(fitted)
+    assert suggestion == "--lr 0.0025 --batch-size 32"
+    rerun = {**config, "lr": 0.0025, "batch_size": 32}
+    assert train.fit_batch_to_data(rerun, 1000)["lr"] == pytest.approx(0.0025)
 
 
 def row_of(epoch, train_loss, val_accuracy=0.3):
@@ -148,21 +160,22 @@ def row_of(epoch, train_loss, val_accuracy=0.3):
 
 
 def test_an_epoch_with_a_loss_far_above_ln_c_warns_in_one_line(capsys):
-    train.check_learning(row_of(1, 15.9), 7, [], {"lr": 0.1}, LEARNING)
+    train.check_learning(row_of(1, 15.9), 7, [], GIVEN, LEARNING)
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "warning: epoch 1's training loss 15.9 is far above ln(10) = 2.30, the loss of guessing: "
-        "the learning rate may be too high (try --lr 0.01)"
+        "the learning rate may be too high (try --lr 0.01 --batch-size 128)"
     ]
 
 
 def test_two_epochs_in_a_row_far_above_ln_c_stop_the_run():
     with pytest.raises(errors.DivergedError, match=r"stayed far above ln\(10\) = 2.30") as caught:
-        train.check_learning(row_of(2, 6.0), 7, [row_of(1, 15.9)], {"lr": 0.1}, LEARNING)
-    assert "15.9 at epoch 1, 6 at epoch 2; start a new run with --lr 0.01" in str(caught.value)
+        train.check_learning(row_of(2, 6.0), 7, [row_of(1, 15.9)], GIVEN, LEARNING)
+    stop = "15.9 at epoch 1, 6 at epoch 2; start a new run with --lr 0.01 --batch-size 128"
+    assert stop in str(caught.value)
     assert (caught.value.epoch, caught.value.step) == (2, 7)
     # falling back towards ln(C) is learning: no stop, no warning
-    train.check_learning(row_of(2, 3.0), 7, [row_of(1, 15.9)], {"lr": 0.1}, LEARNING)
+    train.check_learning(row_of(2, 3.0), 7, [row_of(1, 15.9)], GIVEN, LEARNING)
 
 
 @pytest.mark.parametrize("accuracy,warned", [(0.104, True), (0.126, True), (0.14, False)])
