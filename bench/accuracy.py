@@ -13,20 +13,15 @@ alike. Target: ours at least 8 points more accurate than the reference, in no mo
 """
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import classic_cnn, machine_summary, mean_std, mini_batches_dir  # first: the path
+from common import classic_cnn, machine_summary, mean_std, mini_batches_dir, train_py  # first
 
 # isort: split
 import cifar10_input
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def reference_run(
@@ -64,28 +59,8 @@ def reference_run(
 
 def our_run(batches_dir: Path, seed: int, extra: list[str]) -> tuple[float, float, float]:
     """Runs train.py; returns (test accuracy, training seconds, whole-process seconds)."""
-    with tempfile.TemporaryDirectory() as runs:
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "train.py"),
-                "--data-dir",
-                str(batches_dir.parent),
-                "--run-dir",
-                runs,
-                "--name",
-                "run",
-                "--seed",
-                str(seed),
-                *extra,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        wall = time.perf_counter() - start
-        results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
-    return results["test_accuracy"], results["train_seconds"], wall
+    results = train_py(["--data-dir", str(batches_dir.parent), *extra], seed)
+    return results["test_accuracy"], results["train_seconds"], results["wall"]
 
 
 def main() -> None:

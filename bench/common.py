@@ -6,9 +6,12 @@ interleaved rounds (A, B, C, A, B, C, ...) and compared by the median of per-rou
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +23,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cifar10_input
 from plumbing.quiet import tensorflow_start_up
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def train_py(flags: list[str], seed: int) -> dict:
+    """Runs `python train.py FLAGS --seed SEED` as a student would, in a subprocess and a
+    temporary run folder; returns its metrics.json, with `wall` (the whole process's seconds) and
+    `rows` (metrics.csv, one dict an epoch). A failed run stops the bench with train.py's error."""
+    with tempfile.TemporaryDirectory() as runs:
+        command = [sys.executable, str(REPO / "train.py"), *flags, "--seed", str(seed)]
+        start = time.perf_counter()
+        finished = subprocess.run(
+            [*command, "--run-dir", runs, "--name", "run"], capture_output=True, text=True
+        )
+        wall = time.perf_counter() - start
+        if finished.returncode != 0:
+            error = finished.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            sys.exit(f"{' '.join(command)} failed (exit {finished.returncode}): {error[0]}")
+        folder = Path(runs) / "run"
+        results = json.loads((folder / "metrics.json").read_text())
+        with open(folder / "metrics.csv", newline="") as file:
+            results["rows"] = list(csv.DictReader(file))
+    return {**results, "wall": wall}
 
 
 def mini_batches_dir() -> Path:

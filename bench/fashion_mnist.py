@@ -28,18 +28,16 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine_summary, mean_std  # first: puts the repository on the path
+from common import machine_summary, mean_std, train_py  # first: puts the repository on the path
 
 # isort: split
 import mnist_input
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "/usr/share/datasets/fashion-mnist"  # apt-get install dataset-fashion-mnist
 REFERENCE = "reference"
 # The default recipe and a shorter one, for the frontier; more with --setting NAME="FLAGS".
@@ -94,27 +92,9 @@ def reference_run(folder: Path, seed: int) -> dict:
 
 def our_run(data_dir: Path, seed: int, flags: str) -> dict:
     """Runs train.py with the setting's flags: its test and best validation accuracy, training
-    seconds (as its metrics.json reports them)."""
-    with tempfile.TemporaryDirectory() as runs:
-        command = [
-            sys.executable,
-            str(REPO / "train.py"),
-            "--dataset",
-            "fashion-mnist",
-            "--data-dir",
-            str(data_dir),
-            "--run-dir",
-            runs,
-            "--name",
-            "run",
-            "--seed",
-            str(seed),
-            *flags.split(),
-        ]
-        finished = subprocess.run(command, capture_output=True, text=True)
-        if finished.returncode != 0:
-            sys.exit(f"train.py {flags} failed (exit {finished.returncode}): {finished.stderr}")
-        results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
+    seconds (as its metrics.json reports them) and epochs."""
+    dataset = ["--dataset", "fashion-mnist", "--data-dir", str(data_dir)]
+    results = train_py([*dataset, *flags.split()], seed)
     keys = ("test_accuracy", "train_seconds", "best_val_accuracy", "epochs_run")
     return {key: results.get(key) for key in keys}
 

@@ -11,17 +11,12 @@ training images. With --dataset mnist (and --data-url, e.g. the course's mini MN
 digits), the same commands train on every training digit not held out for validation."""
 
 import argparse
-import csv
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-from common import machine_summary, mean_std, mini_batches_dir
+from common import machine_summary, mean_std, mini_batches_dir, train_py
 
-REPO = Path(__file__).resolve().parent.parent
 SUBSET = ["--num-train-examples", "4500"]
 COMMANDS = {  # stage: the README's command (train.py flags)
     "linear": ["--model", "linear", "--epochs", "20"],
@@ -37,25 +32,10 @@ COMMANDS = {  # stage: the README's command (train.py flags)
 
 
 def run(data: list[str], flags: list[str], seed: int) -> dict:
-    with tempfile.TemporaryDirectory() as runs:
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "train.py"),
-                *flags,
-                *data,
-                "--seed",
-                str(seed),
-                "--run-dir",
-                runs,
-                "--name",
-                "run",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        results = json.loads((Path(runs) / "run" / "metrics.json").read_text())
-        rows = list(csv.DictReader(open(Path(runs) / "run" / "metrics.csv")))
+    """One stage's run: train.py's results, with the median images/s of its epochs (the first,
+    which includes tracing, left out when there are others)."""
+    results = train_py([*flags, *data], seed)
+    rows = results["rows"]
     results["images_per_second"] = statistics.median(
         float(r["images_per_second"]) for r in rows[1:] or rows
     )
