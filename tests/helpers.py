@@ -32,6 +32,21 @@ TINY = [
     "--batch-size",
     "50",
 ]
+# The smallest MLP run (sweeps over its options): the slices tests take depend on this order.
+TINY_MLP = [
+    "--model",
+    "mlp",
+    "--hidden-units",
+    "32",
+    "--num-train-examples",
+    "100",
+    "--val-size",
+    "50",
+    "--batch-size",
+    "50",
+    "--epochs",
+    "1",
+]
 
 
 def known_images(num_images: int, first_id: int = 0) -> np.ndarray:

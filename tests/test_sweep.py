@@ -14,22 +14,8 @@ import compare
 import forking
 import train
 from helpers import REPO_ROOT, check_run_folder
+from helpers import TINY_MLP as TINY
 from plumbing import files, runs
-
-TINY = [
-    "--model",
-    "mlp",
-    "--hidden-units",
-    "32",
-    "--num-train-examples",
-    "100",
-    "--val-size",
-    "50",
-    "--batch-size",
-    "50",
-    "--epochs",
-    "1",
-]
 
 
 def test_a_two_run_sweep_leaves_both_runs_the_picture_and_true_tables(sample_dir, tmp_path, capsys):

@@ -10,22 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 import train
+from helpers import TINY_MLP as TINY
 from plumbing import errors, sweep
-
-TINY = [
-    "--model",
-    "mlp",
-    "--hidden-units",
-    "32",
-    "--num-train-examples",
-    "100",
-    "--val-size",
-    "50",
-    "--batch-size",
-    "50",
-    "--epochs",
-    "1",
-]
 
 
 def one_line(capsys, code: int, expected_code: int, text: str) -> str:
