@@ -9,7 +9,8 @@ flip + crop with 4 px padding), `model.fit`, 30 epochs. Because that optimiser s
 same network is also trained with Adam 1e-3 at batch 128 (a "tuned classic" row) for an honest
 comparison. Ours is `python train.py --model cnn` as a student runs it (its own epochs, schedule and
 test-time flip), in a subprocess. Runs alternate seed by seed, so a change in machine speed hits all
-alike. Target: ours at least 8 points more accurate than the reference, in no more wall-clock time.
+alike. Targets: ours at least 8 points more accurate than the reference, and at least 78% test
+accuracy, in no more training time than the reference.
 """
 
 import argparse
@@ -22,6 +23,8 @@ from common import classic_cnn, machine_summary, mean_std, mini_batches_dir, tra
 
 # isort: split
 import cifar10_input
+
+TARGET = 0.78  # test accuracy of ours on the mini test split
 
 
 def reference_run(
@@ -110,11 +113,12 @@ def main() -> None:
     )
     gain = 100 * (statistics.mean(o[0] for o in ours) - statistics.mean(r[0] for r in reference))
     time_ratio = statistics.mean(o[1] for o in ours) / statistics.mean(r[1] for r in reference)
-    verdict = "meets" if gain >= 8 and time_ratio <= 1.0 else "MISSES"
+    accuracy = statistics.mean(o[0] for o in ours)
+    verdict = "meets" if gain >= 8 and accuracy >= TARGET and time_ratio <= 1.0 else "MISSES"
     gain_tuned = 100 * (statistics.mean(o[0] for o in ours) - statistics.mean(t[0] for t in tuned))
     print(
         f"\nours - reference: {gain:+.1f} points in {time_ratio:.2f}x the training time "
-        f"({verdict} the target: >= +8 points in <= 1.0x the time); "
+        f"({verdict} the target: >= +8 points and >= {100 * TARGET:.0f}% in <= 1.0x the time); "
         f"ours - tuned classic: {gain_tuned:+.1f} points"
     )
 

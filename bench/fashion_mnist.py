@@ -214,9 +214,9 @@ def main() -> None:
         if not separator:
             parser.error(f'--setting {setting!r}: write NAME="FLAGS", e.g. long="--epochs 30"')
         settings[name] = flags
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-fashion-"))
-    folder = mnist_input.maybe_download(data_dir, "fashion-mnist", args.data_url)
-    done = run_all(settings, args.seeds, folder, data_dir, args.log)
+    with tempfile.TemporaryDirectory(prefix="bench-fashion-") as data:
+        folder = mnist_input.maybe_download(Path(data), "fashion-mnist", args.data_url)
+        done = run_all(settings, args.seeds, folder, Path(data), args.log)
     print(f"\nFashion-MNIST, full data (60,000 + 10,000), seeds {args.seeds}, mean +- std")
     print(f"Machine: {machine_summary()}\n")
     summary = table(settings, args.seeds, done)
