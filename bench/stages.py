@@ -1,6 +1,6 @@
 """The README's stage table: each course stage's command, trained on the mini archive, over seeds.
 
-    python bench/stages.py [--seeds 0 1 2] [--stages linear mlp ...]
+    python bench/stages.py [--seeds 0 1 2] [--stages linear mlp ...] [--epochs N]
                            [--dataset mnist --data-url FOLDER]
 
 For each stage, the command the README gives a student (with --num-train-examples 4500, what the
@@ -8,7 +8,8 @@ mini archive holds after the validation split), run as a subprocess, once per se
 and test accuracy (mean +- std over the seeds), the training time and images/s (median of the epochs
 after the first), and the projected time of the same command on this machine with all 45,000
 training images. With --dataset mnist (and --data-url, e.g. the course's mini MNIST: 4,000 + 1,000
-digits), the same commands train on every training digit not held out for validation."""
+digits), the same commands train on every training digit not held out for validation. --epochs N
+trains every stage N epochs (the README's quick look compares the tuned recipe with cnn-bn so)."""
 
 import argparse
 import statistics
@@ -42,6 +43,17 @@ def run(data: list[str], flags: list[str], seed: int) -> dict:
     return results
 
 
+def command_of(stage: str, args) -> list[str]:
+    """The stage's train.py flags: with --epochs, that many epochs; on 28x28 data without the
+    flip and crop flags (the dataset's own augmentation applies)."""
+    flags = list(COMMANDS[stage])
+    if args.epochs:
+        flags[flags.index("--epochs") + 1] = str(args.epochs)
+    if args.dataset != "cifar10":
+        flags = [f for f in flags if f not in ("--flip", "--crop", "4")]
+    return flags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -52,6 +64,7 @@ def main() -> None:
     parser.add_argument(
         "--data-url", help="for --dataset mnist or fashion-mnist: the folder of its files"
     )
+    parser.add_argument("--epochs", type=int, help="train every stage this many epochs")
     args = parser.parse_args()
     if args.dataset == "cifar10":
         data = ["--data-dir", str(mini_batches_dir().parent), *SUBSET]
@@ -62,14 +75,7 @@ def main() -> None:
     # seed by seed, so that a change in machine speed hits every stage alike
     for seed in args.seeds:
         for stage in args.stages:
-            flags = (
-                COMMANDS[stage]
-                if args.dataset == "cifar10"
-                else [  # the dataset's own augmentation
-                    f for f in COMMANDS[stage] if f not in ("--flip", "--crop", "4")
-                ]
-            )
-            results[stage].append(run(data, flags, seed))
+            results[stage].append(run(data, command_of(stage, args), seed))
             r = results[stage][-1]
             print(
                 f"  seed {seed} {stage}: test {100 * r['test_accuracy']:.1f}%, "
@@ -98,7 +104,7 @@ def print_table(args, data: list[str], results: dict) -> None:
         epochs = runs[0]["epochs_run"]
         projected = 45_000 * epochs / rate / 60
         print(
-            f"| {stage} | `python train.py {' '.join(COMMANDS[stage])}` | "
+            f"| {stage} | `python train.py {' '.join(command_of(stage, args))}` | "
             f"{mean_std([r['best_val_accuracy'] for r in runs], 100)} | "
             f"{mean_std([r['test_accuracy'] for r in runs], 100)} | "
             f"{mean_std([r['train_seconds'] for r in runs], digits=0)} | {rate:,.0f} | "
