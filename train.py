@@ -173,10 +173,10 @@ PRESET_OF_MODEL = {"linear": "linear", "mlp": "mlp", "cnn": "tuned"}  # --model 
 # Where a dataset needs other defaults: digits are not mirrored (a mirrored 2 is no 2), and 28x28
 # images get a 2-pixel crop padding. Applied unless the flag is given.
 DATASET_ADJUSTMENTS = {"mnist": dict(flip=False, tta=False, crop=2), "fashion-mnist": dict(crop=2)}
-# The tuned recipe on the 60,000-image 28x28 datasets: one convolution per stage and 10 epochs,
-# chosen on Fashion-MNIST's validation split to train in at most 15 minutes on 2 CPU cores
-# (bench/fashion_mnist.py).
-TUNED_28X28 = dict(convs_per_stage=1, epochs=10)
+# The tuned recipe on the 60,000-image 28x28 datasets: one convolution per stage and 16 epochs,
+# chosen on Fashion-MNIST's validation split among the settings that train in no more time than
+# the classic Keras CNN it is measured against (bench/fashion_mnist.py: 0.91x its time on a Zen 3).
+TUNED_28X28 = dict(convs_per_stage=1, epochs=16)
 
 DEFAULTS = options.table(
     FLAGS,

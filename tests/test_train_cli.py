@@ -91,7 +91,7 @@ def test_every_default_in_the_help_is_the_real_one():
 
     for key, value in train.DEFAULTS.items():
         if value is not None:
-            first = shown[key].split(";")[0]  # "30; the tuned CNN on MNIST ...: 10"
+            first = shown[key].split(";")[0]  # "30; the tuned CNN on MNIST ...: 16"
             assert first == text(value), (
                 f"--{key}: help says {shown[key]!r}, the default is {value!r}"
             )
