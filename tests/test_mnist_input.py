@@ -176,7 +176,8 @@ def test_dataset_defaults_where_they_must_differ():
     )
     fashion = options.resolve({"dataset": "fashion-mnist"}, train.DEFAULTS)
     assert (fashion["flip"], fashion["tta"], fashion["crop"]) == (True, True, 2)
-    assert (fashion["convs_per_stage"], fashion["epochs"]) == (1, 10), "the 28x28 tuned recipe"
+    # the 28x28 tuned recipe as bench/fashion_mnist.py measured it (docs/benchmarks.md)
+    assert (fashion["convs_per_stage"], fashion["epochs"]) == (1, 16), "the 28x28 tuned recipe"
     cnn_stage = options.resolve({"dataset": "fashion-mnist", "preset": "cnn"}, train.DEFAULTS)
     assert "convs_per_stage" not in cnn_stage, "the stage presets keep their networks"
     assert options.resolve({"dataset": "fashion-mnist", "epochs": 3}, train.DEFAULTS)["epochs"] == 3

@@ -181,10 +181,10 @@ def test_two_epochs_in_a_row_far_above_ln_c_stop_the_run():
 @pytest.mark.parametrize("accuracy,warned", [(0.104, True), (0.126, True), (0.14, False)])
 def test_a_first_epoch_at_chance_says_so(capsys, accuracy, warned):
     # 500 validation images: guessing gives 10% +- 1.3% (one standard error)
-    train.check_learning(row_of(1, 2.2, accuracy), 7, [], {"lr": 0.1}, LEARNING)
+    train.check_learning(row_of(1, 2.2, accuracy), 7, [], GIVEN, LEARNING)
     out = capsys.readouterr().out
     assert ("no better than guessing among 10 classes" in out) == warned, out
-    train.check_learning(row_of(2, 2.2, 0.104), 7, [row_of(1, 2.2)], {"lr": 0.1}, LEARNING)
+    train.check_learning(row_of(2, 2.2, 0.104), 7, [row_of(1, 2.2)], GIVEN, LEARNING)
     assert capsys.readouterr().out == ""  # only after the first epoch
 
 
