@@ -1,5 +1,4 @@
-"""Full-size Fashion-MNIST: the time-to-accuracy frontier of our recipe against the classic Keras
-CNN, measured in one run.
+"""Full-size Fashion-MNIST: our recipe's time-to-accuracy frontier against the classic Keras CNN.
 
     python bench/fashion_mnist.py [--seeds 0 1 2] [--setting NAME=FLAGS ...] [--log FILE]
                                   [--data-url FOLDER]
@@ -205,7 +204,12 @@ def main() -> None:
         help=f"another setting: train.py flags (default settings: {SETTINGS})",
     )
     parser.add_argument("--only", action="store_true", help="run only the --setting ones")
-    parser.add_argument("--log", type=Path, default=Path("fashion_mnist_bench.jsonl"))
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=Path("fashion_mnist_bench.jsonl"),
+        help="finished runs, kept to resume an interrupted bench (default: %(default)s)",
+    )
     parser.add_argument("--data-url", default=DEFAULT_URL, help=f"(default: {DEFAULT_URL})")
     args = parser.parse_args()
     settings = {} if args.only else dict(SETTINGS)
