@@ -22,31 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
 # The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a
 # step.
-TINY = [
-    "--preset",
-    "linear",
-    "--num-train-examples",
-    "100",
-    "--val-size",
-    "50",
-    "--batch-size",
-    "50",
-]
+SMALL_DATA = ["--num-train-examples", "100", "--val-size", "50", "--batch-size", "50"]
+TINY = ["--preset", "linear", *SMALL_DATA]
 # The smallest MLP run (sweeps over its options): the slices tests take depend on this order.
-TINY_MLP = [
-    "--model",
-    "mlp",
-    "--hidden-units",
-    "32",
-    "--num-train-examples",
-    "100",
-    "--val-size",
-    "50",
-    "--batch-size",
-    "50",
-    "--epochs",
-    "1",
-]
+TINY_MLP = ["--model", "mlp", "--hidden-units", "32", *SMALL_DATA, "--epochs", "1"]
 
 
 def known_images(num_images: int, first_id: int = 0) -> np.ndarray:
