@@ -1,6 +1,7 @@
 """Accuracy for the wall-clock: our default recipe vs the classic Keras CIFAR-10 CNN, over seeds.
 
-    python bench/accuracy.py [--seeds 0 1 2] [--reference-epochs 30] [-- extra train.py flags]
+    python bench/accuracy.py [--seeds 0 1 2] [--reference-epochs 30] [--no-tuned-classic]
+                             [-- extra train.py flags]
 
 All train on the same mini-archive training examples (the validation split held out) and are scored
 on the mini test split. The reference is the classic Keras CIFAR-10 example as published (see
@@ -8,9 +9,10 @@ common.classic_cnn): RMSprop at 1e-4 with 1e-6 inverse-time decay, batch 32, fli
 flip + crop with 4 px padding), `model.fit`, 30 epochs. Because that optimiser setting is weak, the
 same network is also trained with Adam 1e-3 at batch 128 (a "tuned classic" row) for an honest
 comparison. Ours is `python train.py --model cnn` as a student runs it (its own epochs, schedule and
-test-time flip), in a subprocess. Runs alternate seed by seed, so a change in machine speed hits all
-alike. Targets: ours at least 8 points more accurate than the reference, and at least 78% test
-accuracy, in no more training time than the reference.
+test-time flip), in a subprocess; its validation column (the best epoch's, the one tested) is
+the one to choose recipes on, never the test column. Runs alternate seed by seed, so a change in
+machine speed hits all alike. Targets: ours at least 8 points more accurate than the reference,
+and at least 78% test accuracy, in no more training time than the reference.
 """
 
 import argparse
@@ -61,15 +63,20 @@ def reference_run(
 
 
 def our_run(batches_dir: Path, seed: int, extra: list[str]) -> tuple[float, float, float]:
-    """Runs train.py; returns (test accuracy, training seconds, whole-process seconds)."""
+    """Runs train.py; returns (test accuracy, training seconds, best validation accuracy)."""
     results = train_py(["--data-dir", str(batches_dir.parent), *extra], seed)
-    return results["test_accuracy"], results["train_seconds"], results["wall"]
+    return results["test_accuracy"], results["train_seconds"], results["best_val_accuracy"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--reference-epochs", type=int, default=30)
+    parser.add_argument(
+        "--no-tuned-classic",
+        action="store_true",
+        help="leave out the tuned classic row (a third of the bench's time)",
+    )
     parser.add_argument("extra", nargs="*", help="flags passed on to train.py (after --)")
     args = parser.parse_args()
 
@@ -80,47 +87,57 @@ def main() -> None:
         reference.append(
             reference_run(batches_dir, seed, args.reference_epochs, val_size, tuned=False)
         )
-        tuned.append(reference_run(batches_dir, seed, args.reference_epochs, val_size, tuned=True))
+        said = f"  seed {seed}: reference {100 * reference[-1][0]:.1f}% in {reference[-1][1]:.0f} s"
+        if not args.no_tuned_classic:
+            tuned.append(
+                reference_run(batches_dir, seed, args.reference_epochs, val_size, tuned=True)
+            )
+            said += f"; tuned classic {100 * tuned[-1][0]:.1f}% in {tuned[-1][1]:.0f} s"
         ours.append(our_run(batches_dir, seed, args.extra))
-        print(
-            f"  seed {seed}: reference {100 * reference[-1][0]:.1f}% in {reference[-1][1]:.0f} s; "
-            f"tuned classic "
-            f"{100 * tuned[-1][0]:.1f}% in {tuned[-1][1]:.0f} s; ours {100 * ours[-1][0]:.1f}% in "
-            f"{ours[-1][1]:.0f} s of training",
-            file=sys.stderr,
-        )
+        said += f"; ours {100 * ours[-1][0]:.1f}% in {ours[-1][1]:.0f} s of training"
+        print(said, file=sys.stderr)
+    print_table(args, reference, tuned, ours)
 
+
+def print_table(args, reference: list, tuned: list, ours: list) -> None:
+    """The results table (mean +- std over the seeds) and the target's verdict."""
     print(f"\nAccuracy on the mini test split (500 images), seeds {args.seeds}, mean +- std")
     print(f"Machine: {machine_summary()}\n")
-    print("| recipe | test accuracy (%) | training time (s) |\n|---|---:|---:|")
+    print(
+        "| recipe | test accuracy (%) | validation accuracy (%) | training time (s) |\n"
+        "|---|---:|---:|---:|"
+    )
     published = (
         f"classic Keras CNN as published: RMSprop 1e-4, batch 32, flip + crop, "
         f"{args.reference_epochs} epochs"
     )
     print(
-        f"| {published} (reference) | {mean_std([r[0] for r in reference], 100)} | "
+        f"| {published} (reference) | {mean_std([r[0] for r in reference], 100)} | - | "
         f"{mean_std([r[1] for r in reference], digits=0)} |"
     )
-    tuned_setting = f"Adam 1e-3, batch 128, flip + crop, {args.reference_epochs} epochs"
-    print(
-        f"| classic Keras CNN, tuned: {tuned_setting} | "
-        f"{mean_std([r[0] for r in tuned], 100)} | {mean_std([r[1] for r in tuned], digits=0)} |"
-    )
+    if tuned:
+        tuned_setting = f"Adam 1e-3, batch 128, flip + crop, {args.reference_epochs} epochs"
+        print(
+            f"| classic Keras CNN, tuned: {tuned_setting} | "
+            f"{mean_std([r[0] for r in tuned], 100)} | - | "
+            f"{mean_std([r[1] for r in tuned], digits=0)} |"
+        )
     print(
         f"| ours: python train.py --model cnn {' '.join(args.extra)} | "
-        f"{mean_std([o[0] for o in ours], 100)} | "
+        f"{mean_std([o[0] for o in ours], 100)} | {mean_std([o[2] for o in ours], 100)} | "
         f"{mean_std([o[1] for o in ours], digits=0)} |"
     )
-    gain = 100 * (statistics.mean(o[0] for o in ours) - statistics.mean(r[0] for r in reference))
-    time_ratio = statistics.mean(o[1] for o in ours) / statistics.mean(r[1] for r in reference)
     accuracy = statistics.mean(o[0] for o in ours)
+    gain = 100 * (accuracy - statistics.mean(r[0] for r in reference))
+    time_ratio = statistics.mean(o[1] for o in ours) / statistics.mean(r[1] for r in reference)
     verdict = "meets" if gain >= 8 and accuracy >= TARGET and time_ratio <= 1.0 else "MISSES"
-    gain_tuned = 100 * (statistics.mean(o[0] for o in ours) - statistics.mean(t[0] for t in tuned))
     print(
         f"\nours - reference: {gain:+.1f} points in {time_ratio:.2f}x the training time "
-        f"({verdict} the target: >= +8 points and >= {100 * TARGET:.0f}% in <= 1.0x the time); "
-        f"ours - tuned classic: {gain_tuned:+.1f} points"
+        f"({verdict} the target: >= +8 points and >= {100 * TARGET:.0f}% in <= 1.0x the time)"
     )
+    if tuned:
+        gain_tuned = 100 * (accuracy - statistics.mean(t[0] for t in tuned))
+        print(f"ours - tuned classic: {gain_tuned:+.1f} points")
 
 
 if __name__ == "__main__":
