@@ -129,7 +129,7 @@ def test_a_small_training_set_gets_smaller_batches_with_the_learning_rate_scaled
         (54000, (128, 0.1)),  # Fashion-MNIST's
     ],
 )
-def test_the_tuned_recipe_trains_a_few_thousand_images_in_batches_of_32(num_train, expected):
+def test_the_tuned_recipe_halves_its_batch_on_a_few_thousand_images_only(num_train, expected):
     # Measured on the mini archive (docs/benchmarks.md): 16 epochs reach 73.2% validation
     # accuracy in batches of 128 and 76.0% in batches of 32, in the same time.
     config = options.resolve({}, train.DEFAULTS)
