@@ -94,7 +94,10 @@ def main() -> None:
             )
             said += f"; tuned classic {100 * tuned[-1][0]:.1f}% in {tuned[-1][1]:.0f} s"
         ours.append(our_run(batches_dir, seed, args.extra))
-        said += f"; ours {100 * ours[-1][0]:.1f}% in {ours[-1][1]:.0f} s of training"
+        said += (
+            f"; ours {100 * ours[-1][0]:.1f}% (validation {100 * ours[-1][2]:.1f}%) in "
+            f"{ours[-1][1]:.0f} s of training"
+        )
         print(said, file=sys.stderr)
     print_table(args, reference, tuned, ours)
 
