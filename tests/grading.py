@@ -5,6 +5,11 @@ A test module that sets `STAGE` (one of STAGES) is a grading module: every test 
 run a table shows `scored / possible` per stage, where possible counts every graded test collected:
 a test that fails, errors or is skipped scores 0 instead of vanishing from the total.
 
+Under pytest-xdist (the default run: pytest.ini's -n) the tests run in worker processes and the
+table is printed by the controller, which collects nothing itself: each worker writes the graded
+tests it collected (all workers collect the same ones) to a folder the controller named, and the
+controller scores them from the reports the workers send back.
+
 The table is for students checking their own work. Grades are made by the instructors' grading tool,
 which runs each stage in a process of its own and takes the points from a manifest of the solution's
 tests, so nothing a student's code does in this process can change them.
@@ -17,7 +22,11 @@ missing file, say) is reported as a failure naming the reason, so a score cannot
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -87,8 +96,11 @@ def unwritten_stub(root: Path, text: str) -> tuple[str, str] | None:
 # ----------------------------------------------------------------------------- the plugin
 class GradingPlugin:
     def __init__(self, config):
-        self.tests: dict[str, dict] = {}  # nodeid -> stage, points, status, output
+        self.config = config
+        self.tests: dict[str, dict] = {}  # nodeid -> stage, points (this process collected)
+        self.outcomes: dict[str, tuple[str, str]] = {}  # nodeid -> status, output (every test)
         self.collection_errors: list[str] = []
+        self.shared: Path | None = None  # under xdist, where the workers write their graded tests
 
     @pytest.hookimpl(wrapper=True)
     def pytest_pycollect_makeitem(self, collector, name, obj):
@@ -132,19 +144,39 @@ class GradingPlugin:
         return result
 
     def pytest_collectreport(self, report):
-        if report.failed:
-            self.collection_errors.append(report.nodeid or "collection")
+        where = report.nodeid or "collection"
+        if report.failed and where not in self.collection_errors:  # once, whatever the workers
+            self.collection_errors.append(where)
 
     def pytest_collection_finish(self, session):
         for item in session.items:
             marker = item.get_closest_marker("points")
             if marker:
-                self.tests[item.nodeid] = dict(
-                    stage=item.module.STAGE,
-                    points=marker.args[0],
-                    status="not run",
-                    output="not run",
-                )
+                self.tests[item.nodeid] = dict(stage=item.module.STAGE, points=marker.args[0])
+        shared = getattr(self.config, "workerinput", {}).get("grading_dir")
+        if shared:  # an xdist worker: tell the controller what it collected
+            worker = self.config.workerinput["workerid"]
+            path = Path(shared) / f"{worker}.json"
+            path.with_suffix(".tmp").write_text(json.dumps(self.tests))
+            os.replace(path.with_suffix(".tmp"), path)
+
+    # ------------------------------------------------------------------------- under xdist
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node):
+        """The controller, before starting a worker: names the folder for its graded tests."""
+        if self.shared is None:
+            self.shared = Path(tempfile.mkdtemp(prefix="grading-"))
+        node.workerinput["grading_dir"] = str(self.shared)
+
+    def collected_by_workers(self) -> dict[str, dict]:
+        """The controller: the graded tests that the first worker to finish collecting wrote."""
+        for path in sorted(self.shared.glob("*.json")):
+            return json.loads(path.read_text())
+        return {}
+
+    def pytest_unconfigure(self, config):
+        if self.shared is not None:
+            shutil.rmtree(self.shared, ignore_errors=True)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -178,25 +210,33 @@ class GradingPlugin:
         return report
 
     def pytest_runtest_logreport(self, report):
-        test = self.tests.get(report.nodeid)
-        if test is None:
-            return
+        """A failure in any phase fails the test; a passed call passes it unless it failed."""
         if report.failed:
             phase = "" if report.when == "call" else f"error in {report.when}: "
-            test["status"], test["output"] = "failed", phase + _first_line(report)
+            self.outcomes[report.nodeid] = ("failed", phase + _first_line(report))
         elif report.when == "call":
-            test["status"], test["output"] = "passed", ""
+            self.outcomes[report.nodeid] = ("passed", "")
 
     # ------------------------------------------------------------------------- results
+    def graded(self) -> list[dict]:
+        """Every graded test collected, with its stage, points, status and output."""
+        tests = self.tests
+        if not tests and self.shared is not None:
+            tests = self.collected_by_workers()
+        graded = []
+        for nodeid, test in tests.items():
+            status, output = self.outcomes.get(nodeid, ("not run", "not run"))
+            graded.append(dict(test, status=status, output=output))
+        return graded
+
     def score(self, test: dict) -> float:
         return test["points"] if test["status"] == "passed" else 0
 
     def totals(self) -> dict[str, tuple[float, float]]:
+        graded = self.graded()
         totals = {}
-        for stage in STAGES + tuple(
-            sorted({t["stage"] for t in self.tests.values()} - set(STAGES))
-        ):
-            tests = [t for t in self.tests.values() if t["stage"] == stage]
+        for stage in STAGES + tuple(sorted({t["stage"] for t in graded} - set(STAGES))):
+            tests = [t for t in graded if t["stage"] == stage]
             if tests:
                 totals[stage] = (sum(self.score(t) for t in tests), sum(t["points"] for t in tests))
         return totals
@@ -217,7 +257,7 @@ class GradingPlugin:
         return rows
 
     def pytest_terminal_summary(self, terminalreporter):
-        if not self.tests:
+        if not self.graded():
             return
         terminalreporter.write_sep("=", "points")
         for row in self.table():

@@ -1,7 +1,9 @@
 """Tests for tests/grading.py: points, the per-stage table, and NOT IMPLEMENTED reports.
 
 Each test writes a small test suite into tmp_path, with this repository's conftest.py, grading.py
-and pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each).
+and pytest.ini, and runs pytest on it in a subprocess (no TensorFlow: a second or two each). The
+table's tests run it both as pytest.ini says (worker processes, pytest-xdist) and in one process
+(-n 0): the same work must show the same points either way.
 """
 
 import os
@@ -10,7 +12,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+# pytest.ini's parallel workers, and a single process (-n 0)
+WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "0"]], ids=["workers", "one-process"])
 
 GRADED_CNN = """
 import pytest
@@ -133,12 +139,13 @@ def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_scores_per_stage_and_one_line_for_stubs(tmp_path):
+@WORKERS
+def test_scores_per_stage_and_one_line_for_stubs(tmp_path, workers):
     root = make_suite(
         tmp_path,
         {"test_cnn_part.py": GRADED_CNN, "test_mlp_part.py": GRADED_MLP, "test_other.py": UNGRADED},
     )
-    result = run_pytest(root)
+    result = run_pytest(root, *workers)
     assert result.returncode == 1, result.stdout[-3000:]
     out = result.stdout
 
@@ -227,7 +234,7 @@ def test_grading_tests_without_points_are_collection_errors(tmp_path):
             """,
         },
     )
-    result = run_pytest(root)
+    result = run_pytest(root, "-n", "0")
     out = result.stdout
     assert result.returncode == 2, out[-3000:]
     assert "6 errors during collection" in out, out[-3000:]
@@ -264,7 +271,25 @@ def test_a_module_that_does_not_import_is_named_under_the_table(tmp_path):
             "test_broken.py": 'STAGE = "MLP"\nimport no_such_module_here\n',
         },
     )
-    result = run_pytest(root, "--continue-on-collection-errors")
+    result = run_pytest(root, "-n", "0", "--continue-on-collection-errors")
     assert result.returncode == 1, result.stdout[-3000:]
     assert "could not collect tests/test_broken.py: its tests are not counted" in result.stdout
     assert "total                  1.5 / 1.5" in result.stdout
+
+
+def test_with_workers_a_module_that_does_not_import_costs_only_its_own_tests(tmp_path):
+    """A syntax error in one student file: the workers still run every other test, and the table
+    names the module once (each worker collects it)."""
+    root = make_suite(
+        tmp_path,
+        {
+            "test_mlp_part.py": GRADED_MLP,
+            "test_broken.py": 'STAGE = "MLP"\nx = (\n',
+        },
+    )
+    result = run_pytest(root, "-n", "2")
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert "1 passed, 1 error" in out, out[-3000:]
+    assert out.count("could not collect tests/test_broken.py: its tests are not counted") == 1
+    assert "total                  1.5 / 1.5   (100%)" in out, out[-1500:]

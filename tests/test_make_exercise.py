@@ -658,7 +658,8 @@ def test_graded():
 """
 
 
-def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["-n", "0"]], ids=["workers", "one-process"])
+def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp_path, workers):
     for name in (
         "conftest.py",
         "grading.py",
@@ -684,6 +685,7 @@ def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp
             "no:cacheprovider",
             "-v",
             "-rfs",
+            *workers,
             "test_ungraded.py",
             "test_graded.py",
         ],
@@ -691,7 +693,11 @@ def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp
         capture_output=True,
         text=True,
     )
-    outcomes = dict(re.findall(r"^(test_\w+\.py::\w+) ([A-Z]+)", run.stdout, re.MULTILINE))
+    # -v prints "test_x.py::test_y PASSED" in one process, "[gw0] [ 50%] PASSED test_x.py::test_y"
+    # from workers
+    one = re.findall(r"^(test_\w+\.py::\w+) ([A-Z]+)", run.stdout, re.MULTILINE)
+    many = re.findall(r"^\[gw\d+\] \[ *\d+%\] ([A-Z]+) (test_\w+\.py::\w+)", run.stdout, re.M)
+    outcomes = dict(one + [(name, outcome) for outcome, name in many])
     assert outcomes == {
         "test_ungraded.py::test_calls_a_stub": "SKIPPED",
         "test_ungraded.py::test_runs_a_command_that_stops_at_a_stub": "SKIPPED",

@@ -66,7 +66,8 @@ STAGES = {
     "NumPy conv": ((), "test_numpy_conv.py", [["numpy_conv"]]),
 }
 pytestmark = pytest.mark.slow  # about 2.5 minutes: pytest -m slow
-GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
+# -n 0: in the forked child itself, not in workers of its own
+GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points", "-n", "0"]
 
 
 def tree_for(solved: frozenset, folder: Path) -> Path:

@@ -26,7 +26,8 @@ import forking
 from wrong_answers import CASES, STAGE_TESTS, write_variant
 
 REPO = Path(__file__).resolve().parent.parent
-GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points"]
+# -n 0: in the forked child itself, not in workers of its own
+GRADED = ["-q", "-p", "no:cacheprovider", "-m", "points", "-n", "0"]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not forking.can_fork, reason="needs os.fork on Linux"),
