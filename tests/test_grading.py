@@ -6,6 +6,7 @@ table's tests run it both as pytest.ini says (worker processes, pytest-xdist) an
 (-n 0): the same work must show the same points either way.
 """
 
+import getpass
 import os
 import subprocess
 import sys
@@ -293,3 +294,26 @@ def test_with_workers_a_module_that_does_not_import_costs_only_its_own_tests(tmp
     assert "1 passed, 1 error" in out, out[-3000:]
     assert out.count("could not collect tests/test_broken.py: its tests are not counted") == 1
     assert "total                  1.5 / 1.5   (100%)" in out, out[-1500:]
+
+
+@WORKERS
+def test_a_test_run_leaves_no_scratch_folder_behind(tmp_path, workers):
+    """The conftest's Keras and matplotlib folder and the workers' grading folder go when pytest
+    ends, and its workers make none of their own: thousands of runs must not fill /tmp."""
+    root = make_suite(tmp_path / "suite", {"test_mlp_part.py": GRADED_MLP})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch), "KERAS_HOME": "", "MPLCONFIGDIR": ""}
+    env = {name: value for name, value in {**os.environ, **env}.items() if value}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *workers],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "total                  1.5 / 1.5" in result.stdout
+    left = sorted(p.name for p in scratch.iterdir())
+    assert left in ([], ["pytest-of-" + getpass.getuser()]), left  # pytest keeps its last 3 runs
