@@ -220,11 +220,8 @@ class GradingPlugin:
     # ------------------------------------------------------------------------- results
     def graded(self) -> list[dict]:
         """Every graded test collected, with its stage, points, status and output."""
-        tests = self.tests
-        if not tests and self.shared is not None:
-            tests = self.collected_by_workers()
         graded = []
-        for nodeid, test in tests.items():
+        for nodeid, test in self.tests.items():
             status, output = self.outcomes.get(nodeid, ("not run", "not run"))
             graded.append(dict(test, status=status, output=output))
         return graded
@@ -257,7 +254,9 @@ class GradingPlugin:
         return rows
 
     def pytest_terminal_summary(self, terminalreporter):
-        if not self.graded():
+        if self.shared is not None:  # the controller under xdist, which collected nothing itself
+            self.tests = self.collected_by_workers()
+        if not self.tests:
             return
         terminalreporter.write_sep("=", "points")
         for row in self.table():

@@ -18,6 +18,9 @@ import pytest
 
 from plumbing.todo import NotWrittenError
 
+# For tests that run pytest on a suite: pytest.ini's parallel workers, and a single process (-n 0)
+WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "0"]], ids=["workers", "one-process"])
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar-10-batches-bin"  # 500 + 100 real images
 # The smallest run train.py makes on the sample: the linear model, 100 images, one batch of 50 a

@@ -13,11 +13,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
+from helpers import WORKERS
 
 REPO = Path(__file__).resolve().parent.parent
-# pytest.ini's parallel workers, and a single process (-n 0)
-WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "0"]], ids=["workers", "one-process"])
 
 GRADED_CNN = """
 import pytest
@@ -303,8 +301,9 @@ def test_a_test_run_leaves_no_scratch_folder_behind(tmp_path, workers):
     root = make_suite(tmp_path / "suite", {"test_mlp_part.py": GRADED_MLP})
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = {"TMPDIR": str(scratch), "KERAS_HOME": "", "MPLCONFIGDIR": ""}
-    env = {name: value for name, value in {**os.environ, **env}.items() if value}
+    inherited = ("KERAS_HOME", "MPLCONFIGDIR")  # as a student's shell has them: not set
+    env = {name: value for name, value in os.environ.items() if name not in inherited}
+    env["TMPDIR"] = str(scratch)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *workers],
         cwd=root,

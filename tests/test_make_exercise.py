@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import WORKERS
 from plumbing.todo import NotWrittenError
 from tools import make_exercise as mx
 
@@ -658,7 +659,7 @@ def test_graded():
 """
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "0"]], ids=["workers", "one-process"])
+@WORKERS
 def test_ungraded_tests_skip_naming_the_stage_they_need_and_graded_ones_fail(tmp_path, workers):
     for name in (
         "conftest.py",
