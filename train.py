@@ -186,9 +186,16 @@ DEFAULTS = options.table(
     tuned_28x28=TUNED_28X28,
 )
 EXPLODED = 100.0  # a mean loss above this (ln 10 = 2.3 at the start) means training has diverged
-# Short runs. One-cycle never climbs to its peak faster than over this many steps: a run of a few
-# dozen steps peaks lower, as a few steps at 0.1 would throw the weights far from anything learnt.
+# Short runs. With plain or momentum SGD, one-cycle never climbs to its peak faster than over this
+# many steps: a run of a few dozen steps peaks lower, as a few steps at 0.1 would throw the weights
+# far from anything learnt; but never below a fraction of --lr, or the shortest runs barely move
+# (both measured on the mini CIFAR-10's 1-3 epochs of 500-2,000 images: docs/benchmarks.md).
+# SGD's step is the rate times the gradient, large at the start; the adaptive optimizers (Adam and
+# the others) scale each weight's step to about the rate itself, so their runs (the stage presets:
+# Adam at 1e-3) keep the peak however short.
 WARMUP_STEPS = 60
+LOWEST_PEAK = 0.3
+SLOW_START_OPTIMIZERS = ("sgd", "momentum")
 # Batch norm's moving averages, used at validation and test, average over about 1 / (1 - momentum)
 # steps; a run of few steps makes them follow its last tenth, not its random start.
 BATCH_NORM_WINDOW = 0.1
@@ -227,8 +234,8 @@ def build_model(
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """From 0.1% of the peak linearly up to it over the first 25% of the steps (a warm-up of its
-    own), then linearly down to 0.1% of it. (learning_rate_schedule lowers the peak of a run too
-    short to warm up over WARMUP_STEPS.)"""
+    own), then linearly down to 0.1% of it. (learning_rate_schedule lowers the peak of an SGD run
+    too short to warm up over WARMUP_STEPS, down to LOWEST_PEAK of --lr.)"""
 
     def __init__(self, peak: float, total_steps: int):
         self.peak, self.total_steps = peak, max(total_steps, 1)
@@ -273,7 +280,11 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int, total_steps: int)
             schedule = schedules.CosineDecay(peak, steps)
         case "onecycle":
             warmup_steps = 0.25 * steps  # one-cycle's own warm-up
-            schedule = OneCycle(peak * min(1.0, warmup_steps / WARMUP_STEPS), steps)
+            if config["optimizer"] in SLOW_START_OPTIMIZERS:
+                fraction = min(1.0, max(LOWEST_PEAK, warmup_steps / WARMUP_STEPS))
+                schedule = OneCycle(peak * fraction, steps)
+            else:
+                schedule = OneCycle(peak, steps)
     return WarmUp(schedule, peak, warmup) if warmup else schedule
 
 

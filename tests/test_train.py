@@ -79,7 +79,9 @@ def test_learning_rate_schedules(kind, checks):
     # a run whose one-cycle warm-up (25%) is long enough to reach its peak: WARMUP_STEPS
     longer = train.WARMUP_STEPS * 4 / 100 if kind == "onecycle" else 1
     schedule = train.learning_rate_schedule(
-        {"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0}, 10, round(100 * longer)
+        {"lr": 1.0, "lr_schedule": kind, "warmup_epochs": 0, "optimizer": "momentum"},
+        10,
+        round(100 * longer),
     )
     for step, expected in checks.items():
         step = step * longer
@@ -87,16 +89,34 @@ def test_learning_rate_schedules(kind, checks):
 
 
 def test_a_short_one_cycle_run_peaks_lower_than_lr_climbing_no_faster_than_its_warmup_steps():
-    config = {"lr": 0.1, "lr_schedule": "onecycle", "warmup_epochs": 0}
-    short = train.learning_rate_schedule(config, 7, 14)  # 2 epochs of 7 steps: 1,000 images
+    config = {"lr": 0.1, "lr_schedule": "onecycle", "warmup_epochs": 0, "optimizer": "momentum"}
+    short = train.learning_rate_schedule(config, 31, 124)  # 4 epochs of 31 steps: 500 images
     long = train.learning_rate_schedule(config, 35, 1050)  # 30 epochs of the mini set
-    peak_step = 0.25 * 14
+    peak_step = 0.25 * 124
     expected_peak = 0.1 * peak_step / train.WARMUP_STEPS
+    assert expected_peak > 0.1 * train.LOWEST_PEAK  # this run is above the lowest peak
     assert float(short(peak_step)) == pytest.approx(expected_peak, rel=1e-5)
-    assert max(float(short(s)) for s in range(15)) <= expected_peak + 1e-9  # never above it
+    assert max(float(short(s)) for s in range(125)) <= expected_peak + 1e-9  # never above it
     assert float(long(0.25 * 1050)) == pytest.approx(0.1, rel=1e-5)  # a long run: the full peak
     # per step, the rate climbs no faster than from 0 to --lr in WARMUP_STEPS steps
-    assert float(short(2)) - float(short(1)) == pytest.approx(0.1 / train.WARMUP_STEPS, rel=1e-4)
+    assert float(short(2)) - float(short(1)) == pytest.approx(0.1 / train.WARMUP_STEPS, rel=1e-3)
+
+
+def test_the_shortest_one_cycle_run_still_peaks_at_the_lowest_fraction_of_lr():
+    config = {"lr": 0.1, "lr_schedule": "onecycle", "warmup_epochs": 0, "optimizer": "momentum"}
+    shortest = train.learning_rate_schedule(config, 7, 14)  # 2 epochs of 7 steps
+    peak = 0.1 * train.LOWEST_PEAK  # not 0.1 * 3.5 / 60
+    assert float(shortest(0.25 * 14)) == pytest.approx(peak, rel=1e-5)
+    assert max(float(shortest(s)) for s in range(15)) <= peak + 1e-9
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop", "adagrad", "adadelta"])
+def test_a_short_run_of_an_adaptive_optimizer_keeps_its_peak(optimizer):
+    # the stage presets (Adam at 1e-3): 2 epochs of 7 steps reach --lr at one-cycle's 25%
+    config = {"lr": 1e-3, "lr_schedule": "onecycle", "warmup_epochs": 0, "optimizer": optimizer}
+    short = train.learning_rate_schedule(config, 7, 14)
+    assert float(short(0.25 * 14)) == pytest.approx(1e-3, rel=1e-5)
+    assert float(short(0)) == pytest.approx(1e-6, rel=1e-3)  # from 0.1% of it, as a long run
 
 
 @pytest.mark.parametrize(
