@@ -122,7 +122,10 @@ FLAGS = {
             "auto", "auto: the GPU when TensorFlow sees one", choices=("auto", "cpu", "gpu")
         ),
         mixed_precision=Flag(
-            False, "16-bit compute: float16 on a GPU, bfloat16 on a CPU that has it"
+            None,
+            "16-bit compute: float16 on a GPU, bfloat16 on a CPU that has it",
+            kind=bool,
+            shown="the CNN on a CPU with bfloat16 instructions",
         ),
         xla=Flag(False, "compile the training step with XLA (slower on CPUs)"),
         seed=Flag(
@@ -452,7 +455,8 @@ def build_training(config: dict, data: dict, steps_per_epoch: int, total_steps: 
     model.summary(line_length=80, print_fn=lambda line, **_: print(line))
     schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
     optimizer = make_optimizer(config, schedule)
-    if config["mixed_precision"]:
+    if keras.mixed_precision.global_policy().compute_dtype == "float16":
+        # float16's narrow range rounds small gradients to 0; bfloat16 has float32's range
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer, make_loss(config), xla=config["xla"])

@@ -44,6 +44,11 @@ def device_in_use() -> str:
     return "GPU" if tf.config.get_visible_devices("GPU") else "CPU"
 
 
+def policy_in_use() -> str:
+    """The dtype policy start chose, e.g. "float32" or "mixed_bfloat16" (config.json records it)."""
+    return keras.mixed_precision.global_policy().name
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (Linux: read from /proc/cpuinfo)."""
     try:
@@ -65,22 +70,36 @@ def mixed_precision_policy(device: str) -> str:
     )
 
 
+def compute_policy(config: dict, device: str) -> str:
+    """The Keras dtype policy of a run. --mixed-precision: 16-bit compute (mixed_precision_policy);
+    --no-mixed-precision: float32. Neither (None): bfloat16 for the CNN on a CPU that has the
+    instructions, where it trains faster to the same accuracy (docs/benchmarks.md), and float32
+    elsewhere (the linear model and the MLP gain nothing; float16 on a GPU is unmeasured)."""
+    wanted = config["mixed_precision"]
+    if wanted is None:
+        wanted = config["model"] == "cnn" and device == "CPU" and cpu_has_bfloat16()
+    return mixed_precision_policy(device) if wanted else "float32"
+
+
 def start(config: dict) -> str:
     """Chooses the device, 16-bit compute and determinism as asked, and says so. Returns the
     device."""
     device = select_device(config["device"])
     # set every time: a sweep trains several runs in one process
-    keras.mixed_precision.set_global_policy(
-        mixed_precision_policy(device) if config["mixed_precision"] else "float32"
-    )
+    keras.mixed_precision.set_global_policy(compute_policy(config, device))
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     # Keras' BatchNormalization through TensorFlow's fused kernel where measured faster: on CPUs
     fast_batch_norm.use_fused_kernel(device == "CPU")
-    policy = f" ({keras.mixed_precision.global_policy().name})" if config["mixed_precision"] else ""
+    policy = keras.mixed_precision.global_policy().name
+    policy = "" if policy == "float32" else f" ({policy})"
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{policy}"
     )
+    if (
+        policy and config["mixed_precision"] is None
+    ):  # chosen for the user: say why, and the way out
+        print("bfloat16 compute: this CPU has the instructions (--no-mixed-precision: float32)")
     if device == "CPU" and Path("/proc/driver/nvidia/version").exists():
         print(
             "hint: this machine has an NVIDIA GPU that TensorFlow cannot use; on Linux, "

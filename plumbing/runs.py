@@ -239,10 +239,11 @@ def check_same_data(run_dir: Path, data_folder: Path) -> None:
 
 
 def write_config(
-    run_dir: Path, config: dict, *, device: str, data_folder: Path, versions: dict
+    run_dir: Path, config: dict, machine_used: dict, *, data_folder: Path, versions: dict
 ) -> None:
-    """config.json: the options, the command, versions, device, git commit, the resolved data
-    folder."""
+    """config.json: the options, the command, versions, the device and its compute policy
+    (`machine_used`, e.g. {"device": "CPU", "compute": "mixed_bfloat16"}), git commit, the resolved
+    data folder."""
     files.write_json(
         run_dir / "config.json",
         dict(
@@ -250,7 +251,7 @@ def write_config(
             command=" ".join(map(shlex.quote, ["python", *sys.argv])),
             git_commit=git_commit(),
             versions=versions,
-            machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), device=device),
+            machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), **machine_used),
             data_folder=str(Path(data_folder).resolve()),
             data_fingerprint=data_fingerprint(data_folder),
             started=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -340,8 +341,9 @@ def _open_run(config: dict, resume: str | None, *, data_folder: Path):
                 f"rewriting the run's files from its checkpoint"
             )
         if not resume:
-            device, versions = machine.device_in_use(), machine.versions()
-            write_config(run_dir, config, device=device, data_folder=data_folder, versions=versions)
+            machine_used = dict(device=machine.device_in_use(), compute=machine.policy_in_use())
+            versions = machine.versions()
+            write_config(run_dir, config, machine_used, data_folder=data_folder, versions=versions)
         try:
             yield run_dir
         except BaseException as err:

@@ -167,6 +167,10 @@ def check_run_folder(run_dir: Path, epochs: int) -> dict:
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["versions"]["tensorflow"] == tf.__version__ and "git_commit" in config
+    from plumbing import machine
+
+    chosen = machine.compute_policy(config["options"], config["machine"]["device"])
+    assert config["machine"]["compute"] == chosen, "config.json names the compute it trained in"
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1)), (
         "one metrics.csv row per epoch"

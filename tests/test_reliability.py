@@ -295,7 +295,8 @@ def test_default_run_names_are_unique_and_a_run_is_trained_by_one_job(sample_dir
     assert len(names) == 5, names
     run_dir = runs.create(tmp_path, "busy", "linear")
     config = options.resolve({"model": "linear"}, train.DEFAULTS)
-    runs.write_config(run_dir, config, device="CPU", data_folder=sample_dir, versions={})
+    machine_used = dict(device="CPU", compute="float32")
+    runs.write_config(run_dir, config, machine_used, data_folder=sample_dir, versions={})
     with files.locked(run_dir / ".lock"):
         one_line_error(
             capsys, train.main(["--resume", str(run_dir)]), 2, "is being trained by another job"

@@ -163,6 +163,57 @@ def test_device_falls_back_to_cpu_without_a_gpu(monkeypatch):
         machine.select_device("gpu")
 
 
+@pytest.mark.parametrize(
+    "model,device,flag,has_bfloat16,expected",
+    [
+        ("cnn", "CPU", None, True, "mixed_bfloat16"),  # the default, where it pays
+        ("cnn", "CPU", None, False, "float32"),  # emulated bfloat16 would be slow
+        ("linear", "CPU", None, True, "float32"),  # nothing to gain on a tiny step
+        ("mlp", "CPU", None, True, "float32"),
+        ("cnn", "GPU", None, True, "float32"),  # float16 on a GPU: only when asked
+        ("cnn", "CPU", False, True, "float32"),  # --no-mixed-precision
+        ("linear", "CPU", True, True, "mixed_bfloat16"),  # --mixed-precision
+        ("cnn", "GPU", True, False, "mixed_float16"),
+    ],
+)
+def test_sixteen_bit_compute_by_default_only_for_the_cnn_on_a_cpu_with_bfloat16(
+    monkeypatch, model, device, flag, has_bfloat16, expected
+):
+    monkeypatch.setattr(machine, "cpu_has_bfloat16", lambda: has_bfloat16)
+    config = {"model": model, "mixed_precision": flag}
+    assert machine.compute_policy(config, device) == expected
+
+
+def test_a_run_resumed_on_a_cpu_without_bfloat16_trains_on_in_float32(monkeypatch):
+    # the options keep None (decided by the machine that trains), not the policy first chosen
+    config = options.resolve({"model": "cnn"}, train.DEFAULTS)
+    assert config["mixed_precision"] is None
+    monkeypatch.setattr(machine, "cpu_has_bfloat16", lambda: False)
+    assert machine.compute_policy(config, "CPU") == "float32"  # no error: nothing was asked
+
+
+def test_a_run_told_nothing_says_it_computes_in_bfloat16_and_how_to_turn_it_off(
+    monkeypatch, capsys
+):
+    import keras
+
+    monkeypatch.setattr(machine, "cpu_has_bfloat16", lambda: True)
+    config = dict(model="cnn", device="cpu", mixed_precision=None, deterministic=False)
+    try:
+        machine.start(config)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        machine.start({**config, "mixed_precision": False})  # asked for float32: no word of it
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("training on the CPU (mixed_bfloat16)"), lines
+    assert lines[1] == (
+        "bfloat16 compute: this CPU has the instructions (--no-mixed-precision: float32)"
+    )
+    assert lines[2].endswith("training on the CPU") and len(lines) == 3, lines
+
+
 def test_mixed_precision_takes_bfloat16_only_where_the_cpu_has_it(monkeypatch):
     assert machine.mixed_precision_policy("GPU") == "mixed_float16"
     monkeypatch.setattr(machine, "cpu_has_bfloat16", lambda: True)
