@@ -96,9 +96,8 @@ def start(config: dict) -> str:
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{policy}"
     )
-    if (
-        policy and config["mixed_precision"] is None
-    ):  # chosen for the user: say why, and the way out
+    if policy and config["mixed_precision"] is None:
+        # chosen for the user, not asked for: say why, and how to turn it off
         print("bfloat16 compute: this CPU has the instructions (--no-mixed-precision: float32)")
     if device == "CPU" and Path("/proc/driver/nvidia/version").exists():
         print(
