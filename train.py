@@ -283,11 +283,10 @@ def learning_rate_schedule(config: dict, steps_per_epoch: int, total_steps: int)
             schedule = schedules.CosineDecay(peak, steps)
         case "onecycle":
             warmup_steps = 0.25 * steps  # one-cycle's own warm-up
+            fraction = 1.0  # of --lr, at the peak
             if config["optimizer"] in SLOW_START_OPTIMIZERS:
                 fraction = min(1.0, max(LOWEST_PEAK, warmup_steps / WARMUP_STEPS))
-                schedule = OneCycle(peak * fraction, steps)
-            else:
-                schedule = OneCycle(peak, steps)
+            schedule = OneCycle(peak * fraction, steps)
     return WarmUp(schedule, peak, warmup) if warmup else schedule
 
 

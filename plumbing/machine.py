@@ -86,17 +86,17 @@ def start(config: dict) -> str:
     device."""
     device = select_device(config["device"])
     # set every time: a sweep trains several runs in one process
-    keras.mixed_precision.set_global_policy(compute_policy(config, device))
+    policy = compute_policy(config, device)
+    keras.mixed_precision.set_global_policy(policy)
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     # Keras' BatchNormalization through TensorFlow's fused kernel where measured faster: on CPUs
     fast_batch_norm.use_fused_kernel(device == "CPU")
-    policy = keras.mixed_precision.global_policy().name
-    policy = "" if policy == "float32" else f" ({policy})"
+    shown = "" if policy == "float32" else f" ({policy})"
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{policy}"
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; training on the {device}{shown}"
     )
-    if policy and config["mixed_precision"] is None:
+    if policy != "float32" and config["mixed_precision"] is None:
         # chosen for the user, not asked for: say why, and how to turn it off
         print("bfloat16 compute: this CPU has the instructions (--no-mixed-precision: float32)")
     if device == "CPU" and Path("/proc/driver/nvidia/version").exists():
